@@ -1,0 +1,45 @@
+GO      ?= go
+BIN     ?= bin/clickgate
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: all build demo test deps vet unit bench fuzz clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/clickgate
+
+## demo: run clickgate locally on embedded defaults and print what to try
+demo: build
+	./$(BIN) demo
+
+## test: install what the tests need, then run vet, the tests (race detector)
+## and each benchmark once so that they keep working
+test: deps vet unit
+
+deps:
+	./scripts/install-test-deps.sh
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./...
+
+## bench: the benchmarks with figures (see bench/README.md)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/token/ ./bench/...
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s)
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/token/
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/token/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTransform$$' -fuzztime $(FUZZTIME) ./internal/identity/
+	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./internal/config/
+
+clean:
+	rm -rf bin .clickgate-demo

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/server"
+	"github.com/clickgate/clickgate/internal/token"
+)
+
+func runCheckConfig(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("check-config", "check-config --config clickgate.yaml [--groups g1,g2]", stderr)
+	path := fs.String("config", "clickgate.yaml", "configuration file (YAML)")
+	groups := fs.String("groups", "", "comma-separated example groups to run through the role pipeline (default: the mapped groups and a few samples)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	dir, err := identity.NewDirectory(server.DirectoryConfig(cfg))
+	if err != nil {
+		return err
+	}
+	// Build every processor as serve would, to catch unreadable key files.
+	if _, err := token.NewVerifierFromConfig(cfg, token.Options{}); err != nil {
+		return err
+	}
+	var example []string
+	if *groups != "" {
+		example = strings.Split(*groups, ",")
+	}
+	explain(stdout, *path, cfg, dir, example)
+	return nil
+}
+
+func explain(w io.Writer, path string, cfg *config.Config, dir *identity.Directory, example []string) {
+	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
+	p("%s is valid.", path)
+	p("")
+	scheme := "plain HTTP"
+	if cfg.Server.TLS.CertFile != "" {
+		scheme = "TLS with " + cfg.Server.TLS.CertFile
+	}
+	p("Server: listens on %s (%s); public URL %s; MCP resource %s/mcp.", cfg.Server.Listen, scheme, cfg.Server.PublicURL, cfg.Server.PublicURL)
+	p("")
+	p("Token processors, tried in this order (directory.processors):")
+	for i, name := range cfg.Directory.Processors {
+		tp := cfg.TokenProcessors[name]
+		p("  %d. %s (%s)", i+1, name, tp.Type)
+		for _, line := range describeProcessor(tp) {
+			p("     - %s", line)
+		}
+	}
+	for _, name := range unusedProcessors(cfg) {
+		p("  (%s is configured but not in directory.processors, so it is never used)", name)
+	}
+	p("")
+	p("Directory:")
+	if len(cfg.Directory.AllowedDomains) > 0 {
+		p("  - only e-mail domains %s are let in", strings.Join(cfg.Directory.AllowedDomains, ", "))
+	}
+	r := cfg.Directory.Roles
+	p("  - groups → roles: mapping %s → filter %s → transform %s → plus common roles %s",
+		orNone(mappingString(r.Mapping)), orNone(r.Filter), orNone(r.Transform), orNone(strings.Join(r.Common, ", ")))
+	if example == nil {
+		example = exampleGroups(r.Mapping)
+	}
+	p("  - example: groups [%s] become roles [%s]", strings.Join(example, ", "), strings.Join(dir.Roles(example), ", "))
+	p("")
+	if ch := cfg.ClickHouse; ch != nil {
+		p("ClickHouse: %s in %s mode.", ch.URL, ch.Mode)
+	} else {
+		p("ClickHouse: no clickhouse section, so the gateway is off; /clickhouse/auth and /whoami work.")
+	}
+	switch cfg.Audit.File {
+	case "":
+		p("Session log: off (set audit.file).")
+	case "-":
+		p("Session log: JSON lines on stderr.")
+	default:
+		p("Session log: JSON lines appended to %s.", cfg.Audit.File)
+	}
+	if len(cfg.Warnings) > 0 {
+		p("")
+		p("Warnings:")
+		for _, wn := range cfg.Warnings {
+			p("  - %s", wn)
+		}
+	}
+}
+
+func describeProcessor(tp *config.TokenProcessor) []string {
+	var out []string
+	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	switch tp.Type {
+	case config.TypeJWT:
+		switch {
+		case tp.JWKSURI != "":
+			add("JWTs verified locally with keys from %s (refreshed at most every 10s for an unknown kid; kept for %s if it goes down)", tp.JWKSURI, tp.MaxKeyStaleness)
+		case tp.JWKSFile != "":
+			add("JWTs verified locally with keys from the file %s", tp.JWKSFile)
+		case tp.Keys != "":
+			add("JWTs verified locally with the inline keys")
+		}
+		add("iss must be %q", tp.Issuer)
+	case config.TypeOIDC:
+		add("discovery at %s/.well-known/openid-configuration gives the JWKS, userinfo and introspection endpoints", strings.TrimRight(tp.Issuer, "/"))
+		add("JWTs verified locally against the discovered JWKS; iss must be %q", tp.Issuer)
+		opaque := "opaque access tokens checked at the userinfo endpoint"
+		if tp.ClientSecret != "" {
+			opaque += " and by introspection (client " + tp.ClientID + ")"
+		}
+		add("%s", opaque)
+	case config.TypeOpaque:
+		if tp.IntrospectionURL != "" {
+			add("tokens introspected (RFC 7662) at %s as client %s", tp.IntrospectionURL, tp.ClientID)
+		}
+		if tp.UserinfoURL != "" {
+			add("tokens checked at the userinfo endpoint %s", tp.UserinfoURL)
+		}
+		if tp.IntrospectionURL == "" && len(tp.Audiences) > 0 {
+			add("warning: userinfo alone cannot tell a token's audience; audiences is not checked")
+		}
+	case config.TypeGitHub:
+		add("GitHub tokens checked with the REST API at %s; groups are org and org/team", tp.APIURL)
+		if tp.ClientID == "" {
+			add("warning: without client_id and client_secret any GitHub token of the person is accepted, whichever app it was issued to")
+		}
+	case config.TypeGoogle:
+		add("Google access tokens checked at %s and %s; audience must be %s", tp.TokeninfoURL, tp.UserinfoURL, tp.ClientID)
+		if tp.HostedDomain != "" {
+			add("only Workspace domain (hd) %s", tp.HostedDomain)
+		}
+	}
+	if len(tp.Audiences) > 0 && tp.Type != config.TypeGoogle {
+		add("aud must include one of: %s", strings.Join(tp.Audiences, ", "))
+	}
+	if tp.Type == config.TypeJWT || tp.Type == config.TypeOIDC {
+		add("algorithms: %s (never none)", strings.Join(tp.Algorithms, ", "))
+	}
+	add("user name from claim %q, groups from claim %q", tp.UsernameClaim, tp.GroupsClaim)
+	if len(tp.RequiredClaims) > 0 {
+		keys := make([]string, 0, len(tp.RequiredClaims))
+		for k, v := range tp.RequiredClaims {
+			keys = append(keys, fmt.Sprintf("%s=%v", k, v))
+		}
+		sort.Strings(keys)
+		add("required claims: %s", strings.Join(keys, ", "))
+	}
+	add("clock leeway %s; verified tokens cached until expiry, at most %s", tp.Leeway, tp.CacheTTL)
+	return out
+}
+
+func unusedProcessors(cfg *config.Config) []string {
+	used := map[string]bool{}
+	for _, n := range cfg.Directory.Processors {
+		used[n] = true
+	}
+	var out []string
+	for n := range cfg.TokenProcessors {
+		if !used[n] {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func mappingString(m map[string]string) string {
+	parts := make([]string, 0, len(m))
+	for k, v := range m {
+		parts = append(parts, k+"→"+v)
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
+
+func exampleGroups(mapping map[string]string) []string {
+	groups := make([]string, 0, len(mapping)+2)
+	for k := range mapping {
+		groups = append(groups, k)
+	}
+	sort.Strings(groups)
+	return append(groups, "ch-analysts", "staff")
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}

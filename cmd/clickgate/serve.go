@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+
+	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/server"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", "serve --config clickgate.yaml", stderr)
+	path := fs.String("config", "clickgate.yaml", "configuration file (YAML)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, *level)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return fmt.Errorf("%w\n(run 'clickgate check-config --config %s' for an explanation)", err, *path)
+	}
+	return serve(ctx, cfg, logger, nil)
+}
+
+// serve runs the server on cfg until ctx ends; ready, if set, receives the
+// listener's address once it accepts connections.
+func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready chan<- string) error {
+	for _, w := range cfg.Warnings {
+		logger.Warn("configuration", "warning", w)
+	}
+	srv, err := server.New(cfg, server.Options{Logger: logger})
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("server.listen: %w", err)
+	}
+	gateway := "off (no clickhouse section)"
+	if cfg.ClickHouse != nil {
+		gateway = cfg.ClickHouse.URL + " in " + cfg.ClickHouse.Mode + " mode"
+	}
+	logger.Info("clickgate listening", "address", l.Addr().String(), "public_url", cfg.Server.PublicURL,
+		"processors", cfg.Directory.Processors, "gateway", gateway, "version", buildVersion())
+	if ready != nil {
+		ready <- l.Addr().String()
+	}
+	return srv.Serve(ctx, l)
+}

@@ -1,0 +1,173 @@
+// Package authn is the one path from a request's credentials to a
+// ClickHouse principal: token → identity → principal, with the session
+// log and metrics. Every entry point (auth endpoint, whoami, gateway, MCP)
+// authenticates through it.
+package authn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clickgate/clickgate/internal/audit"
+	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/token"
+)
+
+// Authenticator verifies tokens and resolves principals.
+type Authenticator struct {
+	verifier  *token.Verifier
+	directory *identity.Directory
+	log       *audit.Log
+	attempts  *prometheus.CounterVec
+}
+
+// New returns an Authenticator; reg may be nil (no metrics).
+func New(v *token.Verifier, d *identity.Directory, log *audit.Log, reg prometheus.Registerer) *Authenticator {
+	a := &Authenticator{verifier: v, directory: d, log: log}
+	a.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clickgate_auth_attempts_total",
+		Help: "Authentication attempts by interface, processor and result (success or the refusal reason).",
+	}, []string{"interface", "processor", "result"})
+	if reg != nil {
+		reg.MustRegister(a.attempts)
+	}
+	return a
+}
+
+// Result is a successful authentication.
+type Result struct {
+	Identity  *identity.Identity
+	Principal *identity.Principal
+}
+
+// ReasonDenied is the refusal reason for a valid token that the directory
+// policy refuses.
+const ReasonDenied token.Reason = "denied"
+
+// ReasonUserMismatch is the refusal reason for a valid token presented
+// with a user name that is not its principal's.
+const ReasonUserMismatch token.Reason = "user_mismatch"
+
+// ErrUserMismatch reports credentials whose user part names someone else.
+var ErrUserMismatch = errors.New("user mismatch")
+
+// Credentials are what a request presents: a token and, with Basic, the
+// user it claims to be.
+type Credentials struct {
+	Token string
+	// User, when not empty, must equal the principal's ClickHouse user.
+	User string
+}
+
+// Authenticate resolves c for request r arriving on iface and writes one
+// session log record.
+func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, c Credentials, iface string) (*Result, error) {
+	res, err := a.resolve(ctx, c.Token)
+	if err == nil && c.User != "" && c.User != res.Principal.User {
+		err = fmt.Errorf("%w: the token is for ClickHouse user %q, not %q", ErrUserMismatch, res.Principal.User, clip(c.User, 256))
+		res = nil
+	}
+	rec := audit.Record{Interface: iface}
+	rec.ClientAddress, rec.ClientPort = splitAddr(r.RemoteAddr)
+	rec.HTTPUserAgent = clip(r.UserAgent(), 256)
+	result, processor := "success", ""
+	if err != nil {
+		rec.Type = audit.LoginFailure
+		rec.User = clip(c.User, 256)
+		rec.FailureReason = err.Error()
+		result = string(Reason(err))
+		var te *token.Error
+		if errors.As(err, &te) {
+			processor = te.Processor
+		}
+	} else {
+		rec.Type = audit.LoginSuccess
+		rec.User, rec.Subject, rec.Roles = res.Principal.User, res.Principal.Subject, res.Principal.Roles
+		processor = res.Principal.Processor
+	}
+	rec.Processor = processor
+	a.log.Write(rec)
+	a.attempts.WithLabelValues(iface, processor, result).Inc()
+	return res, err
+}
+
+func (a *Authenticator) resolve(ctx context.Context, raw string) (*Result, error) {
+	id, err := a.verifier.Verify(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	p, err := a.directory.Principal(id)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Identity: id, Principal: p}, nil
+}
+
+// Ready reports, per processor, whether its IdP is reachable.
+func (a *Authenticator) Ready(ctx context.Context) map[string]error {
+	return a.verifier.Ready(ctx)
+}
+
+// Reason classifies an Authenticate error.
+func Reason(err error) token.Reason {
+	if errors.Is(err, identity.ErrDenied) {
+		return ReasonDenied
+	}
+	if errors.Is(err, ErrUserMismatch) {
+		return ReasonUserMismatch
+	}
+	return token.ReasonOf(err)
+}
+
+// ErrNoCredentials means the request carried no token.
+var ErrNoCredentials = errors.New("no credentials: send Authorization: Bearer <token>, or Basic with the token as password")
+
+// FromRequest returns the credentials a request carries:
+// "Authorization: Bearer <token>", or "Authorization: Basic" with the
+// token as password and the user part empty or the ClickHouse user.
+func FromRequest(r *http.Request) (Credentials, error) {
+	h := r.Header.Get("Authorization")
+	scheme, rest, _ := strings.Cut(h, " ")
+	var c Credentials
+	switch {
+	case h == "":
+		return c, ErrNoCredentials
+	case strings.EqualFold(scheme, "Bearer"):
+		c.Token = strings.TrimSpace(rest)
+	case strings.EqualFold(scheme, "Basic"):
+		var ok bool
+		c.User, c.Token, ok = r.BasicAuth()
+		if !ok {
+			return c, errors.New("malformed Basic credentials")
+		}
+	default:
+		return c, errors.New("unsupported Authorization scheme; use Bearer, or Basic with the token as password")
+	}
+	if c.Token == "" {
+		return c, ErrNoCredentials
+	}
+	return c, nil
+}
+
+func splitAddr(addr string) (string, int) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr, 0
+	}
+	p, _ := strconv.Atoi(port)
+	return host, p
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

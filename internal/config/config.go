@@ -1,0 +1,175 @@
+// Package config loads and validates clickgate's YAML configuration.
+//
+// Loading is strict: unknown keys are errors that name the key's path,
+// ${ENV} references are expanded in scalar values, and every problem found
+// is reported at once with what to fix.
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole clickgate configuration file.
+type Config struct {
+	Server          Server                     `yaml:"server"`
+	TokenProcessors map[string]*TokenProcessor `yaml:"token_processors"`
+	Directory       Directory                  `yaml:"directory"`
+	// ClickHouse is nil when the file has no clickhouse section: the
+	// gateway is then off, while the auth endpoint and /whoami still work.
+	ClickHouse *ClickHouse `yaml:"clickhouse"`
+	MCP        MCP         `yaml:"mcp"`
+	Broker     Broker      `yaml:"broker"`
+	DevIdP     DevIdP      `yaml:"dev_idp"`
+	Audit      Audit       `yaml:"audit"`
+
+	// Warnings are non-fatal findings, such as unset environment variables.
+	Warnings []string `yaml:"-"`
+}
+
+// Server configures the HTTP listener.
+type Server struct {
+	Listen         string   `yaml:"listen"`
+	PublicURL      string   `yaml:"public_url"`
+	TLS            TLS      `yaml:"tls"`
+	AllowedOrigins []string `yaml:"allowed_origins"`
+}
+
+// TLS names the listener's certificate; both empty means plain HTTP.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Processor types.
+const (
+	TypeJWT    = "jwt"
+	TypeOIDC   = "oidc"
+	TypeOpaque = "opaque"
+	TypeGitHub = "github"
+	TypeGoogle = "google"
+)
+
+// TokenProcessor configures one identity provider, like ClickHouse's
+// <token_processors> entries.
+type TokenProcessor struct {
+	Type string `yaml:"type"`
+	// Issuer is the expected iss; for oidc also the discovery base.
+	Issuer string `yaml:"issuer"`
+
+	JWKSURI  string `yaml:"jwks_uri"`
+	JWKSFile string `yaml:"jwks_file"`
+	// Keys holds inline PEM public keys or a JWK set (JSON).
+	Keys string `yaml:"keys"`
+	// SharedSecret enables HS256/384/512; without it HMAC is refused.
+	SharedSecret string `yaml:"shared_secret"`
+
+	UserinfoURL      string `yaml:"userinfo_url"`
+	IntrospectionURL string `yaml:"introspection_url"`
+	// TokeninfoURL is Google's tokeninfo endpoint (overridable for tests).
+	TokeninfoURL string `yaml:"tokeninfo_url"`
+	// APIURL is the GitHub REST API base (GitHub Enterprise: https://HOST/api/v3).
+	APIURL string `yaml:"api_url"`
+	// HostedDomain restricts Google accounts to one Workspace domain (hd).
+	HostedDomain string `yaml:"hosted_domain"`
+
+	ClientID     string `yaml:"client_id"`
+	ClientSecret string `yaml:"client_secret"`
+
+	Audiences      []string       `yaml:"audiences"`
+	Algorithms     []string       `yaml:"algorithms"`
+	RequiredClaims map[string]any `yaml:"required_claims"`
+	UsernameClaim  string         `yaml:"username_claim"`
+	GroupsClaim    string         `yaml:"groups_claim"`
+
+	Leeway   time.Duration `yaml:"leeway"`
+	CacheTTL time.Duration `yaml:"cache_ttl"`
+	// MaxKeyStaleness bounds how long keys fetched before stay in use while
+	// the IdP's JWKS endpoint is unreachable.
+	MaxKeyStaleness time.Duration `yaml:"max_key_staleness"`
+}
+
+// Directory turns identities into ClickHouse principals.
+type Directory struct {
+	Processors     []string `yaml:"processors"`
+	AllowedDomains []string `yaml:"allowed_domains"`
+	Roles          Roles    `yaml:"roles"`
+}
+
+// Roles is the group → role pipeline: mapping, filter, transform, common.
+type Roles struct {
+	Mapping   map[string]string `yaml:"mapping"`
+	Filter    string            `yaml:"filter"`
+	Transform string            `yaml:"transform"`
+	Common    []string          `yaml:"common"`
+}
+
+// Upstream modes.
+const (
+	ModeBearer      = "bearer"
+	ModeExchange    = "exchange"
+	ModeHTTPAuth    = "http_auth"
+	ModeImpersonate = "impersonate"
+	ModeMapped      = "mapped"
+	ModeService     = "service"
+)
+
+// ClickHouse configures the upstream server and how requests reach it.
+type ClickHouse struct {
+	URL          string            `yaml:"url"`
+	Mode         string            `yaml:"mode"`
+	User         string            `yaml:"user"`
+	Password     string            `yaml:"password"`
+	Audience     string            `yaml:"audience"`
+	AuthServer   string            `yaml:"auth_server"`
+	Accounts     []Account         `yaml:"accounts"`
+	Provisioning Provisioning      `yaml:"provisioning"`
+	Settings     map[string]string `yaml:"settings"`
+}
+
+// Account is a static ClickHouse account for mapped mode.
+type Account struct {
+	Role     string `yaml:"role"`
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+}
+
+// Provisioning controls user creation and role sync.
+type Provisioning struct {
+	CreateUsers bool `yaml:"create_users"`
+	SyncRoles   bool `yaml:"sync_roles"`
+}
+
+// MCP configures the MCP server.
+type MCP struct {
+	Enabled        *bool         `yaml:"enabled"`
+	ReadOnly       *bool         `yaml:"read_only"`
+	MaxResultRows  int           `yaml:"max_result_rows"`
+	MaxResultBytes int           `yaml:"max_result_bytes"`
+	QueryTimeout   time.Duration `yaml:"query_timeout"`
+}
+
+// Broker configures clickgate as OAuth authorization server for MCP clients.
+type Broker struct {
+	Enabled  bool   `yaml:"enabled"`
+	Upstream string `yaml:"upstream"`
+}
+
+// DevIdP configures the built-in development identity provider.
+type DevIdP struct {
+	Enabled bool      `yaml:"enabled"`
+	Users   []DevUser `yaml:"users"`
+}
+
+// DevUser is one person known to the development IdP.
+type DevUser struct {
+	Username string   `yaml:"username"`
+	Password string   `yaml:"password"`
+	Email    string   `yaml:"email"`
+	Groups   []string `yaml:"groups"`
+}
+
+// Audit configures the session log.
+type Audit struct {
+	// File receives JSON lines; "-" means stderr, "" turns the log off.
+	File string `yaml:"file"`
+}

@@ -1,0 +1,303 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Defaults that apply when a key is absent.
+const (
+	DefaultListen          = "127.0.0.1:8443"
+	DefaultLeeway          = 30 * time.Second
+	DefaultCacheTTL        = 5 * time.Minute
+	DefaultMaxKeyStaleness = 24 * time.Hour
+	DefaultGitHubAPI       = "https://api.github.com"
+	DefaultGoogleUserinfo  = "https://openidconnect.googleapis.com/v1/userinfo"
+	DefaultGoogleTokeninfo = "https://oauth2.googleapis.com/tokeninfo"
+)
+
+// AsymmetricAlgorithms are accepted by default for signed JWTs.
+var AsymmetricAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+// HMACAlgorithms need an explicit shared_secret.
+var HMACAlgorithms = []string{"HS256", "HS384", "HS512"}
+
+func (c *Config) applyDefaults() {
+	if c.Server.Listen == "" {
+		c.Server.Listen = DefaultListen
+	}
+	if c.Server.PublicURL == "" {
+		scheme := "http"
+		if c.Server.TLS.CertFile != "" {
+			scheme = "https"
+		}
+		c.Server.PublicURL = scheme + "://" + c.Server.Listen
+	}
+	c.Server.PublicURL = strings.TrimRight(c.Server.PublicURL, "/")
+
+	for _, p := range c.TokenProcessors {
+		if p == nil {
+			continue
+		}
+		p.applyDefaults()
+	}
+	if len(c.Directory.Processors) == 0 {
+		c.Directory.Processors = sortedKeys(c.TokenProcessors)
+	}
+	if c.MCP.Enabled == nil {
+		c.MCP.Enabled = ptr(true)
+	}
+	if c.MCP.ReadOnly == nil {
+		c.MCP.ReadOnly = ptr(true)
+	}
+	if c.MCP.MaxResultRows == 0 {
+		c.MCP.MaxResultRows = 1000
+	}
+	if c.MCP.MaxResultBytes == 0 {
+		c.MCP.MaxResultBytes = 1 << 20
+	}
+	if c.MCP.QueryTimeout == 0 {
+		c.MCP.QueryTimeout = 30 * time.Second
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func (p *TokenProcessor) applyDefaults() {
+	if p.UsernameClaim == "" {
+		switch p.Type {
+		case TypeGitHub:
+			p.UsernameClaim = "login"
+		case TypeGoogle:
+			p.UsernameClaim = "email"
+		default:
+			p.UsernameClaim = "sub"
+		}
+	}
+	if p.GroupsClaim == "" {
+		p.GroupsClaim = "groups"
+	}
+	if p.Leeway == 0 {
+		p.Leeway = DefaultLeeway
+	}
+	if p.CacheTTL == 0 {
+		p.CacheTTL = DefaultCacheTTL
+	}
+	if p.MaxKeyStaleness == 0 {
+		p.MaxKeyStaleness = DefaultMaxKeyStaleness
+	}
+	if len(p.Algorithms) == 0 {
+		p.Algorithms = slices.Clone(AsymmetricAlgorithms)
+		if p.SharedSecret != "" {
+			p.Algorithms = append(p.Algorithms, HMACAlgorithms...)
+		}
+	}
+	switch p.Type {
+	case TypeOIDC:
+		if len(p.Audiences) == 0 && p.ClientID != "" {
+			p.Audiences = []string{p.ClientID}
+		}
+	case TypeGitHub:
+		if p.APIURL == "" {
+			p.APIURL = DefaultGitHubAPI
+		}
+		p.APIURL = strings.TrimRight(p.APIURL, "/")
+	case TypeGoogle:
+		if p.UserinfoURL == "" {
+			p.UserinfoURL = DefaultGoogleUserinfo
+		}
+		if p.TokeninfoURL == "" {
+			p.TokeninfoURL = DefaultGoogleTokeninfo
+		}
+		if len(p.Audiences) == 0 && p.ClientID != "" {
+			p.Audiences = []string{p.ClientID}
+		}
+	}
+}
+
+func (c *Config) validate() []string {
+	var v validator
+	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
+		v.add("server.listen", "%q is not host:port (for example 127.0.0.1:8443)", c.Server.Listen)
+	}
+	v.url("server.public_url", c.Server.PublicURL)
+	if (c.Server.TLS.CertFile == "") != (c.Server.TLS.KeyFile == "") {
+		v.add("server.tls", "set both cert_file and key_file, or neither")
+	}
+
+	if len(c.TokenProcessors) == 0 {
+		v.add("token_processors", "at least one processor is needed to verify tokens")
+	}
+	for _, name := range sortedKeys(c.TokenProcessors) {
+		p := c.TokenProcessors[name]
+		path := "token_processors." + name
+		if p == nil {
+			v.add(path, "is empty; set at least type")
+			continue
+		}
+		p.validate(&v, path)
+	}
+	seen := map[string]bool{}
+	for i, name := range c.Directory.Processors {
+		if _, ok := c.TokenProcessors[name]; !ok {
+			v.add(fmt.Sprintf("directory.processors[%d]", i), "%q is not a processor in token_processors (have: %s)", name, strings.Join(sortedKeys(c.TokenProcessors), ", "))
+		}
+		if seen[name] {
+			v.add(fmt.Sprintf("directory.processors[%d]", i), "%q is listed twice", name)
+		}
+		seen[name] = true
+	}
+	for i, d := range c.Directory.AllowedDomains {
+		if d == "" || strings.ContainsAny(d, "@ /") {
+			v.add(fmt.Sprintf("directory.allowed_domains[%d]", i), "%q is not a domain (write example.com)", d)
+		}
+	}
+	if ch := c.ClickHouse; ch != nil {
+		ch.validate(&v)
+	}
+	if c.MCP.MaxResultRows < 0 || c.MCP.MaxResultBytes < 0 || c.MCP.QueryTimeout < 0 {
+		v.add("mcp", "max_result_rows, max_result_bytes and query_timeout must not be negative")
+	}
+	if c.Broker.Enabled {
+		if _, ok := c.TokenProcessors[c.Broker.Upstream]; !ok {
+			v.add("broker.upstream", "%q is not a processor in token_processors", c.Broker.Upstream)
+		}
+	}
+	return v.problems
+}
+
+func (p *TokenProcessor) validate(v *validator, path string) {
+	switch p.Type {
+	case TypeJWT:
+		sources := 0
+		for _, s := range []string{p.JWKSURI, p.JWKSFile, p.Keys} {
+			if s != "" {
+				sources++
+			}
+		}
+		if sources > 1 {
+			v.add(path, "set only one of jwks_uri, jwks_file and keys")
+		}
+		if sources == 0 && p.SharedSecret == "" {
+			v.add(path, "a jwt processor needs its keys: set jwks_uri, jwks_file or keys (or shared_secret for HS256)")
+		}
+		if p.JWKSURI != "" {
+			v.url(path+".jwks_uri", p.JWKSURI)
+		}
+		v.required(path+".issuer", p.Issuer, "the expected iss claim")
+		v.audiences(path, p.Audiences)
+	case TypeOIDC:
+		v.required(path+".issuer", p.Issuer, "the IdP's issuer URL; discovery reads <issuer>/.well-known/openid-configuration")
+		if p.Issuer != "" {
+			v.url(path+".issuer", p.Issuer)
+		}
+		v.audiences(path, p.Audiences)
+		if p.IntrospectionURL != "" && (p.ClientID == "" || p.ClientSecret == "") {
+			v.add(path, "introspection needs client_id and client_secret")
+		}
+	case TypeOpaque:
+		if p.IntrospectionURL == "" && p.UserinfoURL == "" {
+			v.add(path, "an opaque processor needs introspection_url and/or userinfo_url")
+		}
+		if p.IntrospectionURL != "" {
+			v.url(path+".introspection_url", p.IntrospectionURL)
+			if p.ClientID == "" || p.ClientSecret == "" {
+				v.add(path, "introspection needs client_id and client_secret")
+			}
+		}
+		if p.UserinfoURL != "" {
+			v.url(path+".userinfo_url", p.UserinfoURL)
+		}
+	case TypeGitHub:
+		v.url(path+".api_url", p.APIURL)
+	case TypeGoogle:
+		v.required(path+".client_id", p.ClientID, "your OAuth client id; Google tokens issued to other clients are refused")
+		v.url(path+".userinfo_url", p.UserinfoURL)
+		v.url(path+".tokeninfo_url", p.TokeninfoURL)
+	case "":
+		v.add(path+".type", "missing; one of jwt, oidc, opaque, github, google")
+		return
+	default:
+		v.add(path+".type", "%q is not a processor type; use one of jwt, oidc, opaque, github, google", p.Type)
+		return
+	}
+	for i, alg := range p.Algorithms {
+		ap := fmt.Sprintf("%s.algorithms[%d]", path, i)
+		switch {
+		case strings.EqualFold(alg, "none"):
+			v.add(ap, `"none" is never allowed: unsigned tokens prove nothing`)
+		case slices.Contains(HMACAlgorithms, alg):
+			if p.SharedSecret == "" {
+				v.add(ap, "%s needs shared_secret; without it HMAC would let anyone holding a public key forge tokens", alg)
+			}
+		case !slices.Contains(AsymmetricAlgorithms, alg):
+			v.add(ap, "%q is not supported; use some of %s", alg, strings.Join(append(slices.Clone(AsymmetricAlgorithms), HMACAlgorithms...), ", "))
+		}
+	}
+	if p.SharedSecret != "" && len(p.SharedSecret) < 32 {
+		v.add(path+".shared_secret", "is shorter than 32 bytes; use a long random secret")
+	}
+	if p.Leeway < 0 || p.Leeway > 5*time.Minute {
+		v.add(path+".leeway", "%s is outside 0s…5m", p.Leeway)
+	}
+	if p.CacheTTL < 0 {
+		v.add(path+".cache_ttl", "must not be negative")
+	}
+	for _, k := range sortedKeys(p.RequiredClaims) {
+		switch val := p.RequiredClaims[k].(type) {
+		case string, bool, int, float64:
+		case []any:
+			for _, e := range val {
+				switch e.(type) {
+				case string, bool, int, float64:
+				default:
+					v.add(path+".required_claims."+k, "list items must be strings, numbers or booleans")
+				}
+			}
+		default:
+			v.add(path+".required_claims."+k, "must be a string, number, boolean or a list of those")
+		}
+	}
+}
+
+func (ch *ClickHouse) validate(v *validator) {
+	if ch.URL == "" {
+		v.add("clickhouse.url", "missing; for example http://127.0.0.1:8123")
+	}
+	modes := []string{ModeBearer, ModeExchange, ModeHTTPAuth, ModeImpersonate, ModeMapped, ModeService}
+	if !slices.Contains(modes, ch.Mode) {
+		v.add("clickhouse.mode", "%q is not a mode; use one of %s", ch.Mode, strings.Join(modes, ", "))
+	}
+	if ch.Mode == ModeMapped && len(ch.Accounts) == 0 {
+		v.add("clickhouse.accounts", "mapped mode needs at least one {role, user, password} account")
+	}
+}
+
+type validator struct{ problems []string }
+
+func (v *validator) add(path, format string, args ...any) {
+	v.problems = append(v.problems, path+": "+fmt.Sprintf(format, args...))
+}
+
+func (v *validator) required(path, value, what string) {
+	if value == "" {
+		v.add(path, "missing; set it to %s", what)
+	}
+}
+
+func (v *validator) audiences(path string, auds []string) {
+	if len(auds) == 0 {
+		v.add(path+".audiences", "missing; a token must name clickgate or ClickHouse in aud, or any token the IdP issued to any app would be accepted")
+	}
+}
+
+func (v *validator) url(path, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.add(path, "%q is not an http(s) URL", raw)
+	}
+}

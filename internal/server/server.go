@@ -1,0 +1,206 @@
+// Package server assembles clickgate's HTTP listener from a configuration.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/clickgate/clickgate/internal/audit"
+	"github.com/clickgate/clickgate/internal/authn"
+	"github.com/clickgate/clickgate/internal/chauth"
+	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/token"
+)
+
+// MaxHeaderBytes leaves room for a MaxTokenBytes token plus ordinary headers.
+const MaxHeaderBytes = 64 << 10
+
+// Server is clickgate's HTTP side.
+type Server struct {
+	cfg     *config.Config
+	auth    *authn.Authenticator
+	log     *slog.Logger
+	audit   *audit.Log
+	handler http.Handler
+}
+
+// Options are the parts a caller may supply; zero values are sensible.
+type Options struct {
+	Logger     *slog.Logger
+	HTTPClient *http.Client // for IdP calls
+	Now        func() time.Time
+}
+
+// New builds a server from cfg.
+func New(cfg *config.Config, opt Options) (*Server, error) {
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	verifier, err := token.NewVerifierFromConfig(cfg, token.Options{HTTPClient: opt.HTTPClient, Metrics: token.NewMetrics(reg), Now: opt.Now})
+	if err != nil {
+		return nil, err
+	}
+	dir, err := identity.NewDirectory(DirectoryConfig(cfg))
+	if err != nil {
+		return nil, err
+	}
+	auditLog, err := audit.Open(cfg.Audit.File)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: opt.Logger, audit: auditLog}
+	s.auth = authn.New(verifier, dir, auditLog, reg)
+
+	mux := http.NewServeMux()
+	mux.Handle("/clickhouse/auth", chauth.Handler(s.auth))
+	mux.HandleFunc("/whoami", s.whoami)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", s.readyz)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", s.gatewayOff)
+	s.handler = mux
+	return s, nil
+}
+
+// DirectoryConfig extracts the directory policy from cfg.
+func DirectoryConfig(cfg *config.Config) identity.DirectoryConfig {
+	d := cfg.Directory
+	return identity.DirectoryConfig{
+		AllowedDomains: d.AllowedDomains,
+		Mapping:        d.Roles.Mapping,
+		Filter:         d.Roles.Filter,
+		Transform:      d.Roles.Transform,
+		Common:         d.Roles.Common,
+	}
+}
+
+// Handler is the whole HTTP interface.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve accepts connections on l until ctx ends, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	defer s.audit.Close()
+	hs := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	tlsCfg := s.cfg.Server.TLS
+	if tlsCfg.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(tlsCfg.CertFile, tlsCfg.KeyFile)
+		if err != nil {
+			return fmt.Errorf("server.tls: %w", err)
+		}
+		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := hs.Shutdown(shutdownCtx); err != nil {
+			return err
+		}
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}
+}
+
+// whoamiResponse is /whoami's JSON.
+type whoamiResponse struct {
+	Identity  *identity.Identity  `json:"identity"`
+	Principal *identity.Principal `json:"principal"`
+}
+
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
+	c, err := authn.FromRequest(r)
+	if err == nil {
+		var res *authn.Result
+		res, err = s.auth.Authenticate(r.Context(), r, c, audit.InterfaceWhoami)
+		if err == nil {
+			writeJSON(w, http.StatusOK, whoamiResponse{Identity: res.Identity, Principal: res.Principal})
+			return
+		}
+	}
+	writeUnauthorized(w, err)
+}
+
+// writeUnauthorized answers 401 (or 503 when the IdP is down, 403 when
+// policy denies) with a Bearer challenge naming the reason.
+func writeUnauthorized(w http.ResponseWriter, err error) {
+	status, code := http.StatusUnauthorized, "invalid_token"
+	switch {
+	case errors.Is(err, authn.ErrNoCredentials):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="clickgate"`)
+		writeJSON(w, status, map[string]string{"error": "unauthorized", "reason": err.Error()})
+		return
+	case token.IsTemporary(err):
+		status, code = http.StatusServiceUnavailable, "temporarily_unavailable"
+	case authn.Reason(err) == authn.ReasonDenied, authn.Reason(err) == authn.ReasonUserMismatch:
+		status, code = http.StatusForbidden, "access_denied"
+	}
+	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="clickgate", error="invalid_token", error_description=%q`, headerSafe(err.Error())))
+	writeJSON(w, status, map[string]string{"error": code, "reason": err.Error()})
+}
+
+// headerSafe keeps a message fit for a quoted-string header parameter.
+func headerSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r > '~' || r == '"' || r == '\\' {
+			return '\''
+		}
+		return r
+	}, s)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	status := http.StatusOK
+	checks := map[string]string{}
+	for name, err := range s.auth.Ready(ctx) {
+		checks["processor "+name] = "ok"
+		if err != nil {
+			checks["processor "+name] = err.Error()
+			status = http.StatusServiceUnavailable
+		}
+	}
+	writeJSON(w, status, map[string]any{"ready": status == http.StatusOK, "checks": checks})
+}
+
+func (s *Server) gatewayOff(w http.ResponseWriter, r *http.Request) {
+	http.Error(w, "clickgate: the ClickHouse gateway is off because the configuration has no clickhouse section", http.StatusNotFound)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,184 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/clickgate/clickgate/internal/identity"
+)
+
+// jwtVerifier checks a signed JWT: algorithm, then the claims (cheap),
+// then the key lookup and signature (expensive), in that order.
+type jwtVerifier struct {
+	processor  string
+	issuer     string
+	audiences  []string
+	algorithms []jose.SignatureAlgorithm
+	keys       KeySource
+	leeway     time.Duration
+	now        func() time.Time
+}
+
+// verify returns the verified claims of t.
+func (v *jwtVerifier) verify(ctx context.Context, t *Token) (map[string]any, error) {
+	if t.JWT == nil {
+		if t.ParseError != nil {
+			return nil, v.errorf(ReasonMalformed, "not a valid signed JWT: %v", t.ParseError)
+		}
+		return nil, v.errorf(ReasonMalformed, "not a JWT")
+	}
+	if len(t.JWT.Headers) != 1 {
+		return nil, v.errorf(ReasonMalformed, "expected one signature, found %d", len(t.JWT.Headers))
+	}
+	hdr := t.JWT.Headers[0]
+	alg := jose.SignatureAlgorithm(hdr.Algorithm)
+	if !slices.Contains(v.algorithms, alg) {
+		return nil, v.errorf(ReasonAlgorithm, "algorithm %s is not allowed (allowed: %s)", quote(hdr.Algorithm), algNames(v.algorithms))
+	}
+
+	var std jwt.Claims
+	if err := t.JWT.UnsafeClaimsWithoutVerification(&std); err != nil {
+		return nil, v.errorf(ReasonMalformed, "claims: %v", err)
+	}
+	if err := v.checkClaims(&std); err != nil {
+		return nil, err
+	}
+
+	keys, err := v.keys.Keys(ctx, hdr.KeyID)
+	if err != nil {
+		return nil, err
+	}
+	var candidates []jose.JSONWebKey
+	for _, k := range keys {
+		if keyFits(alg, k) {
+			candidates = append(candidates, k)
+		}
+	}
+	if len(candidates) == 0 {
+		if hdr.KeyID != "" {
+			return nil, v.errorf(ReasonUnknownKey, "no %s key with kid %s", alg, quote(hdr.KeyID))
+		}
+		return nil, v.errorf(ReasonUnknownKey, "no %s key to verify the token with", alg)
+	}
+	for _, k := range candidates {
+		var claims map[string]any
+		if err := t.JWT.Claims(k.Key, &claims); err == nil {
+			return claims, nil
+		}
+	}
+	return nil, v.errorf(ReasonSignature, "signature does not verify")
+}
+
+// checkClaims validates iss, aud, exp, nbf and iat with leeway. exp is
+// required: a token without one would be valid forever.
+func (v *jwtVerifier) checkClaims(c *jwt.Claims) error {
+	if c.Issuer != v.issuer {
+		if c.Issuer == "" {
+			return v.errorf(ReasonIssuer, "token has no iss; expected %s", quote(v.issuer))
+		}
+		return v.errorf(ReasonIssuer, "issuer %s is not the expected %s", quote(c.Issuer), quote(v.issuer))
+	}
+	if err := checkAudience(c.Audience, v.audiences); err != nil {
+		return v.errorf(ReasonAudience, "%v", err)
+	}
+	if c.Expiry == nil {
+		return v.errorf(ReasonExpired, "token has no exp claim")
+	}
+	return checkTimes(v.processor, c.Expiry, c.NotBefore, c.IssuedAt, v.now(), v.leeway)
+}
+
+func checkAudience(aud []string, accepted []string) error {
+	if len(accepted) == 0 {
+		return nil
+	}
+	for _, a := range aud {
+		if slices.Contains(accepted, a) {
+			return nil
+		}
+	}
+	if len(aud) == 0 {
+		return errors.New("token has no aud; expected one of " + strings.Join(accepted, ", "))
+	}
+	shown := make([]string, 0, 3)
+	for i, a := range aud {
+		if i == 3 {
+			shown = append(shown, "…")
+			break
+		}
+		shown = append(shown, quote(a))
+	}
+	return errors.New("audience " + strings.Join(shown, ", ") + " is not one of " + strings.Join(accepted, ", "))
+}
+
+func checkTimes(processor string, exp, nbf, iat *jwt.NumericDate, now time.Time, leeway time.Duration) error {
+	if exp != nil && now.After(exp.Time().Add(leeway)) {
+		return errorf(ReasonExpired, processor, "token expired at %s (now %s, leeway %s)", exp.Time().UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), leeway)
+	}
+	if nbf != nil && now.Add(leeway).Before(nbf.Time()) {
+		return errorf(ReasonNotYetValid, processor, "token is not valid before %s (now %s, leeway %s)", nbf.Time().UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), leeway)
+	}
+	if iat != nil && now.Add(leeway).Before(iat.Time()) {
+		return errorf(ReasonIssuedAt, processor, "token claims to be issued in the future, at %s; check the clocks", iat.Time().UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+func (v *jwtVerifier) errorf(r Reason, format string, args ...any) *Error {
+	return errorf(r, v.processor, format, args...)
+}
+
+func algNames(algs []jose.SignatureAlgorithm) string {
+	names := make([]string, len(algs))
+	for i, a := range algs {
+		names[i] = string(a)
+	}
+	return strings.Join(names, ", ")
+}
+
+// claimPolicy turns verified claims into an identity: required claims,
+// then user name and groups.
+type claimPolicy struct {
+	processor     string
+	required      map[string]any
+	usernameClaim string
+	groupsClaim   string
+}
+
+func (p *claimPolicy) identity(claims map[string]any) (*identity.Identity, error) {
+	for _, name := range sortedClaimNames(p.required) {
+		if err := requireClaim(claims, name, p.required[name]); err != nil {
+			return nil, errorf(ReasonClaims, p.processor, "%v", err)
+		}
+	}
+	id, err := identity.FromClaims(p.processor, claims, p.usernameClaim, p.groupsClaim)
+	if err != nil {
+		return nil, errorf(ReasonClaims, p.processor, "%v", err)
+	}
+	return id, nil
+}
+
+// jwtProcessor verifies JWTs from one issuer against a key source.
+type jwtProcessor struct {
+	verifier *jwtVerifier
+	policy   *claimPolicy
+}
+
+func (p *jwtProcessor) Name() string { return p.verifier.processor }
+
+func (p *jwtProcessor) Accepts(t *Token) bool {
+	return t.LooksLikeJWT() && (t.JWT == nil || t.Issuer == p.verifier.issuer)
+}
+
+func (p *jwtProcessor) Verify(ctx context.Context, t *Token) (*identity.Identity, error) {
+	claims, err := p.verifier.verify(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	return p.policy.identity(claims)
+}

@@ -1,0 +1,133 @@
+package token
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/clickgate/clickgate/internal/identity"
+)
+
+// oidcProcessor discovers an OpenID provider's endpoints, verifies JWTs
+// locally against its JWKS, and checks opaque access tokens at its
+// userinfo endpoint (and introspection, when client credentials are set).
+type oidcProcessor struct {
+	name   string
+	issuer string
+	idp    *idpClient
+	policy *claimPolicy
+	// template holds the settings; endpoints are filled in by discovery.
+	jwtTemplate    jwtVerifier
+	opaqueTemplate opaqueChecker
+	maxStale       time.Duration
+
+	mu          sync.Mutex
+	discovered  *oidcEndpoints
+	lastAttempt time.Time
+	lastErr     error
+}
+
+type oidcEndpoints struct {
+	jwt    *jwtVerifier
+	opaque *opaqueChecker
+	keys   *remoteKeys
+}
+
+// Discovery is the part of the OpenID provider metadata clickgate uses.
+type Discovery struct {
+	Issuer                string `json:"issuer"`
+	JWKSURI               string `json:"jwks_uri"`
+	UserinfoEndpoint      string `json:"userinfo_endpoint"`
+	IntrospectionEndpoint string `json:"introspection_endpoint"`
+	TokenEndpoint         string `json:"token_endpoint"`
+}
+
+func (p *oidcProcessor) Name() string { return p.name }
+
+func (p *oidcProcessor) Accepts(t *Token) bool {
+	return !t.LooksLikeJWT() || t.JWT == nil || t.Issuer == p.issuer
+}
+
+func (p *oidcProcessor) Verify(ctx context.Context, t *Token) (*identity.Identity, error) {
+	ep, err := p.endpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var claims map[string]any
+	if t.LooksLikeJWT() {
+		claims, err = ep.jwt.verify(ctx, t)
+	} else {
+		claims, err = ep.opaque.claims(ctx, t.Raw)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p.policy.identity(claims)
+}
+
+// endpoints runs discovery once; a failure is retried at most every
+// jwksMinRefresh so that an IdP outage is not multiplied by traffic.
+func (p *oidcProcessor) endpoints(ctx context.Context) (*oidcEndpoints, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.discovered != nil {
+		return p.discovered, nil
+	}
+	now := p.jwtTemplate.now()
+	if !p.lastAttempt.IsZero() && now.Sub(p.lastAttempt) < jwksMinRefresh {
+		return nil, p.lastErr
+	}
+	p.lastAttempt = now
+	ep, err := p.discover(ctx)
+	if err != nil {
+		p.lastErr = err
+		return nil, err
+	}
+	p.discovered = ep
+	return ep, nil
+}
+
+func (p *oidcProcessor) discover(ctx context.Context) (*oidcEndpoints, error) {
+	u := strings.TrimRight(p.issuer, "/") + "/.well-known/openid-configuration"
+	var d Discovery
+	if err := p.idp.getJSON(ctx, "discovery", u, &d); err != nil {
+		if _, ok := err.(*Error); ok {
+			return nil, err
+		}
+		return nil, errorf(ReasonUnavailable, p.name, "discovery at %s: %v", u, err)
+	}
+	if d.Issuer != p.issuer {
+		return nil, errorf(ReasonUnavailable, p.name, "discovery document names issuer %s, not the configured %s; set issuer exactly as the IdP spells it", quote(d.Issuer), quote(p.issuer))
+	}
+	if d.JWKSURI == "" {
+		return nil, errorf(ReasonUnavailable, p.name, "discovery document has no jwks_uri")
+	}
+	keys := newRemoteKeys(d.JWKSURI, p.idp, p.maxStale, p.jwtTemplate.now)
+	jv := p.jwtTemplate
+	jv.keys = keys
+	oc := p.opaqueTemplate
+	if oc.userinfoURL == "" {
+		oc.userinfoURL = d.UserinfoEndpoint
+	}
+	if oc.introspectionURL == "" && oc.clientID != "" && oc.clientSecret != "" {
+		oc.introspectionURL = d.IntrospectionEndpoint
+	}
+	if oc.userinfoURL == "" && oc.introspectionURL == "" {
+		return nil, errorf(ReasonUnavailable, p.name, "discovery document has neither userinfo_endpoint nor introspection_endpoint")
+	}
+	return &oidcEndpoints{jwt: &jv, opaque: &oc, keys: keys}, nil
+}
+
+// Ready reports whether discovery succeeded and signing keys are at hand.
+func (p *oidcProcessor) Ready(ctx context.Context) error {
+	ep, err := p.endpoints(ctx)
+	if err != nil {
+		return err
+	}
+	if err := ep.keys.ready(ctx); err != nil {
+		return fmt.Errorf("jwks: %w", err)
+	}
+	return nil
+}
