@@ -43,7 +43,7 @@ func (c *Config) applyDefaults() {
 		if p == nil {
 			continue
 		}
-		p.applyDefaults()
+		p.ApplyDefaults()
 	}
 	if len(c.Directory.Processors) == 0 {
 		c.Directory.Processors = sortedKeys(c.TokenProcessors)
@@ -67,7 +67,8 @@ func (c *Config) applyDefaults() {
 
 func ptr[T any](v T) *T { return &v }
 
-func (p *TokenProcessor) applyDefaults() {
+// ApplyDefaults fills in what a processor's keys default to; Load calls it.
+func (p *TokenProcessor) ApplyDefaults() {
 	if p.UsernameClaim == "" {
 		switch p.Type {
 		case TypeGitHub:
