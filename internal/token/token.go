@@ -69,6 +69,10 @@ func Parse(raw string) (*Token, error) {
 		return t, nil
 	}
 	tok, err := jwt.ParseSigned(raw, supportedAlgorithms)
+	var algErr *jose.ErrUnexpectedSignatureAlgorithm
+	if errors.As(err, &algErr) {
+		return nil, errorf(ReasonAlgorithm, "", "algorithm %s is never accepted", quote(string(algErr.Got)))
+	}
 	if err != nil {
 		t.ParseError = err
 		return t, nil
