@@ -168,7 +168,9 @@ func TestVerifierPrecedenceAndRouting(t *testing.T) {
 		return func(*Token) (*identity.Identity, error) { return nil, errorf(r, "", "no") }
 	}
 	ok := func(*Token) (*identity.Identity, error) { return identityFor("x", testClock.Add(time.Hour)), nil }
-	jwtOnly := func(iss string) func(*Token) bool { return func(t *Token) bool { return t.JWT != nil && t.Issuer == iss } }
+	jwtOnly := func(iss string) func(*Token) bool {
+		return func(t *Token) bool { return t.JWT != nil && t.Issuer == iss }
+	}
 	opaqueOnly := func(t *Token) bool { return !t.LooksLikeJWT() }
 
 	tests := []struct {
