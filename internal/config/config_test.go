@@ -1,0 +1,140 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+}
+
+const minimal = `
+token_processors:
+  corp:
+    type: jwt
+    issuer: https://idp.test
+    jwks_uri: https://idp.test/jwks
+    audiences: [clickhouse]
+`
+
+func TestParseDefaults(t *testing.T) {
+	cfg, err := parse([]byte(minimal), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.TokenProcessors["corp"]
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"listen", cfg.Server.Listen, DefaultListen},
+		{"public_url", cfg.Server.PublicURL, "http://" + DefaultListen},
+		{"username_claim", p.UsernameClaim, "sub"},
+		{"groups_claim", p.GroupsClaim, "groups"},
+		{"leeway", p.Leeway, DefaultLeeway},
+		{"cache_ttl", p.CacheTTL, DefaultCacheTTL},
+		{"directory.processors", strings.Join(cfg.Directory.Processors, ","), "corp"},
+		{"algorithms exclude HMAC", strings.Contains(strings.Join(p.Algorithms, ","), "HS"), false},
+		{"no clickhouse section", cfg.ClickHouse == nil, true},
+		{"mcp read-only", *cfg.MCP.ReadOnly, true},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestParseEnvAndDurations(t *testing.T) {
+	data := minimal + `    leeway: 45s
+    cache_ttl: 2m
+    client_secret: ${SECRET}
+    client_id: "${MISSING}"
+`
+	cfg, err := parse([]byte(data), env(map[string]string{"SECRET": "s3cr3t: not yaml {"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := cfg.TokenProcessors["corp"]
+	if p.ClientSecret != "s3cr3t: not yaml {" {
+		t.Errorf("client_secret = %q: env values must not be parsed as YAML", p.ClientSecret)
+	}
+	if p.Leeway != 45*time.Second || p.CacheTTL != 2*time.Minute {
+		t.Errorf("durations: leeway %s, cache_ttl %s", p.Leeway, p.CacheTTL)
+	}
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "MISSING") {
+		t.Errorf("warnings = %q, want one naming MISSING", cfg.Warnings)
+	}
+	if strings.Contains(strings.Join(cfg.Warnings, " "), "s3cr3t") {
+		t.Error("a warning leaked a secret value")
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // substrings of the error
+	}{
+		{"unknown top-level key", minimal + "servr: {}\n", []string{"servr (line", "unknown key", "server"}},
+		{"unknown nested key names the path", strings.Replace(minimal, "audiences:", "audience:", 1), []string{"token_processors.corp.audience", "audiences"}},
+		{"unknown key in a list item", minimal + "clickhouse:\n  url: http://ch:8123\n  mode: mapped\n  accounts:\n    - {role: a, user: u, pasword: p}\n", []string{"clickhouse.accounts[0].pasword"}},
+		{"bad duration", minimal + "    leeway: soon\n", []string{"soon"}},
+		{"no processors", "server: {listen: 127.0.0.1:1}\n", []string{"at least one processor"}},
+		{"bad type", strings.Replace(minimal, "type: jwt", "type: saml", 1), []string{`"saml" is not a processor type`}},
+		{"alg none", minimal + "    algorithms: [RS256, none]\n", []string{"algorithms[1]", "never allowed"}},
+		{"HS256 without secret", minimal + "    algorithms: [HS256]\n", []string{"HS256 needs shared_secret"}},
+		{"short shared secret", minimal + "    shared_secret: short\n", []string{"shorter than 32 bytes"}},
+		{"jwt without keys", strings.Replace(minimal, "    jwks_uri: https://idp.test/jwks\n", "", 1), []string{"needs its keys"}},
+		{"two key sources", minimal + "    jwks_file: /k.json\n", []string{"only one of"}},
+		{"missing audiences", strings.Replace(minimal, "    audiences: [clickhouse]\n", "", 1), []string{"audiences: missing"}},
+		{"unknown directory processor", minimal + "directory: {processors: [corp, nope]}\n", []string{"directory.processors[1]", `"nope"`}},
+		{"bad listen", minimal + "server: {listen: nope}\n", []string{"server.listen"}},
+		{"tls half set", minimal + "server: {tls: {cert_file: c.pem}}\n", []string{"server.tls"}},
+		{"bad mode", minimal + "clickhouse: {url: http://ch:8123, mode: magic}\n", []string{"clickhouse.mode", "magic"}},
+		{"mapped without accounts", minimal + "clickhouse: {url: http://ch:8123, mode: mapped}\n", []string{"clickhouse.accounts"}},
+		{"oidc without issuer", "token_processors: {c: {type: oidc, audiences: [x]}}\n", []string{"token_processors.c.issuer: missing"}},
+		{"google without client_id", "token_processors: {g: {type: google}}\n", []string{"token_processors.g.client_id"}},
+		{"opaque without endpoints", "token_processors: {o: {type: opaque, audiences: [x]}}\n", []string{"introspection_url and/or userinfo_url"}},
+		{"not YAML", "token_processors: [\n", []string{"not valid YAML"}},
+		{"empty", "", []string{"empty"}},
+		{"several problems at once", "token_processors: {a: {type: x}, b: {type: y}}\n", []string{"2 problems", `"x"`, `"y"`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse([]byte(tc.yaml), env(nil))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// The shipped example must stay valid.
+func TestExampleConfig(t *testing.T) {
+	t.Setenv("CORP_CLIENT_SECRET", "x")
+	cfg, err := Load(filepath.Join("..", "..", "examples", "clickgate.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TokenProcessors["corp"].Type != TypeOIDC || len(cfg.Warnings) != 0 {
+		t.Fatalf("unexpected: %+v %v", cfg.TokenProcessors["corp"], cfg.Warnings)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"))
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("err = %v", err)
+	}
+}
