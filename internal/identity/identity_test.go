@@ -27,7 +27,7 @@ func TestRolePipeline(t *testing.T) {
 		{[]string{"ch-data-eng", "staff", "Engineering"}, []string{"data_eng", "eng", "mcp_reader"}},
 		{[]string{"ch-analysts", "ch-analysts", "mcp_reader"}, []string{"analysts", "mcp_reader"}},
 		{[]string{"xch-admins", "ch-"}, []string{"mcp_reader"}}, // filter is a full match; empty role dropped
-		{[]string{"ch-mcp_reader"}, []string{"mcp_reader"}},      // deduplicated against common
+		{[]string{"ch-mcp_reader"}, []string{"mcp_reader"}},     // deduplicated against common
 	}
 	for _, tc := range tests {
 		if got := d.Roles(tc.groups); !reflect.DeepEqual(got, tc.want) {
