@@ -182,3 +182,11 @@ func (p *jwtProcessor) Verify(ctx context.Context, t *Token) (*identity.Identity
 	}
 	return p.policy.identity(claims)
 }
+
+// Ready fetches the signing keys when they come from a JWKS URL.
+func (p *jwtProcessor) Ready(ctx context.Context) error {
+	if r, ok := p.verifier.keys.(*remoteKeys); ok {
+		return r.ready(ctx)
+	}
+	return nil
+}
