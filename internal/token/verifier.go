@@ -112,10 +112,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*identity.Identity, 
 		return nil, err
 	}
 	var refusal, outage error
-	for _, p := range v.processors {
-		if !p.Accepts(t) {
-			continue
-		}
+	for _, p := range v.candidates(t) {
 		id, err := p.Verify(ctx, t)
 		if err == nil {
 			return id, nil
@@ -145,6 +142,32 @@ func (v *Verifier) verify(ctx context.Context, raw string) (*identity.Identity, 
 	default:
 		return nil, errorf(ReasonNoProcessor, "", "not a JWT, and no configured processor checks tokens of this kind (opaque, github or google)")
 	}
+}
+
+// A recognizer knows its own tokens by their shape, as GitHub's by their
+// ghp_/gho_ prefixes and Google's by ya29.
+type recognizer interface {
+	Recognizes(t *Token) bool
+}
+
+// candidates returns the processors that may see t, in precedence order.
+// A token that a processor recognizes goes to that processor only, so
+// that a GitHub token never reaches, say, the company IdP's userinfo
+// endpoint just because that processor comes first and takes opaque tokens.
+func (v *Verifier) candidates(t *Token) []Processor {
+	var recognized, accepting []Processor
+	for _, p := range v.processors {
+		if r, ok := p.(recognizer); ok && r.Recognizes(t) {
+			recognized = append(recognized, p)
+		}
+		if p.Accepts(t) {
+			accepting = append(accepting, p)
+		}
+	}
+	if len(recognized) > 0 {
+		return recognized
+	}
+	return accepting
 }
 
 // A readier can tell whether its IdP is reachable.

@@ -3,6 +3,7 @@ package token
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,8 +19,10 @@ import (
 type scriptedProcessor struct {
 	name    string
 	accepts func(*Token) bool
-	answer  func(*Token) (*identity.Identity, error)
-	calls   atomic.Int32
+	// recognizes, when set, makes the processor a recognizer.
+	recognizes func(*Token) bool
+	answer     func(*Token) (*identity.Identity, error)
+	calls      atomic.Int32
 }
 
 func (p *scriptedProcessor) Name() string { return p.name }
@@ -30,6 +33,10 @@ func (p *scriptedProcessor) Verify(_ context.Context, t *Token) (*identity.Ident
 	p.calls.Add(1)
 	return p.answer(t)
 }
+
+type recognizingProcessor struct{ *scriptedProcessor }
+
+func (p recognizingProcessor) Recognizes(t *Token) bool { return p.recognizes(t) }
 
 type clock struct {
 	mu sync.Mutex
@@ -195,6 +202,12 @@ func TestVerifierPrecedenceAndRouting(t *testing.T) {
 		{"a JWT of an unknown issuer reaches no IdP",
 			[]*scriptedProcessor{{name: "other", accepts: jwtOnly("https://other"), answer: ok}, {name: "opaque", accepts: opaqueOnly, answer: ok}},
 			jwtTok, ReasonIssuer, []int32{0, 0}},
+		{"a recognized token goes only to the processor that recognizes it",
+			[]*scriptedProcessor{{name: "corp", accepts: opaqueOnly, answer: ok}, {name: "github", accepts: opaqueOnly, recognizes: func(t *Token) bool { return strings.HasPrefix(t.Raw, "ghp_") }, answer: refuse(ReasonInactive)}},
+			"ghp_abc", ReasonInactive, []int32{0, 1}},
+		{"an unrecognized opaque token goes to the generic processors",
+			[]*scriptedProcessor{{name: "corp", accepts: opaqueOnly, answer: ok}, {name: "github", accepts: opaqueOnly, recognizes: func(t *Token) bool { return strings.HasPrefix(t.Raw, "ghp_") }, answer: ok}},
+			"opaque", "", []int32{1, 0}},
 		{"an opaque token never reaches a JWT-only processor",
 			[]*scriptedProcessor{{name: "corp", accepts: jwtOnly(testIssuer), answer: ok}},
 			"opaque", ReasonNoProcessor, []int32{0}},
@@ -203,6 +216,10 @@ func TestVerifierPrecedenceAndRouting(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var ps []Processor
 			for _, p := range tc.processors {
+				if p.recognizes != nil {
+					ps = append(ps, recognizingProcessor{p})
+					continue
+				}
 				ps = append(ps, p)
 			}
 			v := NewVerifier(ps, map[string]time.Duration{}, nil, fixedClock(testClock))
