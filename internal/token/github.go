@@ -92,6 +92,11 @@ func (p *githubProcessor) Accepts(t *Token) bool {
 	return false
 }
 
+// Recognizes reports that t is GitHub's by its prefix, so that the
+// Verifier sends it to this processor only, never to a generic opaque
+// processor that comes first.
+func (p *githubProcessor) Recognizes(t *Token) bool { return p.Accepts(t) }
+
 // Verify asks GitHub, cheapest and most decisive first: the app check
 // (refuses other apps' tokens before the token is used on the person's
 // behalf), /user (validity, expiry), then /user/emails, orgs and teams.

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -477,5 +478,39 @@ func TestGitHubConfig(t *testing.T) {
 		if _, err := token.New("gh", cfg, token.Options{}); err == nil {
 			t.Errorf("%s: New succeeded", name)
 		}
+	}
+}
+
+// TestGitHubTokenReachesOnlyGitHub builds a Verifier whose first processor
+// takes any opaque token: a GitHub token must still go to GitHub alone.
+func TestGitHubTokenReachesOnlyGitHub(t *testing.T) {
+	var corpCalls atomic.Int32
+	corp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		corpCalls.Add(1)
+		writeJSON(w, map[string]any{"sub": "someone"})
+	}))
+	t.Cleanup(corp.Close)
+	f := newFakeGitHub(t)
+	gh := httptest.NewServer(f)
+	t.Cleanup(gh.Close)
+
+	corpCfg := &config.TokenProcessor{Type: config.TypeOpaque, UserinfoURL: corp.URL}
+	corpCfg.ApplyDefaults()
+	opaque, err := token.New("corp", corpCfg, token.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := func() time.Time { return githubNow }
+	v := token.NewVerifier([]token.Processor{opaque, githubProcessor(t, gh.URL+"/api/v3", nil)}, map[string]time.Duration{"corp": time.Minute, "gh": time.Minute}, nil, clock)
+
+	id, err := v.Verify(context.Background(), githubToken)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if id.Processor != "gh" || id.Username != "octocat" {
+		t.Errorf("verified by %s as %q, want gh as octocat", id.Processor, id.Username)
+	}
+	if n := corpCalls.Load(); n != 0 {
+		t.Errorf("the GitHub token reached the other processor's IdP %d times", n)
 	}
 }

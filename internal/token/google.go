@@ -72,6 +72,11 @@ func (p *googleProcessor) Accepts(t *Token) bool {
 	return t.JWT == nil && strings.HasPrefix(t.Raw, googleTokenPrefix) && len(t.Raw) > len(googleTokenPrefix)
 }
 
+// Recognizes reports that t is Google's by its prefix, so that the
+// Verifier sends it to this processor only, never to a generic opaque
+// processor that comes first.
+func (p *googleProcessor) Recognizes(t *Token) bool { return p.Accepts(t) }
+
 // Verify asks tokeninfo first (audience and expiry decide most refusals),
 // then userinfo (the person and their Workspace domain).
 func (p *googleProcessor) Verify(ctx context.Context, t *Token) (*identity.Identity, error) {

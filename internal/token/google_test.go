@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -317,5 +318,38 @@ func TestGoogleNeedsClientID(t *testing.T) {
 	cfg.ApplyDefaults()
 	if _, err := token.New("google", cfg, token.Options{}); err == nil {
 		t.Fatal("New succeeded without client_id; any app's Google token would be accepted")
+	}
+}
+
+// TestGoogleTokenReachesOnlyGoogle builds a Verifier whose first processor
+// takes any opaque token: a Google token must still go to Google alone.
+func TestGoogleTokenReachesOnlyGoogle(t *testing.T) {
+	var corpCalls atomic.Int32
+	corp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		corpCalls.Add(1)
+		writeJSON(w, map[string]any{"sub": "someone"})
+	}))
+	t.Cleanup(corp.Close)
+	g := httptest.NewServer(newFakeGoogle(t))
+	t.Cleanup(g.Close)
+
+	corpCfg := &config.TokenProcessor{Type: config.TypeOpaque, UserinfoURL: corp.URL}
+	corpCfg.ApplyDefaults()
+	opaque, err := token.New("corp", corpCfg, token.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := func() time.Time { return googleNow }
+	v := token.NewVerifier([]token.Processor{opaque, googleProcessor(t, g.URL, nil)}, map[string]time.Duration{"corp": time.Minute, "google": time.Minute}, nil, clock)
+
+	id, err := v.Verify(context.Background(), googleToken)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if id.Processor != "google" || id.Username != "alice@example.com" {
+		t.Errorf("verified by %s as %q, want google as alice@example.com", id.Processor, id.Username)
+	}
+	if n := corpCalls.Load(); n != 0 {
+		t.Errorf("the Google token reached the other processor's IdP %d times", n)
 	}
 }
