@@ -100,6 +100,7 @@ func TestParseErrors(t *testing.T) {
 		{"mapped without accounts", minimal + "clickhouse: {url: http://ch:8123, mode: mapped}\n", []string{"clickhouse.accounts"}},
 		{"oidc without issuer", "token_processors: {c: {type: oidc, audiences: [x]}}\n", []string{"token_processors.c.issuer: missing"}},
 		{"google without client_id", "token_processors: {g: {type: google}}\n", []string{"token_processors.g.client_id"}},
+		{"github with half the client credentials", "token_processors: {g: {type: github, client_id: abc}}\n", []string{"set both client_id and client_secret"}},
 		{"opaque without endpoints", "token_processors: {o: {type: opaque, audiences: [x]}}\n", []string{"introspection_url and/or userinfo_url"}},
 		{"not YAML", "token_processors: [\n", []string{"not valid YAML"}},
 		{"empty", "", []string{"empty"}},

@@ -215,6 +215,9 @@ func (p *TokenProcessor) validate(v *validator, path string) {
 		}
 	case TypeGitHub:
 		v.url(path+".api_url", p.APIURL)
+		if (p.ClientID == "") != (p.ClientSecret == "") {
+			v.add(path, "set both client_id and client_secret (to check that tokens were issued to your OAuth app), or neither")
+		}
 	case TypeGoogle:
 		v.required(path+".client_id", p.ClientID, "your OAuth client id; Google tokens issued to other clients are refused")
 		v.url(path+".userinfo_url", p.UserinfoURL)

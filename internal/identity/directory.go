@@ -58,6 +58,10 @@ func (d *Directory) Principal(id *Identity) (*Principal, error) {
 		email, _ := id.Claims["email"].(string)
 		if email == "" {
 			email = id.Username
+		} else if v, ok := id.Claims["email_verified"]; ok && v != true {
+			// Some IdPs let people type any address; only a verified one
+			// proves a domain.
+			return nil, fmt.Errorf("%w: e-mail address is not verified (email_verified is %v)", ErrDenied, v)
 		}
 		_, domain, ok := strings.Cut(strings.ToLower(email), "@")
 		if !ok || !slices.Contains(d.allowedDomains, domain) {

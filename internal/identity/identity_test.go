@@ -147,6 +147,9 @@ func TestAllowedDomains(t *testing.T) {
 		{&Identity{Username: "alice@EXAMPLE.COM"}, true},
 		{&Identity{Username: "alice", Claims: map[string]any{"email": "alice@example.com"}}, true},
 		{&Identity{Username: "alice@evil.com"}, false},
+		{&Identity{Username: "alice", Claims: map[string]any{"email": "alice@example.com", "email_verified": true}}, true},
+		{&Identity{Username: "alice", Claims: map[string]any{"email": "alice@example.com", "email_verified": false}}, false},
+		{&Identity{Username: "alice", Claims: map[string]any{"email": "alice@example.com", "email_verified": "true"}}, false},
 		{&Identity{Username: "alice@example.com.evil.com"}, false},
 		{&Identity{Username: "alice"}, false},
 	}

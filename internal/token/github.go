@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -190,7 +189,8 @@ func (p *githubProcessor) checkToken(ctx context.Context, raw string) (*githubCh
 	req.Header.Set("Content-Type", "application/json")
 	req.SetBasicAuth(p.clientID, p.clientSecret)
 	var ct githubCheckToken
-	if _, err := p.call(req, "check_token", &ct); err != nil {
+	githubHeaders(req)
+	if _, err := p.idp.doJSON(req, "check_token", &ct); err != nil {
 		var se *statusError
 		if !errors.As(err, &se) {
 			return nil, err
@@ -340,55 +340,14 @@ func githubList[T any](ctx context.Context, p *githubProcessor, endpoint, u, raw
 
 // get sends an authenticated GET to the GitHub API.
 func (p *githubProcessor) get(ctx context.Context, endpoint, u, raw string, out any) (http.Header, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, errorf(ReasonInternal, p.name, "%s request: %v", endpoint, err)
-	}
-	req.Header.Set("Authorization", "Bearer "+raw)
-	return p.call(req, endpoint, out)
+	return p.idp.getBearer(ctx, endpoint, u, raw, out, githubHeaders)
 }
 
-// call is idpClient.doJSON for the GitHub API: it sends GitHub's media
-// type and API version (doJSON would replace Accept), returns the answer's
-// headers (GitHub reports token expiry and pagination there), and also
-// counts GitHub's rate limit, a 403 with X-RateLimit-Remaining: 0 or
-// Retry-After, as an outage rather than a verdict on the token.
-func (p *githubProcessor) call(req *http.Request, endpoint string, out any) (http.Header, error) {
+// githubHeaders asks for GitHub's media type and API version.
+func githubHeaders(req *http.Request) {
 	req.Header.Set("Accept", githubMediaType)
 	req.Header.Set("X-GitHub-Api-Version", githubAPIVersion)
 	req.Header.Set("User-Agent", "clickgate")
-	c := p.idp
-	start := time.Now()
-	outcome := "error"
-	defer func() { c.metrics.observeIdP(c.processor, endpoint, outcome, time.Since(start)) }()
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, errorf(ReasonUnavailable, p.name, "GitHub %s endpoint unreachable: %v", endpoint, redactURLError(err))
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIdPResponseBytes+1))
-	if err != nil {
-		return nil, errorf(ReasonUnavailable, p.name, "GitHub %s endpoint: reading answer: %v", endpoint, err)
-	}
-	outcome = fmt.Sprintf("%dxx", resp.StatusCode/100)
-	rateLimited := resp.StatusCode == http.StatusForbidden &&
-		(resp.Header.Get("X-RateLimit-Remaining") == "0" || resp.Header.Get("Retry-After") != "")
-	switch {
-	case resp.StatusCode == http.StatusTooManyRequests || rateLimited:
-		return nil, errorf(ReasonUnavailable, p.name, "GitHub %s endpoint: rate limit exceeded (HTTP %d)", endpoint, resp.StatusCode)
-	case resp.StatusCode >= 500:
-		return nil, errorf(ReasonUnavailable, p.name, "GitHub %s endpoint answered HTTP %d", endpoint, resp.StatusCode)
-	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		// The body is left out: an API may echo what it was sent.
-		return resp.Header, &statusError{status: resp.StatusCode}
-	}
-	if len(body) > maxIdPResponseBytes {
-		return nil, errorf(ReasonUnavailable, p.name, "GitHub %s endpoint answer is larger than %d bytes", endpoint, maxIdPResponseBytes)
-	}
-	if err := json.Unmarshal(body, out); err != nil {
-		return nil, errorf(ReasonUnavailable, p.name, "GitHub %s endpoint answered invalid JSON: %v", endpoint, err)
-	}
-	return resp.Header, nil
 }
 
 // parseGitHubExpiry reads the token expiration header. GitHub writes

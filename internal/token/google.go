@@ -190,13 +190,8 @@ func (p *googleProcessor) tokenInfo(ctx context.Context, raw string) (map[string
 
 // userInfo reads the OpenID userinfo endpoint with the token.
 func (p *googleProcessor) userInfo(ctx context.Context, raw string) (map[string]any, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.userinfoURL, nil)
-	if err != nil {
-		return nil, errorf(ReasonInternal, p.name, "userinfo request: %v", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+raw)
 	var ui map[string]any
-	if err := p.idp.doJSON(req, "userinfo", &ui); err != nil {
+	if _, err := p.idp.getBearer(ctx, "userinfo", p.userinfoURL, raw, &ui, nil); err != nil {
 		var se *statusError
 		if !errors.As(err, &se) {
 			return nil, err

@@ -22,23 +22,33 @@ type idpClient struct {
 	metrics   *Metrics
 }
 
-// statusError is a non-2xx answer that is the IdP's verdict, not an outage.
+// statusError is a non-2xx answer that is the IdP's verdict, not an
+// outage. The body is left out: an IdP may echo what it was sent.
 type statusError struct {
 	status int
-	body   string
 }
 
-func (e *statusError) Error() string {
-	if e.body != "" {
-		return fmt.Sprintf("HTTP %d: %s", e.status, e.body)
-	}
-	return fmt.Sprintf("HTTP %d", e.status)
-}
+func (e *statusError) Error() string { return fmt.Sprintf("HTTP %d", e.status) }
 
 func (c *idpClient) getJSON(ctx context.Context, endpoint, u string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
+	}
+	_, err = c.doJSON(req, endpoint, out)
+	return err
+}
+
+// getBearer GETs u with raw as Bearer credentials; prepare, if set, adds
+// headers.
+func (c *idpClient) getBearer(ctx context.Context, endpoint, u, raw string, out any, prepare func(*http.Request)) (http.Header, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, errorf(ReasonInternal, c.processor, "%s request: %v", endpoint, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+raw)
+	if prepare != nil {
+		prepare(req)
 	}
 	return c.doJSON(req, endpoint, out)
 }
@@ -52,40 +62,49 @@ func (c *idpClient) postForm(ctx context.Context, endpoint, u string, form url.V
 	if prepare != nil {
 		prepare(req)
 	}
-	return c.doJSON(req, endpoint, out)
+	_, err = c.doJSON(req, endpoint, out)
+	return err
 }
 
-// doJSON sends req and decodes a JSON answer into out. Network failures,
-// 429 and 5xx become ReasonUnavailable; other non-2xx answers are returned
-// as *statusError for the caller to interpret.
-func (c *idpClient) doJSON(req *http.Request, endpoint string, out any) error {
-	req.Header.Set("Accept", "application/json")
+// doJSON sends req and decodes a JSON answer into out, returning the
+// answer's headers. Network failures, 5xx and rate limits (429, or 403
+// with X-RateLimit-Remaining: 0 or Retry-After, as GitHub does) become
+// ReasonUnavailable: an outage, not a verdict on the token. Other non-2xx
+// answers are returned as *statusError for the caller to interpret.
+func (c *idpClient) doJSON(req *http.Request, endpoint string, out any) (http.Header, error) {
+	if req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", "application/json")
+	}
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	outcome := "error"
 	defer func() { c.metrics.observeIdP(c.processor, endpoint, outcome, time.Since(start)) }()
 	if err != nil {
-		return errorf(ReasonUnavailable, c.processor, "%s endpoint unreachable: %v", endpoint, redactURLError(err))
+		return nil, errorf(ReasonUnavailable, c.processor, "%s endpoint unreachable: %v", endpoint, redactURLError(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIdPResponseBytes+1))
 	if err != nil {
-		return errorf(ReasonUnavailable, c.processor, "%s endpoint: reading answer: %v", endpoint, err)
+		return nil, errorf(ReasonUnavailable, c.processor, "%s endpoint: reading answer: %v", endpoint, err)
 	}
 	outcome = fmt.Sprintf("%dxx", resp.StatusCode/100)
+	rateLimited := resp.StatusCode == http.StatusTooManyRequests ||
+		resp.StatusCode == http.StatusForbidden && (resp.Header.Get("X-RateLimit-Remaining") == "0" || resp.Header.Get("Retry-After") != "")
 	switch {
-	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
-		return errorf(ReasonUnavailable, c.processor, "%s endpoint answered HTTP %d", endpoint, resp.StatusCode)
+	case rateLimited:
+		return nil, errorf(ReasonUnavailable, c.processor, "%s endpoint: rate limit exceeded (HTTP %d)", endpoint, resp.StatusCode)
+	case resp.StatusCode >= 500:
+		return nil, errorf(ReasonUnavailable, c.processor, "%s endpoint answered HTTP %d", endpoint, resp.StatusCode)
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return &statusError{status: resp.StatusCode, body: snippet(body)}
+		return resp.Header, &statusError{status: resp.StatusCode}
 	}
 	if len(body) > maxIdPResponseBytes {
-		return errorf(ReasonUnavailable, c.processor, "%s endpoint answer is larger than %d bytes", endpoint, maxIdPResponseBytes)
+		return nil, errorf(ReasonUnavailable, c.processor, "%s endpoint answer is larger than %d bytes", endpoint, maxIdPResponseBytes)
 	}
 	if err := json.Unmarshal(body, out); err != nil {
-		return errorf(ReasonUnavailable, c.processor, "%s endpoint answered invalid JSON: %v", endpoint, err)
+		return nil, errorf(ReasonUnavailable, c.processor, "%s endpoint answered invalid JSON: %v", endpoint, err)
 	}
-	return nil
+	return resp.Header, nil
 }
 
 // redactURLError drops the URL from a *url.Error: a URL may carry a token
@@ -96,21 +115,4 @@ func redactURLError(err error) error {
 		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
 	}
 	return err
-}
-
-// snippet keeps the start of an IdP's error body for messages, printable
-// characters only.
-func snippet(b []byte) string {
-	const max = 120
-	s := strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, string(b))
-	s = strings.TrimSpace(s)
-	if len(s) > max {
-		s = s[:max] + "…"
-	}
-	return s
 }

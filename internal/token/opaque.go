@@ -95,13 +95,8 @@ func (o *opaqueChecker) introspect(ctx context.Context, raw string) (map[string]
 }
 
 func (o *opaqueChecker) userinfo(ctx context.Context, raw string) (map[string]any, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.userinfoURL, nil)
-	if err != nil {
-		return nil, errorf(ReasonInternal, o.idp.processor, "userinfo request: %v", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+raw)
 	var resp map[string]any
-	if err := o.idp.doJSON(req, "userinfo", &resp); err != nil {
+	if _, err := o.idp.getBearer(ctx, "userinfo", o.userinfoURL, raw, &resp, nil); err != nil {
 		var se *statusError
 		if errors.As(err, &se) {
 			return nil, errorf(ReasonInactive, o.idp.processor, "the IdP's userinfo endpoint refused the token (HTTP %d)", se.status)
