@@ -184,19 +184,14 @@ func newRemoteKeys(url string, idp *idpClient, maxStale time.Duration, now func(
 
 func (r *remoteKeys) Keys(ctx context.Context, kid string) ([]jose.JSONWebKey, error) {
 	r.mu.Lock()
-	keys, fetchedAt, lastAttempt := r.keys, r.fetchedAt, r.lastAttempt
+	keys, fetchedAt := r.keys, r.fetchedAt
 	r.mu.Unlock()
-	now := r.now()
 
-	stale := fetchedAt.IsZero() || now.Sub(fetchedAt) > r.maxAge
-	unknown := kid != "" && !hasKid(keys, kid)
-	if (stale || unknown) && now.Sub(lastAttempt) >= r.minRefresh {
-		keys = r.refresh(ctx)
-		r.mu.Lock()
-		fetchedAt = r.fetchedAt
-		r.mu.Unlock()
+	stale := fetchedAt.IsZero() || r.now().Sub(fetchedAt) > r.maxAge
+	if stale || (kid != "" && !hasKid(keys, kid)) {
+		keys, fetchedAt = r.refresh(ctx)
 	}
-	if len(keys) == 0 || now.Sub(fetchedAt) > r.maxStale {
+	if len(keys) == 0 || r.now().Sub(fetchedAt) > r.maxStale {
 		r.mu.Lock()
 		err := r.lastErr
 		r.mu.Unlock()
@@ -208,13 +203,24 @@ func (r *remoteKeys) Keys(ctx context.Context, kid string) ([]jose.JSONWebKey, e
 	return matchKid(keys, kid), nil
 }
 
-// refresh fetches the key set once for all concurrent callers and returns
-// the keys in use afterwards (the old ones if the fetch failed).
-func (r *remoteKeys) refresh(ctx context.Context) []jose.JSONWebKey {
+// refresh fetches the key set once for all concurrent callers, at most
+// once per minRefresh, and returns the keys in use afterwards (the old
+// ones if the fetch failed or was not due). Callers that arrive while a
+// fetch runs wait for it rather than fail.
+func (r *remoteKeys) refresh(ctx context.Context) ([]jose.JSONWebKey, time.Time) {
+	type result struct {
+		keys      []jose.JSONWebKey
+		fetchedAt time.Time
+	}
 	v, _, _ := r.group.Do("", func() (any, error) {
 		r.mu.Lock()
+		if !r.lastAttempt.IsZero() && r.now().Sub(r.lastAttempt) < r.minRefresh {
+			defer r.mu.Unlock()
+			return result{r.keys, r.fetchedAt}, nil
+		}
 		r.lastAttempt = r.now()
 		r.mu.Unlock()
+
 		var set jose.JSONWebKeySet
 		err := r.idp.getJSON(ctx, "jwks", r.url, &set)
 		var keys []jose.JSONWebKey
@@ -230,9 +236,10 @@ func (r *remoteKeys) refresh(ctx context.Context) []jose.JSONWebKey {
 		if err == nil {
 			r.keys, r.fetchedAt = keys, r.now()
 		}
-		return r.keys, nil
+		return result{r.keys, r.fetchedAt}, nil
 	})
-	return v.([]jose.JSONWebKey)
+	res := v.(result)
+	return res.keys, res.fetchedAt
 }
 
 // ready fetches keys if none are held yet.

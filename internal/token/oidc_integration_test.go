@@ -22,7 +22,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -1298,18 +1297,11 @@ func TestIntegrationConcurrentVerify(t *testing.T) {
 }
 
 // ---------------------------------------------------------------------------
-// Known production bug: while a JWKS
-// fetch is in flight, other verifications that need keys do not wait for it.
-// remoteKeys.Keys rate-limits on lastAttempt, which refresh sets before the
-// fetch completes, so a caller arriving meanwhile skips the refresh and
-// fails: idp_unavailable on a cold start, unknown_key (negatively cached by
-// the Verifier for 5 s) for a freshly rotated kid. Run with
-// CLICKGATE_IT_KNOWN_BUGS=1; remove the skip once fixed.
+// Verifications that need keys while a JWKS fetch is in flight wait for it
+// rather than fail: no idp_unavailable on a cold start, no unknown_key
+// (which the Verifier would cache for 5 s) for a freshly rotated kid.
 
-func TestIntegrationKnownBugVerificationsDuringJWKSFetch(t *testing.T) {
-	if os.Getenv("CLICKGATE_IT_KNOWN_BUGS") == "" {
-		t.Skip("known bug in remoteKeys.Keys (internal/token/keys.go): callers do not wait for an in-flight JWKS fetch; set CLICKGATE_IT_KNOWN_BUGS=1 to run")
-	}
+func TestIntegrationVerificationsDuringJWKSFetch(t *testing.T) {
 	idp := newITIdP(t)
 	cfg := func() *config.TokenProcessor {
 		return &config.TokenProcessor{Type: config.TypeOIDC, Issuer: idp.issuer, Audiences: []string{"clickhouse"}}

@@ -29,6 +29,11 @@ type opaqueChecker struct {
 // claims returns what the IdP says about raw. Introspection is asked first
 // (it knows expiry and audience), then userinfo (it knows the person).
 func (o *opaqueChecker) claims(ctx context.Context, raw string) (map[string]any, error) {
+	if o.introspectionURL == "" && len(o.audiences) > 0 {
+		// Userinfo answers for any token the IdP issued, to any app; only
+		// introspection tells the audience. Fail closed.
+		return nil, errorf(ReasonAudience, o.idp.processor, "cannot check the audience of an opaque token without introspection; set client_id and client_secret (oidc) or introspection_url (opaque), or use JWT access tokens")
+	}
 	claims := map[string]any{}
 	if o.introspectionURL != "" {
 		ic, err := o.introspect(ctx, raw)

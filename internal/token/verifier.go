@@ -59,17 +59,22 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*identity.Identity, 
 		return nil, errorf(ReasonTooLarge, "", "token is %d bytes; the limit is %d", len(raw), MaxTokenBytes)
 	}
 	key := sha256.Sum256([]byte(raw))
-	if c, ok := v.cache.Get(key); ok && v.now().Before(c.expires) {
+	if c, ok := v.lookup(key); ok {
 		if c.err != nil {
 			v.metrics.cacheLookup("negative_hit")
-			return nil, c.err
+		} else {
+			v.metrics.cacheLookup("hit")
 		}
-		v.metrics.cacheLookup("hit")
-		return c.id, nil
+		return c.id, c.err
 	}
 	v.metrics.cacheLookup("miss")
 
 	ch := v.group.DoChan(string(key[:]), func() (any, error) {
+		// A flight that finished between our lookup and now has
+		// already cached the answer.
+		if c, ok := v.lookup(key); ok {
+			return c.id, c.err
+		}
 		vctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), verifyTimeout)
 		defer cancel()
 		id, err := v.verify(vctx, raw)
@@ -85,6 +90,15 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*identity.Identity, 
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// lookup returns a cached, unexpired outcome.
+func (v *Verifier) lookup(key [sha256.Size]byte) (cached, bool) {
+	c, ok := v.cache.Get(key)
+	if !ok || !v.now().Before(c.expires) {
+		return cached{}, false
+	}
+	return c, true
 }
 
 func (v *Verifier) remember(key [sha256.Size]byte, id *identity.Identity, err error) {
