@@ -113,11 +113,14 @@ func describeProcessor(tp *config.TokenProcessor) []string {
 	case config.TypeOIDC:
 		add("discovery at %s/.well-known/openid-configuration gives the JWKS, userinfo and introspection endpoints", strings.TrimRight(tp.Issuer, "/"))
 		add("JWTs verified locally against the discovered JWKS; iss must be %q", tp.Issuer)
-		opaque := "opaque access tokens checked at the userinfo endpoint"
-		if tp.ClientSecret != "" {
-			opaque += " and by introspection (client " + tp.ClientID + ")"
+		switch {
+		case tp.ClientSecret != "":
+			add("opaque access tokens introspected (client %s) and read at the userinfo endpoint", tp.ClientID)
+		case len(tp.Audiences) > 0:
+			add("opaque access tokens are refused: only introspection can check their audience (set client_id and client_secret)")
+		default:
+			add("opaque access tokens checked at the userinfo endpoint")
 		}
-		add("%s", opaque)
 	case config.TypeOpaque:
 		if tp.IntrospectionURL != "" {
 			add("tokens introspected (RFC 7662) at %s as client %s", tp.IntrospectionURL, tp.ClientID)
@@ -126,7 +129,7 @@ func describeProcessor(tp *config.TokenProcessor) []string {
 			add("tokens checked at the userinfo endpoint %s", tp.UserinfoURL)
 		}
 		if tp.IntrospectionURL == "" && len(tp.Audiences) > 0 {
-			add("warning: userinfo alone cannot tell a token's audience; audiences is not checked")
+			add("warning: every token is refused: audiences is set, and userinfo alone cannot tell a token's audience (add introspection_url)")
 		}
 	case config.TypeGitHub:
 		add("GitHub tokens checked with the REST API at %s; groups are org and org/team", tp.APIURL)
