@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -140,9 +141,24 @@ func startServe(t *testing.T, cfgPath, base string, client *http.Client) *bytes 
 	return nil
 }
 
-type bytes struct{ strings.Builder }
+// bytes collects a child process's output; the process writes while the
+// test reads.
+type bytes struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
 
-func (b *bytes) Write(p []byte) (int, error) { return b.Builder.Write(p) }
+func (b *bytes) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *bytes) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
 
 func call(t *testing.T, client *http.Client, method, url string, set func(*http.Request)) (int, string) {
 	t.Helper()
