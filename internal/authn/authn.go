@@ -75,7 +75,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, c Cre
 		res = nil
 	}
 	rec := audit.Record{Interface: iface}
-	rec.ClientAddress, rec.ClientPort = splitAddr(r.RemoteAddr)
+	rec.ClientAddress, rec.ClientPort = SplitAddr(r.RemoteAddr)
 	rec.HTTPUserAgent = clip(r.UserAgent(), 256)
 	result, processor := "success", ""
 	if err != nil {
@@ -156,7 +156,8 @@ func FromRequest(r *http.Request) (Credentials, error) {
 	return c, nil
 }
 
-func splitAddr(addr string) (string, int) {
+// SplitAddr splits a remote address into host and port.
+func SplitAddr(addr string) (string, int) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return addr, 0
@@ -170,4 +171,34 @@ func clip(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// Status is the HTTP status for an Authenticate error: 503 while an IdP
+// is unreachable, 403 for a valid token that policy refuses, else 401.
+func Status(err error) int {
+	switch {
+	case token.IsTemporary(err):
+		return http.StatusServiceUnavailable
+	case Reason(err) == ReasonDenied || Reason(err) == ReasonUserMismatch:
+		return http.StatusForbidden
+	}
+	return http.StatusUnauthorized
+}
+
+// Challenge is the WWW-Authenticate value for an Authenticate error.
+func Challenge(err error) string {
+	if errors.Is(err, ErrNoCredentials) {
+		return `Bearer realm="clickgate"`
+	}
+	return fmt.Sprintf(`Bearer realm="clickgate", error="invalid_token", error_description=%q`, headerSafe(err.Error()))
+}
+
+// headerSafe keeps a message fit for a quoted-string header parameter.
+func headerSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r > '~' || r == '"' || r == '\\' {
+			return '\''
+		}
+		return r
+	}, s)
 }

@@ -74,6 +74,8 @@ type TokenProcessor struct {
 
 	ClientID     string `yaml:"client_id"`
 	ClientSecret string `yaml:"client_secret"`
+	// TokenURL is the token endpoint for exchange mode (oidc: discovered).
+	TokenURL string `yaml:"token_url"`
 
 	Audiences      []string       `yaml:"audiences"`
 	Algorithms     []string       `yaml:"algorithms"`
@@ -124,6 +126,9 @@ type ClickHouse struct {
 	Accounts     []Account         `yaml:"accounts"`
 	Provisioning Provisioning      `yaml:"provisioning"`
 	Settings     map[string]string `yaml:"settings"`
+	// TicketSecret signs http_auth tickets; replicas must share it. Empty
+	// means a random key per process.
+	TicketSecret string `yaml:"ticket_secret"`
 }
 
 // Account is a static ClickHouse account for mapped mode.
@@ -137,6 +142,12 @@ type Account struct {
 type Provisioning struct {
 	CreateUsers bool `yaml:"create_users"`
 	SyncRoles   bool `yaml:"sync_roles"`
+	// ManagedRoles (a full-match regexp) names roles sync_roles may revoke
+	// beyond those this process granted; roles granted by hand outside it
+	// are never touched.
+	ManagedRoles string `yaml:"managed_roles"`
+	// Interval is how often a principal is provisioned again.
+	Interval time.Duration `yaml:"interval"`
 }
 
 // MCP configures the MCP server.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -47,6 +48,15 @@ func (c *Config) applyDefaults() {
 	}
 	if len(c.Directory.Processors) == 0 {
 		c.Directory.Processors = sortedKeys(c.TokenProcessors)
+	}
+	if ch := c.ClickHouse; ch != nil {
+		if ch.Provisioning.Interval == 0 {
+			ch.Provisioning.Interval = 10 * time.Minute
+		}
+		if ch.AuthServer == "" {
+			ch.AuthServer = "clickgate"
+		}
+		ch.URL = strings.TrimRight(ch.URL, "/")
 	}
 	if c.MCP.Enabled == nil {
 		c.MCP.Enabled = ptr(true)
@@ -276,8 +286,40 @@ func (ch *ClickHouse) validate(v *validator) {
 	if !slices.Contains(modes, ch.Mode) {
 		v.add("clickhouse.mode", "%q is not a mode; use one of %s", ch.Mode, strings.Join(modes, ", "))
 	}
-	if ch.Mode == ModeMapped && len(ch.Accounts) == 0 {
-		v.add("clickhouse.accounts", "mapped mode needs at least one {role, user, password} account")
+	if ch.URL != "" {
+		v.url("clickhouse.url", ch.URL)
+	}
+	switch ch.Mode {
+	case ModeMapped:
+		if len(ch.Accounts) == 0 {
+			v.add("clickhouse.accounts", "mapped mode needs at least one {role, user, password} account")
+		}
+		for i, a := range ch.Accounts {
+			if a.Role == "" || a.User == "" {
+				v.add(fmt.Sprintf("clickhouse.accounts[%d]", i), "needs role and user")
+			}
+		}
+	case ModeService, ModeImpersonate:
+		v.required("clickhouse.user", ch.User, "the service account clickgate runs queries as")
+	case ModeHTTPAuth:
+		if ch.Provisioning.CreateUsers || ch.Provisioning.SyncRoles {
+			v.required("clickhouse.user", ch.User, "the account that creates users and grants roles")
+		}
+	case ModeBearer, ModeExchange:
+		v.required("clickhouse.audience", ch.Audience, "the audience ClickHouse's token processor expects")
+	}
+	if ch.TicketSecret != "" && len(ch.TicketSecret) < 32 {
+		v.add("clickhouse.ticket_secret", "is shorter than 32 bytes; use a long random secret")
+	}
+	if ch.Provisioning.ManagedRoles != "" {
+		if _, err := regexp.Compile(ch.Provisioning.ManagedRoles); err != nil {
+			v.add("clickhouse.provisioning.managed_roles", "%v", err)
+		}
+	}
+	for k := range ch.Settings {
+		if k == "user" || k == "password" || k == "query" || k == "session_id" {
+			v.add("clickhouse.settings."+k, "is not a setting clickgate may fix")
+		}
 	}
 }
 

@@ -20,7 +20,9 @@ import (
 	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/authn"
 	"github.com/clickgate/clickgate/internal/chauth"
+	"github.com/clickgate/clickgate/internal/clickhouse"
 	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/gateway"
 	"github.com/clickgate/clickgate/internal/identity"
 	"github.com/clickgate/clickgate/internal/token"
 )
@@ -35,6 +37,8 @@ type Server struct {
 	log     *slog.Logger
 	audit   *audit.Log
 	handler http.Handler
+	// clickhouse is nil when the gateway is off.
+	clickhouse *clickhouse.Upstreams
 }
 
 // Options are the parts a caller may supply; zero values are sensible.
@@ -67,7 +71,30 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	s.auth = authn.New(verifier, dir, auditLog, reg)
 
 	mux := http.NewServeMux()
-	mux.Handle("/clickhouse/auth", chauth.Handler(s.auth))
+	var tickets chauth.Tickets
+	mux.HandleFunc("/", s.gatewayOff)
+	if cfg.ClickHouse != nil {
+		transport := gateway.NewTransport()
+		up, err := clickhouse.New(cfg.ClickHouse, clickhouse.Deps{
+			HTTP: &http.Client{Transport: transport}, Logger: opt.Logger, Now: opt.Now,
+			TokenEndpoint: func(ctx context.Context, processor string) (clickhouse.TokenEndpoint, error) {
+				e, err := verifier.TokenEndpoint(ctx, processor)
+				return clickhouse.TokenEndpoint(e), err
+			},
+		})
+		if err != nil {
+			return nil, err
+		}
+		if up.Tickets != nil {
+			tickets = up.Tickets
+		}
+		s.clickhouse = up
+		mux.Handle("/", gateway.New(gateway.Options{
+			Target: up.Target, Auth: s.auth, Mode: up.Mode, Settings: cfg.ClickHouse.Settings,
+			Transport: transport, Logger: opt.Logger,
+		}))
+	}
+	mux.Handle("/clickhouse/auth", chauth.Handler(s.auth, tickets, auditLog))
 	mux.HandleFunc("/whoami", s.whoami)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -75,7 +102,6 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	})
 	mux.HandleFunc("/readyz", s.readyz)
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/", s.gatewayOff)
 	s.handler = mux
 	return s, nil
 }
@@ -150,32 +176,20 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
 	writeUnauthorized(w, err)
 }
 
-// writeUnauthorized answers 401 (or 503 when the IdP is down, 403 when
-// policy denies) with a Bearer challenge naming the reason.
+// writeUnauthorized answers with a Bearer challenge naming the reason.
 func writeUnauthorized(w http.ResponseWriter, err error) {
-	status, code := http.StatusUnauthorized, "invalid_token"
+	status := authn.Status(err)
+	code := "invalid_token"
 	switch {
 	case errors.Is(err, authn.ErrNoCredentials):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="clickgate"`)
-		writeJSON(w, status, map[string]string{"error": "unauthorized", "reason": err.Error()})
-		return
-	case token.IsTemporary(err):
-		status, code = http.StatusServiceUnavailable, "temporarily_unavailable"
-	case authn.Reason(err) == authn.ReasonDenied, authn.Reason(err) == authn.ReasonUserMismatch:
-		status, code = http.StatusForbidden, "access_denied"
+		code = "unauthorized"
+	case status == http.StatusServiceUnavailable:
+		code = "temporarily_unavailable"
+	case status == http.StatusForbidden:
+		code = "access_denied"
 	}
-	w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="clickgate", error="invalid_token", error_description=%q`, headerSafe(err.Error())))
+	w.Header().Set("WWW-Authenticate", authn.Challenge(err))
 	writeJSON(w, status, map[string]string{"error": code, "reason": err.Error()})
-}
-
-// headerSafe keeps a message fit for a quoted-string header parameter.
-func headerSafe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r > '~' || r == '"' || r == '\\' {
-			return '\''
-		}
-		return r
-	}, s)
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
@@ -190,7 +204,33 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusServiceUnavailable
 		}
 	}
+	if s.clickhouse != nil {
+		checks["clickhouse"] = "ok"
+		if err := s.pingClickHouse(ctx); err != nil {
+			checks["clickhouse"] = err.Error()
+			status = http.StatusServiceUnavailable
+		}
+	}
 	writeJSON(w, status, map[string]any{"ready": status == http.StatusOK, "checks": checks})
+}
+
+// pingClickHouse asks ClickHouse's /ping, which needs no credentials.
+func (s *Server) pingClickHouse(ctx context.Context) error {
+	u := *s.clickhouse.Target
+	u.Path = strings.TrimRight(u.Path, "/") + "/ping"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("unreachable: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/ping answered HTTP %d", resp.StatusCode)
+	}
+	return nil
 }
 
 func (s *Server) gatewayOff(w http.ResponseWriter, r *http.Request) {

@@ -167,6 +167,7 @@ func (p *claimPolicy) identity(claims map[string]any) (*identity.Identity, error
 type jwtProcessor struct {
 	verifier *jwtVerifier
 	policy   *claimPolicy
+	exchange Endpoint
 }
 
 func (p *jwtProcessor) Name() string { return p.verifier.processor }

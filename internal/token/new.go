@@ -88,7 +88,7 @@ func newJWTProcessor(name string, cfg *config.TokenProcessor, opt Options) (Proc
 		return nil, err
 	}
 	v.keys = keys
-	return &jwtProcessor{verifier: v, policy: policyFor(name, cfg)}, nil
+	return &jwtProcessor{verifier: v, policy: policyFor(name, cfg), exchange: exchangeEndpoint(cfg)}, nil
 }
 
 // keySourceFor returns the jwt processor's keys: a JWKS URL, a file or
@@ -128,7 +128,12 @@ func newOIDCProcessor(name string, cfg *config.TokenProcessor, opt Options) (Pro
 		jwtTemplate:    *jwtVerifierFor(name, cfg, opt),
 		opaqueTemplate: *opaqueCheckerFor(idp, cfg, opt),
 		maxStale:       cfg.MaxKeyStaleness,
+		exchange:       exchangeEndpoint(cfg),
 	}, nil
+}
+
+func exchangeEndpoint(cfg *config.TokenProcessor) Endpoint {
+	return Endpoint{URL: cfg.TokenURL, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret}
 }
 
 func opaqueCheckerFor(idp *idpClient, cfg *config.TokenProcessor, opt Options) *opaqueChecker {

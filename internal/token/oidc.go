@@ -22,6 +22,7 @@ type oidcProcessor struct {
 	jwtTemplate    jwtVerifier
 	opaqueTemplate opaqueChecker
 	maxStale       time.Duration
+	exchange       Endpoint
 
 	mu          sync.Mutex
 	discovered  *oidcEndpoints
@@ -30,9 +31,10 @@ type oidcProcessor struct {
 }
 
 type oidcEndpoints struct {
-	jwt    *jwtVerifier
-	opaque *opaqueChecker
-	keys   *remoteKeys
+	jwt      *jwtVerifier
+	opaque   *opaqueChecker
+	keys     *remoteKeys
+	tokenURL string
 }
 
 // Discovery is the part of the OpenID provider metadata clickgate uses.
@@ -117,7 +119,7 @@ func (p *oidcProcessor) discover(ctx context.Context) (*oidcEndpoints, error) {
 	if oc.userinfoURL == "" && oc.introspectionURL == "" {
 		return nil, errorf(ReasonUnavailable, p.name, "discovery document has neither userinfo_endpoint nor introspection_endpoint")
 	}
-	return &oidcEndpoints{jwt: &jv, opaque: &oc, keys: keys}, nil
+	return &oidcEndpoints{jwt: &jv, opaque: &oc, keys: keys, tokenURL: d.TokenEndpoint}, nil
 }
 
 // Ready reports whether discovery succeeded and signing keys are at hand.

@@ -1,0 +1,114 @@
+package clickhouse
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/clickgate/clickgate/internal/config"
+)
+
+// Deps are what modes need from the rest of clickgate.
+type Deps struct {
+	// HTTP reaches ClickHouse (and, for exchange, the IdP).
+	HTTP   *http.Client
+	Logger *slog.Logger
+	Now    func() time.Time
+	// TokenEndpoint finds a processor's token endpoint (exchange mode).
+	TokenEndpoint func(ctx context.Context, processor string) (TokenEndpoint, error)
+}
+
+// Upstreams is the configured way to reach ClickHouse.
+type Upstreams struct {
+	Mode Mode
+	// Service runs clickgate's own statements; nil when no user is set.
+	Service *Client
+	// Tickets verifies http_auth tickets; nil in other modes.
+	Tickets *Tickets
+	// Target is ClickHouse's HTTP interface.
+	Target *url.URL
+}
+
+// New builds the mode cfg describes.
+func New(cfg *config.ClickHouse, d Deps) (*Upstreams, error) {
+	target, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse.url: %w", err)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	u := &Upstreams{Target: target}
+	if cfg.User != "" {
+		u.Service = &Client{URL: target, User: cfg.User, Password: cfg.Password, HTTP: d.HTTP}
+	}
+	// provisioner is nil when provisioning is off: users and grants are
+	// then the administrator's.
+	provisioner := func(create func(string) (string, error)) (*Provisioner, error) {
+		if !cfg.Provisioning.CreateUsers && !cfg.Provisioning.SyncRoles {
+			return nil, nil
+		}
+		if !cfg.Provisioning.CreateUsers {
+			create = nil
+		}
+		if u.Service == nil {
+			return nil, fmt.Errorf("clickhouse.user: %s mode needs a service account to provision users", cfg.Mode)
+		}
+		return NewProvisioner(u.Service, ProvisionerConfig{
+			CreateSQL: create, SyncRoles: cfg.Provisioning.SyncRoles, ManagedRoles: cfg.Provisioning.ManagedRoles,
+			Interval: cfg.Provisioning.Interval, Logger: d.Logger, Now: d.Now,
+		})
+	}
+	switch cfg.Mode {
+	case config.ModeService:
+		svc := u.Service
+		u.Mode = &serviceMode{header: basic(cfg.User, cfg.Password), logComment: func(ctx context.Context) bool {
+			v, err := svc.Version(ctx)
+			return err == nil && v.AtLeast(20, 12) // log_comment arrived in 20.12
+		}}
+	case config.ModeMapped:
+		m := &mappedMode{}
+		for _, a := range cfg.Accounts {
+			m.accounts = append(m.accounts, Account{Role: a.Role, User: a.User, Password: a.Password})
+			m.headers = append(m.headers, basic(a.User, a.Password))
+		}
+		u.Mode = m
+	case config.ModeBearer:
+		u.Mode = &bearerMode{audience: cfg.Audience}
+	case config.ModeExchange:
+		if d.TokenEndpoint == nil {
+			return nil, fmt.Errorf("clickhouse.mode: exchange needs token processors with a token endpoint")
+		}
+		cache, _ := lru.New[[sha256.Size]byte, exchanged](10000)
+		u.Mode = &exchangeMode{audience: cfg.Audience, endpoint: d.TokenEndpoint, http: d.HTTP, now: d.Now, cache: cache}
+	case config.ModeHTTPAuth:
+		tickets, err := NewTickets([]byte(cfg.TicketSecret), DefaultTicketTTL, d.Now)
+		if err != nil {
+			return nil, err
+		}
+		p, err := provisioner(func(user string) (string, error) { return CreateHTTPUserSQL(user, cfg.AuthServer) })
+		if err != nil {
+			return nil, err
+		}
+		u.Tickets = tickets
+		u.Mode = &httpAuthMode{tickets: tickets, provision: p}
+	case config.ModeImpersonate:
+		p, err := provisioner(CreateImpersonationTargetSQL)
+		if err != nil {
+			return nil, err
+		}
+		u.Mode = &impersonateMode{header: basic(cfg.User, cfg.Password), provision: p}
+	default:
+		return nil, fmt.Errorf("clickhouse.mode: %q is not a mode", cfg.Mode)
+	}
+	return u, nil
+}
