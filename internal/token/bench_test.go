@@ -144,6 +144,12 @@ func BenchmarkVerifyOverhead(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			if err := ours(); err != nil {
+				b.Fatal(err)
+			}
+			if err := bare(); err != nil {
+				b.Fatal(err)
+			}
 			b.ResetTimer()
 			n := 0
 			for b.Loop() {
