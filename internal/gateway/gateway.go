@@ -106,6 +106,13 @@ var clientCredentialHeaders = []string{
 var clientCredentialParams = []string{"user", "password", "quota_key"}
 
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/ping" && r.Header.Get("Authorization") == "" {
+		// ClickHouse answers /ping without credentials; so do we, for
+		// load balancers. Nothing else is reachable without a token.
+		ctx := context.WithValue(r.Context(), upstreamKey{}, &clickhouse.Upstream{})
+		g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, rewriteKey{}, "")))
+		return
+	}
 	creds, err := credentials(r)
 	if err != nil {
 		writeAuthError(w, err)

@@ -72,7 +72,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 
 	mux := http.NewServeMux()
 	var tickets chauth.Tickets
-	mux.HandleFunc("/", s.gatewayOff)
+	var root http.Handler = http.HandlerFunc(s.gatewayOff)
 	if cfg.ClickHouse != nil {
 		transport := gateway.NewTransport()
 		up, err := clickhouse.New(cfg.ClickHouse, clickhouse.Deps{
@@ -89,11 +89,12 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 			tickets = up.Tickets
 		}
 		s.clickhouse = up
-		mux.Handle("/", gateway.New(gateway.Options{
+		root = gateway.New(gateway.Options{
 			Target: up.Target, Auth: s.auth, Mode: up.Mode, Settings: cfg.ClickHouse.Settings,
 			Transport: transport, Logger: opt.Logger,
-		}))
+		})
 	}
+	mux.Handle("/", root)
 	mux.Handle("/clickhouse/auth", chauth.Handler(s.auth, tickets, auditLog))
 	mux.HandleFunc("/whoami", s.whoami)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
