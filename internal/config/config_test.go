@@ -139,3 +139,36 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestAliasFanOutIsBounded(t *testing.T) {
+	_, err := parse([]byte(aliasFanOut(2000, 2000)), env(nil))
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	if n := len(err.Error()); n > 16<<10 {
+		t.Fatalf("the error is %d bytes", n)
+	}
+	if !strings.Contains(err.Error(), "and ") {
+		t.Fatalf("no summary of the problems left out: %.300s", err)
+	}
+}
+
+func TestMergeKeys(t *testing.T) {
+	data := `
+defaults: &defaults
+  type: jwt
+  issuer: https://idp.test
+  jwks_uri: https://idp.test/jwks
+  audiences: [clickhouse]
+token_processors:
+  a: {<<: *defaults}
+  b:
+    <<: *defaults
+    issuer: https://other.test
+`
+	// defaults is not a known top-level key; merge keys themselves are fine.
+	_, err := parse([]byte(data), env(nil))
+	if err == nil || !strings.Contains(err.Error(), "defaults (line") || strings.Contains(err.Error(), "<<") {
+		t.Fatalf("err = %v", err)
+	}
+}

@@ -45,7 +45,10 @@ func parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) 
 	cfg.Warnings = expandEnv(&root, lookupEnv)
 
 	var problems []string
-	checkKeys(&root, reflect.TypeOf(Config{}), "", &problems)
+	checkKeys(&root, reflect.TypeOf(Config{}), "", &problems, map[*yaml.Node]bool{})
+	if len(problems) > maxProblems {
+		problems = append(problems[:maxProblems], fmt.Sprintf("… and %d more", len(problems)-maxProblems))
+	}
 	if len(problems) > 0 {
 		return nil, &Error{Problems: problems}
 	}
@@ -114,20 +117,27 @@ func expandEnv(n *yaml.Node, lookupEnv func(string) (string, bool)) []string {
 	return warnings
 }
 
+// maxProblems caps the unknown keys reported at once.
+const maxProblems = 20
+
 // checkKeys walks the YAML tree beside the Go type and reports keys that
-// the type does not have, by their full path.
-func checkKeys(n *yaml.Node, t reflect.Type, path string, problems *[]string) {
+// the type does not have, by their full path. Each aliased node is checked
+// once, so a small file of many aliases cannot multiply the work.
+func checkKeys(n *yaml.Node, t reflect.Type, path string, problems *[]string, seen map[*yaml.Node]bool) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	if n.Kind == yaml.DocumentNode {
 		for _, c := range n.Content {
-			checkKeys(c, t, path, problems)
+			checkKeys(c, t, path, problems, seen)
 		}
 		return
 	}
 	if n.Kind == yaml.AliasNode {
-		checkKeys(n.Alias, t, path, problems)
+		if !seen[n.Alias] {
+			seen[n.Alias] = true
+			checkKeys(n.Alias, t, path, problems, seen)
+		}
 		return
 	}
 	switch t.Kind() {
@@ -138,27 +148,31 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, problems *[]string) {
 		fields := yamlFields(t)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key := n.Content[i].Value
+			if key == "<<" { // a YAML merge key: its mapping's keys are this struct's
+				checkKeys(n.Content[i+1], t, path, problems, seen)
+				continue
+			}
 			f, ok := fields[key]
 			if !ok {
 				*problems = append(*problems, fmt.Sprintf("%s (line %d): unknown key; known keys here: %s",
 					join(path, key), n.Content[i].Line, strings.Join(sortedKeys(fields), ", ")))
 				continue
 			}
-			checkKeys(n.Content[i+1], f.Type, join(path, key), problems)
+			checkKeys(n.Content[i+1], f.Type, join(path, key), problems, seen)
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
 			return
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			checkKeys(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value), problems)
+			checkKeys(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value), problems, seen)
 		}
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			return
 		}
 		for i, c := range n.Content {
-			checkKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), problems)
+			checkKeys(c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), problems, seen)
 		}
 	}
 }

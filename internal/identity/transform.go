@@ -42,11 +42,11 @@ func ParseTransform(expr string) (Transform, error) {
 			return nil, fmt.Errorf("%q cannot delimit a substitution", delim)
 		}
 		rest = rest[2:]
-		pattern, r, ok := cutUnescaped(rest, delim)
+		pattern, r, ok := cutUnescaped(rest, delim, regexp.QuoteMeta(string(delim)))
 		if !ok {
 			return nil, fmt.Errorf("substitution %q has no end of pattern", clip(expr))
 		}
-		replacement, r, ok := cutUnescaped(r, delim)
+		replacement, r, ok := cutUnescaped(r, delim, "\\"+string(delim))
 		if !ok {
 			return nil, fmt.Errorf("substitution %q has no end of replacement", clip(expr))
 		}
@@ -74,14 +74,16 @@ func ParseTransform(expr string) (Transform, error) {
 	}
 }
 
-// cutUnescaped splits s at the first delim not preceded by a backslash and
-// removes the backslashes that escaped delim.
-func cutUnescaped(s string, delim byte) (before, after string, found bool) {
+// cutUnescaped splits s at the first delim not preceded by a backslash.
+// An escaped delimiter stands for the character itself: escapedDelim says
+// how to write it (in a pattern, a delimiter such as | or . must stay
+// literal, not become regexp syntax).
+func cutUnescaped(s string, delim byte, escapedDelim string) (before, after string, found bool) {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
 		switch {
 		case s[i] == '\\' && i+1 < len(s) && s[i+1] == delim:
-			b.WriteByte(delim)
+			b.WriteString(escapedDelim)
 			i++
 		case s[i] == '\\' && i+1 < len(s):
 			b.WriteByte(s[i])

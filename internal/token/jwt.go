@@ -42,11 +42,11 @@ func (v *jwtVerifier) verify(ctx context.Context, t *Token) (map[string]any, err
 		return nil, v.errorf(ReasonAlgorithm, "algorithm %s is not allowed (allowed: %s)", quote(hdr.Algorithm), algNames(v.algorithms))
 	}
 
-	var std jwt.Claims
-	if err := t.JWT.UnsafeClaimsWithoutVerification(&std); err != nil {
+	std, err := standardClaims(t.claims)
+	if err != nil {
 		return nil, v.errorf(ReasonMalformed, "claims: %v", err)
 	}
-	if err := v.checkClaims(&std); err != nil {
+	if err := v.checkClaims(std); err != nil {
 		return nil, err
 	}
 
@@ -67,12 +67,50 @@ func (v *jwtVerifier) verify(ctx context.Context, t *Token) (map[string]any, err
 		return nil, v.errorf(ReasonUnknownKey, "no %s key to verify the token with", alg)
 	}
 	for _, k := range candidates {
-		var claims map[string]any
-		if err := t.JWT.Claims(k.Key, &claims); err == nil {
-			return claims, nil
+		if err := t.JWT.Claims(k.Key); err == nil {
+			return t.claims, nil
 		}
 	}
 	return nil, v.errorf(ReasonSignature, "signature does not verify")
+}
+
+// standardClaims reads the registered claims from a decoded payload with
+// the types RFC 7519 gives them; a wrongly typed claim is malformed.
+func standardClaims(m map[string]any) (*jwt.Claims, error) {
+	c := &jwt.Claims{}
+	var ok bool
+	if v, present := m["iss"]; present {
+		if c.Issuer, ok = v.(string); !ok {
+			return nil, errors.New("iss is not a string")
+		}
+	}
+	switch aud := m["aud"].(type) {
+	case nil:
+	case string:
+		c.Audience = jwt.Audience{aud}
+	case []any:
+		for _, a := range aud {
+			s, ok := a.(string)
+			if !ok {
+				return nil, errors.New("aud holds a non-string")
+			}
+			c.Audience = append(c.Audience, s)
+		}
+	default:
+		return nil, errors.New("aud is neither a string nor a list")
+	}
+	for name, dst := range map[string]**jwt.NumericDate{"exp": &c.Expiry, "nbf": &c.NotBefore, "iat": &c.IssuedAt} {
+		v, present := m[name]
+		if !present {
+			continue
+		}
+		f, ok := v.(float64)
+		if !ok {
+			return nil, errors.New(name + " is not a number")
+		}
+		*dst = numericDate(f)
+	}
+	return c, nil
 }
 
 // checkClaims validates iss, aud, exp, nbf and iat with leeway. exp is

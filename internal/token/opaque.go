@@ -93,7 +93,7 @@ func (o *opaqueChecker) introspect(ctx context.Context, raw string) (map[string]
 	if err := checkAudience(aud, o.audiences); err != nil {
 		return nil, errorf(ReasonAudience, o.idp.processor, "%v", err)
 	}
-	if err := checkTimes(o.idp.processor, numericDate(resp["exp"]), numericDate(resp["nbf"]), nil, o.now(), o.leeway); err != nil {
+	if err := checkTimes(o.idp.processor, optionalDate(resp["exp"]), optionalDate(resp["nbf"]), nil, o.now(), o.leeway); err != nil {
 		return nil, err
 	}
 	return resp, nil
@@ -114,12 +114,18 @@ func (o *opaqueChecker) userinfo(ctx context.Context, raw string) (map[string]an
 	return resp, nil
 }
 
-func numericDate(v any) *jwt.NumericDate {
+func numericDate(f float64) *jwt.NumericDate {
+	d := jwt.NumericDate(int64(f))
+	return &d
+}
+
+// optionalDate reads an optional numeric date from an IdP's answer.
+func optionalDate(v any) *jwt.NumericDate {
 	f, ok := v.(float64)
 	if !ok {
 		return nil
 	}
-	return jwt.NewNumericDate(time.Unix(int64(f), 0))
+	return numericDate(f)
 }
 
 // opaqueProcessor verifies tokens that are not JWTs by asking the IdP.

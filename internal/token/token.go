@@ -5,6 +5,8 @@ package token
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -40,6 +42,9 @@ type Token struct {
 	// ParseError says why a token that looks like a JWT (three dot-separated
 	// parts) did not parse; such a token is never treated as opaque.
 	ParseError error
+	// claims is the JWT's payload, unverified until a processor checked
+	// the signature.
+	claims map[string]any
 }
 
 // supportedAlgorithms is every algorithm go-jose may parse; each processor
@@ -68,24 +73,50 @@ func Parse(raw string) (*Token, error) {
 	if strings.Count(raw, ".") != 2 {
 		return t, nil
 	}
+	// go-jose decodes base64url leniently, so a token could be spelled
+	// several ways (spare bits in the last character) and still verify.
+	// Only the canonical spelling is accepted: one token, one cache entry.
+	for _, seg := range strings.Split(raw, ".") {
+		if _, err := strictBase64.DecodeString(seg); err != nil {
+			t.ParseError = errors.New("a segment is not canonical unpadded base64url")
+			return t, nil
+		}
+	}
 	tok, err := jwt.ParseSigned(raw, supportedAlgorithms)
 	var algErr *jose.ErrUnexpectedSignatureAlgorithm
 	if errors.As(err, &algErr) {
 		return nil, errorf(ReasonAlgorithm, "", "algorithm %s is never accepted", quote(string(algErr.Got)))
 	}
 	if err != nil {
-		t.ParseError = err
+		t.ParseError = clipError(err)
 		return t, nil
 	}
-	var c struct {
-		Issuer string `json:"iss"`
-	}
-	if err := tok.UnsafeClaimsWithoutVerification(&c); err != nil {
-		t.ParseError = err
+	// The payload is decoded once, here; the processor trusts these
+	// claims only after the signature over the same bytes verified.
+	var payload json.RawMessage
+	if err := tok.UnsafeClaimsWithoutVerification(&payload); err != nil {
+		t.ParseError = clipError(err)
 		return t, nil
 	}
-	t.JWT, t.Issuer = tok, c.Issuer
+	if err := json.Unmarshal(payload, &t.claims); err != nil || t.claims == nil {
+		t.ParseError = errors.New("the payload is not a JSON object")
+		return t, nil
+	}
+	t.JWT = tok
+	t.Issuer, _ = t.claims["iss"].(string)
 	return t, nil
+}
+
+var strictBase64 = base64.RawURLEncoding.Strict()
+
+// clipError keeps a library's parse error short: go-jose quotes the
+// offending header, which an attacker may make kilobytes long.
+func clipError(err error) error {
+	const max = 200
+	if msg := err.Error(); len(msg) > max {
+		return errors.New(msg[:max] + "…")
+	}
+	return err
 }
 
 // LooksLikeJWT reports whether t has JWS compact shape, parsed or not.
