@@ -60,8 +60,8 @@ func TestTransform(t *testing.T) {
 		{"s/x/$1/", "x", "$1"}, // a $ in a sed replacement is literal
 		{`s|/|-|g`, "/a/b", "-a-b"},
 		{`s/\//-/g`, "/a/b", "-a-b"},
-		{"s/a;b/c/", "a;b", "c"}, // ; inside a pattern does not split
-		{`s.a\.b.x.`, "aXb", "aXb"},  // an escaped delimiter is literal, not regexp syntax
+		{"s/a;b/c/", "a;b", "c"},    // ; inside a pattern does not split
+		{`s.a\.b.x.`, "aXb", "aXb"}, // an escaped delimiter is literal, not regexp syntax
 		{`s.a\.b.x.`, "a.b", "x"},
 		{`s|a\|b|x|`, "b", "b"},
 		{`s|a\|b|[\|]|`, "a|b", "[|]"},

@@ -196,7 +196,6 @@ func fuzzVerifySetup(tb testing.TB) *fuzzVerifyFixture {
 	return fix
 }
 
-
 // FuzzVerify runs a Verifier over a jwt processor with static keys on an
 // arbitrary string and on three valid tokens (RS256, ES256, EdDSA) with
 // one byte replaced at pos: nothing but the valid tokens themselves may be
