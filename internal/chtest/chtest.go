@@ -1,0 +1,509 @@
+package chtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Copies of shared/testing/clickhouse-18.16/{config.xml,users.xml}; embedded
+// so that the package works in any checkout.
+var (
+	//go:embed config.xml
+	configTemplate string
+	//go:embed users.xml
+	defaultUsersXML string
+)
+
+// DefaultBinary is where Debian's package installs the server.
+const DefaultBinary = "/usr/sbin/clickhouse-server"
+
+// missingBinary is the failure message when no server binary is found.
+const missingBinary = "clickhouse-server not found: run scripts/install-clickhouse.sh (make test does)"
+
+// Accounts of the default users.xml.
+const (
+	ReaderUser     = "ch_reader"
+	ReaderPassword = "reader-pw"
+	AdminUser      = "ch_admin"
+	AdminPassword  = "admin-pw"
+)
+
+// KeyedQuota is the name of a built-in unlimited quota that accepts client
+// supplied keys (the quota_key URL parameter); give it to a User to use
+// quota_key.
+const KeyedQuota = "keyed"
+
+const keyedQuotaXML = `<keyed><keyed>1</keyed><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></keyed>`
+
+// User is an account added to the default users.xml.
+type User struct {
+	Name     string // an XML element name without dots: letters, digits, '_', '-'
+	Password string // plain text; may be empty
+	Profile  string // "default" (the default) or "readonly", or one of Options.ExtraProfiles
+	Quota    string // "default" (the default) or KeyedQuota, or one of Options.ExtraQuotas
+	XML      string // optional raw XML added inside the user's element
+}
+
+// Options change the server that Start runs. The zero value is the shared
+// test setup.
+type Options struct {
+	// UsersXML replaces the whole users.xml when not empty. ExtraUsers,
+	// ExtraProfiles and ExtraQuotas must then be empty.
+	UsersXML string
+	// ExtraUsers are added to the default accounts.
+	ExtraUsers []User
+	// ExtraProfiles and ExtraQuotas are raw XML added inside <profiles> and
+	// <quotas> of the default users.xml.
+	ExtraProfiles string
+	ExtraQuotas   string
+	// ExtraConfig is raw XML added at the end of config.xml (inside <yandex>).
+	// It can add elements, not change those of the template: for a repeated
+	// element ClickHouse uses the first one.
+	ExtraConfig string
+	// Binary is the server binary; by default DefaultBinary, else
+	// clickhouse-server on PATH.
+	Binary string
+	// StartTimeout bounds the wait for /ping; 30 s by default.
+	StartTimeout time.Duration
+	// ProbeUser and ProbePassword are the account Start uses for SELECT
+	// version(); by default "default" without password, then each ExtraUser.
+	// Set them when UsersXML has no such account.
+	ProbeUser     string
+	ProbePassword string
+}
+
+// Server is a running ClickHouse server.
+type Server struct {
+	HTTPURL  string // http://127.0.0.1:PORT
+	HTTPAddr string // 127.0.0.1:PORT
+	TCPAddr  string // 127.0.0.1:PORT (native protocol)
+	Dir      string // private directory: config.xml, users.xml, log/, data/, …
+	Version  string // SELECT version(), e.g. "18.16.1"
+	PID      int    // process id of the server
+
+	// StartDuration is the time from starting the process to the first
+	// answer of GET /ping.
+	StartDuration time.Duration
+
+	client   *http.Client
+	cmd      *exec.Cmd
+	exited   chan struct{} // closed when the process has exited
+	stopOnce sync.Once
+}
+
+// A user name is an XML element name in users.xml, and ClickHouse reads '.'
+// in it as a path separator.
+var userNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
+
+// Start runs a ClickHouse server for the test and stops it (and removes its
+// directory) when the test and its subtests end. It fails the test when the
+// server cannot be started.
+func Start(tb testing.TB, opts Options) *Server {
+	tb.Helper()
+	bin := opts.Binary
+	if bin == "" {
+		bin = findBinary()
+	} else if _, err := os.Stat(bin); err != nil {
+		bin = ""
+	}
+	if bin == "" {
+		tb.Fatalf(missingBinary)
+		return nil
+	}
+	usersXML, err := buildUsersXML(opts)
+	if err != nil {
+		tb.Fatalf("chtest: %v", err)
+		return nil
+	}
+	timeout := opts.StartTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+
+	dir, err := os.MkdirTemp("", "chtest-")
+	if err != nil {
+		tb.Fatalf("chtest: %v", err)
+		return nil
+	}
+	tb.Cleanup(func() {
+		if os.Getenv("CHTEST_KEEP") != "" {
+			tb.Logf("chtest: keeping %s (CHTEST_KEEP is set)", dir)
+			return
+		}
+		_ = os.RemoveAll(dir)
+	})
+
+	var s *Server
+	for attempt := 1; ; attempt++ {
+		s, err = startOnce(bin, dir, usersXML, opts.ExtraConfig, timeout)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, errAddrInUse) && attempt < 5 {
+			tb.Logf("chtest: %v; retrying with other ports", err)
+			continue
+		}
+		tb.Fatalf("chtest: %v", err)
+		return nil
+	}
+	tb.Cleanup(s.Stop)
+
+	var lastErr error
+	for _, c := range versionCredentials(opts) {
+		v, err := s.QueryErr(c[0], c[1], "SELECT version()")
+		if err == nil {
+			s.Version = v
+			break
+		}
+		lastErr = err
+	}
+	if s.Version == "" {
+		tb.Fatalf("chtest: SELECT version() failed for every known account (%v); set Options.ProbeUser", lastErr)
+	}
+	return s
+}
+
+func findBinary() string {
+	if fi, err := os.Stat(DefaultBinary); err == nil && !fi.IsDir() {
+		return DefaultBinary
+	}
+	if p, err := exec.LookPath("clickhouse-server"); err == nil {
+		return p
+	}
+	return ""
+}
+
+func versionCredentials(opts Options) [][2]string {
+	var creds [][2]string
+	if opts.ProbeUser != "" {
+		creds = append(creds, [2]string{opts.ProbeUser, opts.ProbePassword})
+	}
+	creds = append(creds, [2]string{"default", ""})
+	for _, u := range opts.ExtraUsers {
+		creds = append(creds, [2]string{u.Name, u.Password})
+	}
+	return creds
+}
+
+func buildUsersXML(opts Options) (string, error) {
+	if opts.UsersXML != "" {
+		if len(opts.ExtraUsers) > 0 || opts.ExtraProfiles != "" || opts.ExtraQuotas != "" {
+			return "", errors.New("Options.UsersXML replaces users.xml: ExtraUsers, ExtraProfiles and ExtraQuotas must be empty")
+		}
+		return opts.UsersXML, nil
+	}
+	var users strings.Builder
+	for _, u := range opts.ExtraUsers {
+		if !userNameRE.MatchString(u.Name) {
+			return "", fmt.Errorf("user name %q is not usable in users.xml (an XML element name without dots: letters, digits, '_', '-')", u.Name)
+		}
+		profile, quota := u.Profile, u.Quota
+		if profile == "" {
+			profile = "default"
+		}
+		if quota == "" {
+			quota = "default"
+		}
+		fmt.Fprintf(&users, "    <%s><password>%s</password><networks><ip>127.0.0.1</ip></networks><profile>%s</profile><quota>%s</quota>%s</%s>\n",
+			u.Name, xmlText(u.Password), xmlText(profile), xmlText(quota), u.XML, u.Name)
+	}
+	x := defaultUsersXML
+	for _, ins := range []struct{ tag, add string }{
+		{"</profiles>", opts.ExtraProfiles},
+		{"</users>", users.String()},
+		{"</quotas>", keyedQuotaXML + "\n" + opts.ExtraQuotas},
+	} {
+		if ins.add == "" {
+			continue
+		}
+		i := strings.LastIndex(x, ins.tag)
+		if i < 0 {
+			return "", fmt.Errorf("embedded users.xml has no %s", ins.tag)
+		}
+		x = x[:i] + "  " + ins.add + "\n  " + x[i:]
+	}
+	return x, nil
+}
+
+func xmlText(s string) string {
+	var b bytes.Buffer
+	_ = xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+var errAddrInUse = errors.New("address already in use")
+
+// startOnce prepares dir and runs the server once, on fresh ports.
+func startOnce(bin, dir, usersXML, extraConfig string, timeout time.Duration) (*Server, error) {
+	for _, sub := range []string{"log", "data", "tmp", "user_files", "format_schemas"} {
+		p := filepath.Join(dir, sub)
+		if err := os.RemoveAll(p); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	httpPort, err := pickPort()
+	if err != nil {
+		return nil, err
+	}
+	tcpPort, err := pickPort()
+	if err != nil {
+		return nil, err
+	}
+	for tcpPort == httpPort {
+		if tcpPort, err = pickPort(); err != nil {
+			return nil, err
+		}
+	}
+	config := strings.NewReplacer(
+		"DIR", dir,
+		"HTTP_PORT", strconv.Itoa(httpPort),
+		"TCP_PORT", strconv.Itoa(tcpPort),
+	).Replace(configTemplate)
+	// Do not wait for idle keep-alive connections of test clients when
+	// stopping (18.16 waits up to 5 s by default); the data is thrown away.
+	extraConfig += "\n  <shutdown_wait_unfinished>0</shutdown_wait_unfinished>"
+	i := strings.LastIndex(config, "</yandex>")
+	if i < 0 {
+		return nil, errors.New("embedded config.xml has no </yandex>")
+	}
+	config = config[:i] + extraConfig + "\n" + config[i:]
+	configPath := filepath.Join(dir, "config.xml")
+	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o644); err != nil {
+		return nil, err
+	}
+
+	out, err := os.Create(filepath.Join(dir, "log", "stdout.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close() // the child has its own descriptor
+	cmd := exec.Command(bin, "--config-file="+configPath)
+	cmd.Dir = dir
+	cmd.Stdin = nil
+	cmd.Stdout = out
+	cmd.Stderr = out
+	setProcAttr(cmd)
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	s := &Server{
+		HTTPAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)),
+		TCPAddr:  net.JoinHostPort("127.0.0.1", strconv.Itoa(tcpPort)),
+		Dir:      dir,
+		PID:      cmd.Process.Pid,
+		cmd:      cmd,
+		exited:   make(chan struct{}),
+		client: &http.Client{
+			Transport: &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: 5 * time.Second},
+		},
+	}
+	s.HTTPURL = "http://" + s.HTTPAddr
+	var waitErr error
+	go func() {
+		waitErr = cmd.Wait()
+		close(s.exited)
+	}()
+
+	deadline := time.Now().Add(timeout)
+	ping := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for {
+		select {
+		case <-s.exited:
+			detail := s.logTail()
+			if strings.Contains(detail, "Address already in use") {
+				return nil, fmt.Errorf("%w (ports %d, %d)", errAddrInUse, httpPort, tcpPort)
+			}
+			return nil, fmt.Errorf("clickhouse-server exited before it was ready (%v)%s", waitErr, detail)
+		default:
+		}
+		resp, err := ping.Get(s.HTTPURL + "/ping")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && string(body) == "Ok.\n" {
+				s.StartDuration = time.Since(t0)
+				return s, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			return nil, fmt.Errorf("clickhouse-server did not answer GET /ping within %v%s", timeout, s.logTail())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// pickPort is freePort; tests replace it to provoke "Address already in use".
+var pickPort = freePort
+
+// freePort asks the kernel for a free loopback port. Another process may take
+// it before the server binds it; Start retries on "Address already in use".
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// logTail is the end of the server's error log and standard output, for
+// failure messages.
+func (s *Server) logTail() string {
+	var b strings.Builder
+	for _, name := range []string{"err.log", "stdout.log"} {
+		data, err := os.ReadFile(filepath.Join(s.Dir, "log", name))
+		if err != nil || len(bytes.TrimSpace(data)) == 0 {
+			continue
+		}
+		const max = 4000
+		if len(data) > max {
+			data = data[len(data)-max:]
+		}
+		fmt.Fprintf(&b, "\n--- tail of %s ---\n%s", filepath.Join(s.Dir, "log", name), bytes.TrimSpace(data))
+	}
+	return b.String()
+}
+
+// Stop stops the server: SIGTERM to its process group, SIGKILL after five
+// seconds. It is registered as a cleanup by Start and may be called earlier,
+// e.g. to test what happens when ClickHouse is down. It is idempotent.
+func (s *Server) Stop() {
+	s.stopOnce.Do(func() {
+		s.client.CloseIdleConnections()
+		select {
+		case <-s.exited:
+			return
+		default:
+		}
+		signalGroup(s.cmd, false)
+		select {
+		case <-s.exited:
+		case <-time.After(5 * time.Second):
+			signalGroup(s.cmd, true)
+			<-s.exited
+		}
+	})
+}
+
+// Exited reports whether the server process has ended.
+func (s *Server) Exited() bool {
+	select {
+	case <-s.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// QueryError is a query that ClickHouse answered with a status other than 200.
+type QueryError struct {
+	Status int    // HTTP status
+	Code   int    // ClickHouse error code ("Code: 164"), 0 if the body has none
+	Body   string // ClickHouse's error text
+}
+
+func (e *QueryError) Error() string {
+	return fmt.Sprintf("clickhouse: HTTP %d: %s", e.Status, strings.TrimSpace(e.Body))
+}
+
+var codeRE = regexp.MustCompile(`Code: (\d+)`)
+
+// Query runs sql as user over HTTP (POST body, Basic auth) and returns the
+// result without its final newline. A non-200 answer fails the test with
+// ClickHouse's error text.
+func (s *Server) Query(tb testing.TB, user, password, sql string) string {
+	tb.Helper()
+	out, err := s.QueryErr(user, password, sql)
+	if err != nil {
+		tb.Fatalf("chtest: query %q as %s: %v", sql, user, err)
+	}
+	return out
+}
+
+// QueryErr is Query that returns the failure (a *QueryError when ClickHouse
+// answered) instead of failing the test. It may be called from any goroutine.
+func (s *Server) QueryErr(user, password, sql string) (string, error) {
+	return s.QueryParams(user, password, sql, nil)
+}
+
+// QueryParams is QueryErr with extra URL parameters: settings (readonly,
+// max_execution_time), session_id, quota_key, query_id, default_format, …
+func (s *Server) QueryParams(user, password, sql string, params url.Values) (string, error) {
+	u := s.HTTPURL + "/"
+	if len(params) > 0 {
+		u += "?" + params.Encode()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(sql))
+	if err != nil {
+		return "", err
+	}
+	req.SetBasicAuth(user, password)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		qe := &QueryError{Status: resp.StatusCode, Body: string(body)}
+		if m := codeRE.FindSubmatch(body); m != nil {
+			qe.Code, _ = strconv.Atoi(string(m[1]))
+		}
+		return "", qe
+	}
+	return strings.TrimSuffix(string(body), "\n"), nil
+}
+
+// SelfSQL returns a query that selects columns of system.processes for the
+// query itself (for example "user, quota_key, query_id"): the query carries a
+// random marker and matches its own text. Each call returns a new marker, so
+// concurrent callers never see each other. Works on 18.16 (which has no
+// currentUser() or queryID()) and on current ClickHouse.
+func SelfSQL(columns string) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("SELECT %s FROM system.processes WHERE query LIKE '%%chtest-self-%s%%'", columns, hex.EncodeToString(b[:]))
+}
+
+// CurrentUserSQL returns a query whose result is the ClickHouse user that
+// executes it: SelfSQL("user").
+func CurrentUserSQL() string { return SelfSQL("user") }
+
+// WhoAmI returns the ClickHouse user that executes a query sent with these
+// credentials.
+func (s *Server) WhoAmI(tb testing.TB, user, password string) string {
+	tb.Helper()
+	return s.Query(tb, user, password, CurrentUserSQL())
+}
