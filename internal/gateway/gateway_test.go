@@ -28,9 +28,10 @@ const issuer = "https://idp.test/realms/corp"
 
 // stack is a real ClickHouse 18.16 server behind a clickgate server.
 type stack struct {
-	ch  *chtest.Server
-	cg  *httptest.Server
-	key *testkit.Key
+	ch      *chtest.Server
+	cg      *httptest.Server
+	handler http.Handler
+	key     *testkit.Key
 }
 
 func newStack(t *testing.T, ch *chtest.Server, clickhouseYAML string) *stack {
@@ -55,7 +56,7 @@ clickhouse:
 	}
 	cg := httptest.NewServer(srv.Handler())
 	t.Cleanup(cg.Close)
-	return &stack{ch: ch, cg: cg, key: key}
+	return &stack{ch: ch, cg: cg, handler: srv.Handler(), key: key}
 }
 
 func (s *stack) token(t *testing.T, email string, groups ...string) string {
