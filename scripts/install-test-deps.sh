@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the tests need, idempotently: Go modules now; Debian and
-# npm packages are added here as the tests that need them land.
+# Installs what the tests need, idempotently: Go modules, Debian's
+# ClickHouse server (18.16) and the npm packages of package.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,3 +10,6 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 echo "install-test-deps: Go modules"
 go mod download
+
+echo "install-test-deps: ClickHouse server"
+./scripts/install-clickhouse.sh
