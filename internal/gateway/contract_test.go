@@ -32,6 +32,7 @@ type modernClickHouse struct {
 }
 
 type seen struct {
+	header                 http.Header
 	user, password, bearer string
 	query                  string // query parameter, then body
 	authStatus             int    // what /clickhouse/auth answered, for http users
@@ -46,7 +47,7 @@ func newModernClickHouse(t *testing.T) *modernClickHouse {
 
 func (m *modernClickHouse) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	s := seen{query: r.URL.Query().Get("query") + string(body)}
+	s := seen{query: r.URL.Query().Get("query") + string(body), header: r.Header.Clone()}
 	if auth := r.Header.Get("Authorization"); strings.HasPrefix(auth, "Bearer ") {
 		s.bearer = strings.TrimPrefix(auth, "Bearer ")
 	} else {
@@ -169,10 +170,21 @@ func TestBearerModeWireContract(t *testing.T) {
 	ch := newModernClickHouse(t)
 	s := newStack(t, &chtest.Server{HTTPURL: ch.URL}, "  mode: bearer\n  audience: clickhouse\n")
 	alice := s.token(t, "alice@example.com", "ch-analysts") // aud: clickhouse
-	if status, body := s.do(t, alice, "POST", "/", "SELECT 1", nil); status != 200 {
+	// Grafana forwards the viewer's ID token too; it must stop at clickgate.
+	grafana := func(r *http.Request) {
+		r.Header.Set("X-Id-Token", "an-id-token")
+		r.Header.Set("Cookie", "grafana_session=secret")
+	}
+	if status, body := s.do(t, alice, "POST", "/", "SELECT 1", grafana); status != 200 {
 		t.Fatalf("%d %s", status, body)
 	}
-	if got := ch.take(); len(got) != 1 || got[0].bearer != alice {
+	got := ch.take()
+	if len(got) != 1 || got[0].bearer != alice {
 		t.Fatalf("ClickHouse saw %+v", got)
+	}
+	for _, h := range []string{"X-Id-Token", "Cookie"} {
+		if v := got[0].header.Get(h); v != "" {
+			t.Errorf("%s reached ClickHouse: %q", h, v)
+		}
 	}
 }

@@ -288,3 +288,18 @@ func TestClientGoneCancelsQuery(t *testing.T) {
 		}
 	}
 }
+
+// clickhouse.settings apply to every query and the client cannot
+// override them: readonly fixed by clickgate holds even for an admin
+// account and a client that asks for readonly=0.
+func TestFixedSettingsCannotBeOverridden(t *testing.T) {
+	s := newStack(t, chtest.Start(t, chtest.Options{}), mappedYAML+"  settings: {readonly: \"1\"}\n")
+	bob := s.token(t, "bob@example.com", "ch-admin")
+	status, body := s.do(t, bob, "POST", "/?readonly=0", "CREATE TABLE t (x UInt8) ENGINE = Memory", nil)
+	if status == 200 || !strings.Contains(body, "Code: 164") {
+		t.Fatalf("write with readonly fixed: %d %s", status, body)
+	}
+	if got := s.query(t, bob, "SELECT 1"); got != "1" {
+		t.Fatalf("read: %q", got)
+	}
+}
