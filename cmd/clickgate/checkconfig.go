@@ -75,7 +75,10 @@ func explain(w io.Writer, path string, cfg *config.Config, dir *identity.Directo
 	p("  - example: groups [%s] become roles [%s]", strings.Join(example, ", "), strings.Join(dir.Roles(example), ", "))
 	p("")
 	if ch := cfg.ClickHouse; ch != nil {
-		p("ClickHouse: %s in %s mode.", ch.URL, ch.Mode)
+		p("ClickHouse gateway: every path not reserved by clickgate goes to %s in %s mode:", ch.URL, ch.Mode)
+		for _, line := range describeMode(ch, cfg.Server.PublicURL) {
+			p("  - %s", line)
+		}
 	} else {
 		p("ClickHouse: no clickhouse section, so the gateway is off; /clickhouse/auth and /whoami work.")
 	}
@@ -199,4 +202,52 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
+}
+
+func describeMode(ch *config.ClickHouse, publicURL string) []string {
+	var out []string
+	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	switch ch.Mode {
+	case config.ModeService:
+		add("every query runs as %s; the person goes into quota_key (the account's quota must be keyed) and log_comment (ClickHouse 20.12+)", ch.User)
+	case config.ModeMapped:
+		for _, a := range ch.Accounts {
+			add("role %s → ClickHouse account %s", a.Role, a.User)
+		}
+		add("first match wins; someone with none of these roles is refused (403)")
+	case config.ModeBearer:
+		add("the caller's token is passed on only if its aud includes %q", ch.Audience)
+	case config.ModeExchange:
+		add("the caller's token is exchanged (RFC 8693) for one with audience %q, cached until it expires", ch.Audience)
+	case config.ModeHTTPAuth:
+		add("each person is their own ClickHouse user, IDENTIFIED WITH http SERVER '%s', signed in with a short-lived clickgate ticket", ch.AuthServer)
+		add("ClickHouse needs <http_authentication_servers><%s><uri>%s/clickhouse/auth</uri></%s></http_authentication_servers> (23.10+)", ch.AuthServer, publicURL, ch.AuthServer)
+		if ch.TicketSecret == "" {
+			add("tickets are signed with a per-process key: set clickhouse.ticket_secret when running several replicas")
+		}
+	case config.ModeImpersonate:
+		add("%s runs EXECUTE AS <person> <query> (ClickHouse 25.11+; GRANT IMPERSONATE ON <person> TO %s)", ch.User, ch.User)
+	}
+	if ch.Mode == config.ModeHTTPAuth || ch.Mode == config.ModeImpersonate {
+		prov := ch.Provisioning
+		switch {
+		case prov.CreateUsers && prov.SyncRoles:
+			add("users are created on first sign-in and mapped roles granted and revoked, at most every %s per person", prov.Interval)
+		case prov.CreateUsers:
+			add("users are created on first sign-in with their mapped roles, at most every %s per person", prov.Interval)
+		case prov.SyncRoles:
+			add("mapped roles are granted and revoked, at most every %s per person; users are created by you", prov.Interval)
+		default:
+			add("users and grants are yours to manage with SQL (provisioning is off)")
+		}
+	}
+	if len(ch.Settings) > 0 {
+		keys := make([]string, 0, len(ch.Settings))
+		for k, v := range ch.Settings {
+			keys = append(keys, k+"="+v)
+		}
+		sort.Strings(keys)
+		add("fixed settings on every query (clients cannot override): %s", strings.Join(keys, ", "))
+	}
+	return out
 }
