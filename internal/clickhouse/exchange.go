@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -98,6 +99,15 @@ func (m *exchangeMode) exchange(ctx context.Context, c *Caller) (exchanged, erro
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil && resp.StatusCode == http.StatusOK {
 		return exchanged{}, &Error{Status: http.StatusBadGateway, Code: CodeNetworkError, Name: "NETWORK_ERROR", Msg: "clickgate: token exchange: the IdP answered invalid JSON"}
+	}
+	switch {
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+		return exchanged{}, &Error{Status: http.StatusBadGateway, Code: CodeNetworkError, Name: "NETWORK_ERROR",
+			Msg: fmt.Sprintf("clickgate: token exchange: the IdP answered HTTP %d", resp.StatusCode)}
+	case slices.Contains([]string{"invalid_client", "unauthorized_client", "invalid_target", "unsupported_grant_type"}, body.Error):
+		// clickgate's own client or configuration, not the caller, is at fault.
+		return exchanged{}, &Error{Status: http.StatusBadGateway, Code: CodeNetworkError, Name: "NETWORK_ERROR",
+			Msg: fmt.Sprintf("clickgate: token exchange is misconfigured: the IdP answered %q; check the processor's client_id, client_secret, its token-exchange grant and clickhouse.audience", clipCode(body.Error))}
 	}
 	if resp.StatusCode != http.StatusOK || body.AccessToken == "" {
 		// Only the OAuth error code: a description may echo what was sent.
