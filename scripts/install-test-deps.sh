@@ -14,5 +14,5 @@ go mod download
 echo "install-test-deps: ClickHouse server"
 ./scripts/install-clickhouse.sh
 
-echo "install-test-deps: the ClickHouse 26.7 engine (chDB, npm) for SQL parse tests"
-./scripts/install-chdb.sh
+echo "install-test-deps: npm packages (chDB, the ClickHouse 26.7 engine; @clickhouse/client)"
+./scripts/install-npm.sh

@@ -5,7 +5,7 @@
 //
 // It is a test helper: only _test.go files may import it. Importing it loads
 // chDB (ClickHouse as a library, libchdb.so, ~550 MB, from the npm package
-// chdb that scripts/install-chdb.sh installs) into the process through
+// chdb that scripts/install-npm.sh installs) into the process through
 // github.com/chdb-io/chdb-go, which needs no cgo.
 //
 // What importing it does to a test binary:
@@ -14,7 +14,7 @@
 //     CHDB_LIB_PATH if set, else <repo root>/node_modules/@chdb/lib-linux-x64-gnu/libchdb.so
 //     (the repo root is the first directory above the test's working directory
 //     holding go.mod). If it is missing the binary exits with
-//     "libchdb.so not found: run scripts/install-chdb.sh (make test does)":
+//     "libchdb.so not found: run scripts/install-npm.sh (make test does)":
 //     chdb-go opens the library in its own init and cannot report a missing one
 //     in any gentler way, so every test in a package importing chdbtest needs
 //     the library, used or not.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -49,5 +50,22 @@ func TestClickHouseGoGetJWTOverTLS(t *testing.T) {
 	err = open("not-a-token", &calls)
 	if err == nil || !strings.Contains(err.Error(), "code: 516") {
 		t.Fatalf("a bad token: err = %v, want clickgate's 516", err)
+	}
+}
+
+// The official Node driver, @clickhouse/client, with access_token.
+func TestNodeClientAccessToken(t *testing.T) {
+	s := newStack(t, chtest.Start(t, chtest.Options{}), mappedYAML)
+	run := func(tok, sql string) (string, error) {
+		out, err := exec.Command("node", "../../test/drivers/clickhouse-client.mjs", s.cg.URL, tok, sql).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	out, err := run(s.token(t, "alice@example.com", "ch-analysts"), chtest.CurrentUserSQL())
+	if err != nil || out != `[{"user":"ch_reader"}]` {
+		t.Fatalf("alice through @clickhouse/client: %v\n%s", err, out)
+	}
+	out, err = run("not-a-token", "SELECT 1")
+	if err == nil || !strings.Contains(out, "AUTHENTICATION_FAILED") {
+		t.Fatalf("a bad token: %v\n%s", err, out)
 	}
 }

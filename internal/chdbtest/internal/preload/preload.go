@@ -6,7 +6,7 @@
 //
 //   - points CHDB_LIB_PATH at <repo root>/node_modules/@chdb/lib-<platform>/libchdb.so
 //     when the variable is not already set, so that chdb-go finds the library
-//     that scripts/install-chdb.sh installs;
+//     that scripts/install-npm.sh installs;
 //   - exits with a message that says how to install the library when it is
 //     missing, instead of chdb-go's bare dlopen panic;
 //   - records the signal handlers the Go runtime installed, before the
@@ -35,7 +35,7 @@ import (
 const EnvLibPath = "CHDB_LIB_PATH"
 
 // Missing is the message for a library that is not where it should be.
-const Missing = "libchdb.so not found: run scripts/install-chdb.sh (make test does)"
+const Missing = "libchdb.so not found: run scripts/install-npm.sh (make test does)"
 
 var (
 	// LibPath is the library chdb-go loads: CHDB_LIB_PATH as it was at process
