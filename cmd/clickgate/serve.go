@@ -35,7 +35,7 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	for _, w := range cfg.Warnings {
 		logger.Warn("configuration", "warning", w)
 	}
-	srv, err := server.New(cfg, server.Options{Logger: logger})
+	srv, err := server.New(cfg, server.Options{Logger: logger, Version: buildVersion()})
 	if err != nil {
 		return err
 	}

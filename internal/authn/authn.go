@@ -190,11 +190,11 @@ func Challenge(err error) string {
 	if errors.Is(err, ErrNoCredentials) {
 		return `Bearer realm="clickgate"`
 	}
-	return fmt.Sprintf(`Bearer realm="clickgate", error="invalid_token", error_description=%q`, headerSafe(err.Error()))
+	return fmt.Sprintf(`Bearer realm="clickgate", error="invalid_token", error_description=%q`, HeaderSafe(err.Error()))
 }
 
-// headerSafe keeps a message fit for a quoted-string header parameter.
-func headerSafe(s string) string {
+// HeaderSafe keeps a message fit for a quoted-string header parameter.
+func HeaderSafe(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r < ' ' || r > '~' || r == '"' || r == '\\' {
 			return '\''

@@ -157,7 +157,22 @@ type MCP struct {
 	MaxResultRows  int           `yaml:"max_result_rows"`
 	MaxResultBytes int           `yaml:"max_result_bytes"`
 	QueryTimeout   time.Duration `yaml:"query_timeout"`
+	// Audiences are accepted at /mcp besides the MCP resource itself.
+	Audiences []string `yaml:"audiences"`
+	// Scopes, when set, are required per tool class.
+	Scopes MCPScopes `yaml:"scopes"`
+	// MaxConcurrentQueries limits each person's queries in flight.
+	MaxConcurrentQueries int `yaml:"max_concurrent_queries"`
 }
+
+// MCPScopes are the OAuth scopes that read and write tools require.
+type MCPScopes struct {
+	Read  string `yaml:"read"`
+	Write string `yaml:"write"`
+}
+
+// MCPResource is the resource identifier of the MCP endpoint (RFC 8707).
+func (c *Config) MCPResource() string { return c.Server.PublicURL + "/mcp" }
 
 // Broker configures clickgate as OAuth authorization server for MCP clients.
 type Broker struct {

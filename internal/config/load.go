@@ -59,6 +59,7 @@ func parse(data []byte, lookupEnv func(string) (string, bool)) (*Config, error) 
 	if problems := cfg.validate(); len(problems) > 0 {
 		return nil, &Error{Problems: problems}
 	}
+	cfg.acceptMCPAudience()
 	return cfg, nil
 }
 

@@ -73,6 +73,9 @@ func (c *Config) applyDefaults() {
 	if c.MCP.QueryTimeout == 0 {
 		c.MCP.QueryTimeout = 30 * time.Second
 	}
+	if c.MCP.MaxConcurrentQueries == 0 {
+		c.MCP.MaxConcurrentQueries = 4
+	}
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -345,5 +348,20 @@ func (v *validator) url(path, raw string) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		v.add(path, "%q is not an http(s) URL", raw)
+	}
+}
+
+// acceptMCPAudience lets processors that check an audience accept tokens
+// minted for the MCP endpoint too: "a token must carry one of these (plus
+// public_url + /mcp for MCP)".
+func (c *Config) acceptMCPAudience() {
+	if !*c.MCP.Enabled {
+		return
+	}
+	resource := c.MCPResource()
+	for _, p := range c.TokenProcessors {
+		if len(p.Audiences) > 0 && !slices.Contains(p.Audiences, resource) {
+			p.Audiences = append(p.Audiences, resource)
+		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/gateway"
 	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/mcp"
 	"github.com/clickgate/clickgate/internal/token"
 )
 
@@ -46,6 +47,7 @@ type Options struct {
 	Logger     *slog.Logger
 	HTTPClient *http.Client // for IdP calls
 	Now        func() time.Time
+	Version    string // reported to MCP clients
 }
 
 // New builds a server from cfg.
@@ -93,6 +95,9 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 			Target: up.Target, Auth: s.auth, Mode: up.Mode, Settings: cfg.ClickHouse.Settings,
 			Transport: transport, Logger: opt.Logger,
 		})
+		if *cfg.MCP.Enabled {
+			s.mountMCP(mux, up, &http.Client{Transport: transport}, opt)
+		}
 	}
 	mux.Handle("/", root)
 	mux.Handle("/clickhouse/auth", chauth.Handler(s.auth, tickets, auditLog))
@@ -105,6 +110,42 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.handler = mux
 	return s, nil
+}
+
+// mountMCP serves MCP at /mcp with its protected resource metadata.
+func (s *Server) mountMCP(mux *http.ServeMux, up *clickhouse.Upstreams, client *http.Client, opt Options) {
+	cfg := s.cfg
+	m := mcp.New(mcp.Options{
+		Mode: up.Mode, Querier: &clickhouse.Querier{Target: up.Target, HTTP: client, Fixed: cfg.ClickHouse.Settings},
+		ReadOnly: *cfg.MCP.ReadOnly, MaxResultRows: cfg.MCP.MaxResultRows, MaxResultBytes: cfg.MCP.MaxResultBytes,
+		QueryTimeout: cfg.MCP.QueryTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentQueries, Version: opt.Version, Logger: opt.Logger,
+	})
+	metadataURL := cfg.Server.PublicURL + "/.well-known/oauth-protected-resource/mcp"
+	ho := mcp.HTTPOptions{
+		Auth: s.auth, Resource: cfg.MCPResource(), MetadataURL: metadataURL, Audiences: cfg.MCP.Audiences,
+		AuthorizationServers: AuthorizationServers(cfg), ReadScope: cfg.MCP.Scopes.Read, WriteScope: cfg.MCP.Scopes.Write,
+		AllowedOrigins: cfg.Server.AllowedOrigins,
+	}
+	mux.Handle("/mcp", m.HTTPHandler(ho))
+	meta := mcp.MetadataHandler(ho)
+	mux.Handle("/.well-known/oauth-protected-resource", meta)
+	mux.Handle("/.well-known/oauth-protected-resource/mcp", meta)
+}
+
+// AuthorizationServers are where MCP clients get tokens: clickgate's
+// broker when it is on, else the issuers of the token processors.
+func AuthorizationServers(cfg *config.Config) []string {
+	if cfg.Broker.Enabled {
+		return []string{cfg.Server.PublicURL}
+	}
+	var out []string
+	for _, name := range cfg.Directory.Processors {
+		iss := cfg.TokenProcessors[name].Issuer
+		if strings.HasPrefix(iss, "https://") || strings.HasPrefix(iss, "http://") {
+			out = append(out, iss)
+		}
+	}
+	return out
 }
 
 // DirectoryConfig extracts the directory policy from cfg.

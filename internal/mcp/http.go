@@ -1,0 +1,180 @@
+package mcp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
+
+	"github.com/clickgate/clickgate/internal/audit"
+	"github.com/clickgate/clickgate/internal/authn"
+	"github.com/clickgate/clickgate/internal/clickhouse"
+)
+
+// Authenticator resolves credentials to a principal.
+type Authenticator interface {
+	Authenticate(ctx context.Context, r *http.Request, c authn.Credentials, iface string) (*authn.Result, error)
+}
+
+// HTTPOptions configure the Streamable HTTP endpoint as an OAuth
+// protected resource.
+type HTTPOptions struct {
+	Auth Authenticator
+	// Resource is this endpoint's identifier: public_url + /mcp.
+	Resource string
+	// MetadataURL is where the protected resource metadata is served.
+	MetadataURL string
+	// Audiences are accepted besides Resource.
+	Audiences []string
+	// AuthorizationServers are named in the metadata.
+	AuthorizationServers []string
+	// ReadScope and WriteScope, when set, are required per tool class.
+	ReadScope, WriteScope string
+	// AllowedOrigins may send browser requests besides Resource's origin.
+	AllowedOrigins []string
+}
+
+// tokenInfoCaller is the TokenInfo.Extra key holding the *clickhouse.Caller.
+const tokenInfoCaller = "clickgate.caller"
+
+// maxRequestBytes bounds a JSON-RPC request body.
+const maxRequestBytes = 4 << 20
+
+// HTTPHandler serves MCP over Streamable HTTP (stateless: every revision
+// from 2025-03-26 to 2026-07-28) behind token authentication.
+func (s *Server) HTTPHandler(o HTTPOptions) http.Handler {
+	sdk := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.sdk },
+		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, Logger: s.opt.Logger,
+			// clickgate checks Origin itself, against public_url and
+			// server.allowed_origins, and may serve on a public address.
+			DisableLocalhostProtection: true})
+	// The SDK learns the caller through its TokenInfo; clickgate has
+	// already authenticated the request by then.
+	withTokenInfo := auth.RequireBearerToken(func(ctx context.Context, _ string, _ *http.Request) (*auth.TokenInfo, error) {
+		c, ok := ctx.Value(callerKey{}).(*clickhouse.Caller)
+		if !ok {
+			return nil, auth.ErrInvalidToken
+		}
+		return &auth.TokenInfo{UserID: c.Principal.User, Expiration: c.Principal.Expiry, Extra: map[string]any{tokenInfoCaller: c}}, nil
+	}, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(sdk)
+
+	allowedOrigins := slices.Clone(o.AllowedOrigins)
+	if u, err := url.Parse(o.Resource); err == nil {
+		allowedOrigins = append(allowedOrigins, u.Scheme+"://"+u.Host)
+	}
+	challenge := func(w http.ResponseWriter, status int, errCode, desc, scope string) {
+		params := []string{}
+		if errCode != "" {
+			params = append(params, fmt.Sprintf("error=%q", errCode), fmt.Sprintf("error_description=%q", authn.HeaderSafe(desc)))
+		}
+		params = append(params, fmt.Sprintf("resource_metadata=%q", o.MetadataURL))
+		if scope != "" {
+			params = append(params, fmt.Sprintf("scope=%q", scope))
+		}
+		w.Header().Set("WWW-Authenticate", "Bearer "+strings.Join(params, ", "))
+		http.Error(w, "clickgate: "+desc, status)
+	}
+
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if origin := r.Header.Get("Origin"); origin != "" && !slices.Contains(allowedOrigins, origin) {
+			// DNS rebinding defence: a page on another origin must not
+			// reach this endpoint through a person's browser.
+			http.Error(w, "clickgate: Origin "+origin+" is not allowed; add it to server.allowed_origins", http.StatusForbidden)
+			return
+		}
+		creds, err := authn.FromRequest(r)
+		if err != nil || creds.User != "" {
+			challenge(w, http.StatusUnauthorized, "", "send Authorization: Bearer <token> (an OAuth access token for "+o.Resource+")", o.ReadScope)
+			return
+		}
+		res, err := o.Auth.Authenticate(r.Context(), r, creds, audit.InterfaceMCP)
+		if err != nil {
+			status := authn.Status(err)
+			code := "invalid_token"
+			if status == http.StatusServiceUnavailable {
+				code = "temporarily_unavailable"
+			}
+			challenge(w, status, code, err.Error(), o.ReadScope)
+			return
+		}
+		if !slices.ContainsFunc(res.Identity.Audience, func(a string) bool { return a == o.Resource || slices.Contains(o.Audiences, a) }) {
+			challenge(w, http.StatusUnauthorized, "invalid_token", "the token's audience is not "+o.Resource+"; a token for another service (ClickHouse, say) is not accepted here", o.ReadScope)
+			return
+		}
+		if need := neededScope(r, o); need != "" && !slices.Contains(tokenScopes(res.Identity.Claims), need) {
+			challenge(w, http.StatusForbidden, "insufficient_scope", "this call needs the scope "+need, need)
+			return
+		}
+		caller := &clickhouse.Caller{Token: creds.Token, Identity: res.Identity, Principal: res.Principal}
+		withTokenInfo.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, caller)))
+	})
+}
+
+// neededScope is the scope a request needs: the write scope for a write
+// tool, the read scope for anything else.
+func neededScope(r *http.Request, o HTTPOptions) string {
+	if o.ReadScope == "" && o.WriteScope == "" {
+		return ""
+	}
+	if r.Method != http.MethodPost || r.Body == nil {
+		return o.ReadScope
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes))
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return o.ReadScope
+	}
+	var msg struct {
+		Method string `json:"method"`
+		Params struct {
+			Name string `json:"name"`
+		} `json:"params"`
+	}
+	if json.Unmarshal(body, &msg) == nil && msg.Method == "tools/call" && writeTools[msg.Params.Name] && o.WriteScope != "" {
+		return o.WriteScope
+	}
+	return o.ReadScope
+}
+
+// tokenScopes reads OAuth scopes from "scope" (space separated) or "scp".
+func tokenScopes(claims map[string]any) []string {
+	switch v := claims["scope"].(type) {
+	case string:
+		return strings.Fields(v)
+	}
+	var out []string
+	if list, ok := claims["scp"].([]any); ok {
+		for _, s := range list {
+			if str, ok := s.(string); ok {
+				out = append(out, str)
+			}
+		}
+	}
+	return out
+}
+
+// MetadataHandler serves RFC 9728 protected resource metadata.
+func MetadataHandler(o HTTPOptions) http.Handler {
+	var scopes []string
+	for _, s := range []string{o.ReadScope, o.WriteScope} {
+		if s != "" && !slices.Contains(scopes, s) {
+			scopes = append(scopes, s)
+		}
+	}
+	return auth.ProtectedResourceMetadataHandler(&oauthex.ProtectedResourceMetadata{
+		Resource:               o.Resource,
+		AuthorizationServers:   o.AuthorizationServers,
+		ScopesSupported:        scopes,
+		BearerMethodsSupported: []string{"header"},
+		ResourceName:           "ClickHouse through clickgate",
+	})
+}
