@@ -68,10 +68,12 @@ func parseException(h http.Header, body []byte) *Exception {
 	msg := strings.TrimSpace(string(body))
 	code, _ := strconv.Atoi(h.Get("X-ClickHouse-Exception-Code"))
 	if code == 0 {
-		// "Code: 516. DB::Exception: …"
+		// "Code: 516. DB::Exception: …", or "Code: 164, e.displayText() = …" (18.16)
 		if rest, ok := strings.CutPrefix(msg, "Code: "); ok {
-			n, _, _ := strings.Cut(rest, ".")
-			code, _ = strconv.Atoi(n)
+			end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
+			if end > 0 {
+				code, _ = strconv.Atoi(rest[:end])
+			}
 		}
 	}
 	return &Exception{Code: code, Message: msg}

@@ -1,0 +1,280 @@
+package mcp_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/clickgate/clickgate/internal/chtest"
+	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/server"
+	"github.com/clickgate/clickgate/internal/testkit"
+)
+
+const issuer = "https://idp.test/realms/corp"
+
+type stack struct {
+	ch       *chtest.Server
+	cg       *httptest.Server
+	key      *testkit.Key
+	resource string
+}
+
+// newStack runs clickgate (mapped mode, MCP on) in front of a real
+// ClickHouse 18.16 holding a small table of per-team data; mcpYAML adds
+// keys to the mcp section.
+func newStack(t *testing.T, mcpYAML string) *stack {
+	t.Helper()
+	ch := chtest.Start(t, chtest.Options{})
+	ch.Query(t, "ch_admin", "admin-pw", "CREATE TABLE default.usage (day Date, team String, tokens UInt64) ENGINE = MergeTree ORDER BY (team, day)")
+	ch.Query(t, "ch_admin", "admin-pw", "INSERT INTO default.usage SELECT toDate('2026-01-01') + number % 30, concat('team-', toString(number % 3)), number FROM system.numbers LIMIT 3000")
+	dir := t.TempDir()
+	key := testkit.NewKey(t, jose.ES256, "k1")
+	// The listener is created first: the resource is public_url + /mcp.
+	cg := httptest.NewUnstartedServer(nil)
+	publicURL := "http://" + cg.Listener.Addr().String()
+	yaml := fmt.Sprintf(`
+server: {public_url: %s}
+token_processors:
+  corp: {type: jwt, issuer: %s, jwks_file: %s, audiences: [clickhouse], username_claim: email}
+directory:
+  roles: {filter: "^ch-.*$", transform: "s/^ch-//", common: [mcp_reader]}
+clickhouse:
+  url: %s
+  mode: mapped
+  accounts:
+    - {role: admin, user: ch_admin, password: admin-pw}
+    - {role: mcp_reader, user: ch_reader, password: reader-pw}
+mcp:
+  max_result_rows: 100
+%s`, publicURL, issuer, testkit.WriteJWKS(t, dir, key), ch.HTTPURL, mcpYAML)
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg.Config.Handler = srv.Handler()
+	cg.Start()
+	t.Cleanup(cg.Close)
+	return &stack{ch: ch, cg: cg, key: key, resource: publicURL + "/mcp"}
+}
+
+// token mints a token for the MCP resource (aud), as the broker or an IdP would.
+func (s *stack) token(t *testing.T, aud, email string, groups ...string) string {
+	return s.key.Sign(t, testkit.Claims(issuer, aud, email, groups...))
+}
+
+type bearer struct {
+	token string
+	base  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.base.RoundTrip(r)
+}
+
+// connect opens an MCP session with the official Go SDK client.
+func (s *stack) connect(t *testing.T, tok string) *mcp.ClientSession {
+	t.Helper()
+	client := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil)
+	cs, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{
+		Endpoint: s.resource, HTTPClient: &http.Client{Transport: bearer{tok, http.DefaultTransport}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
+}
+
+func call(t *testing.T, cs *mcp.ClientSession, name string, args map[string]any) (*mcp.CallToolResult, map[string]any) {
+	t.Helper()
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: name, Arguments: args})
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	var structured map[string]any
+	if res.StructuredContent != nil {
+		b, _ := json.Marshal(res.StructuredContent)
+		json.Unmarshal(b, &structured)
+	}
+	return res, structured
+}
+
+func text(res *mcp.CallToolResult) string {
+	var b strings.Builder
+	for _, c := range res.Content {
+		if tc, ok := c.(*mcp.TextContent); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	return b.String()
+}
+
+func TestTools(t *testing.T) {
+	s := newStack(t, "")
+	cs := s.connect(t, s.token(t, s.resource, "alice@example.com", "ch-analysts"))
+
+	tools, err := cs.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tool := range tools.Tools {
+		names = append(names, tool.Name)
+		if tool.Annotations == nil || !tool.Annotations.ReadOnlyHint || tool.OutputSchema == nil {
+			t.Errorf("%s: annotations %+v, output schema %v", tool.Name, tool.Annotations, tool.OutputSchema)
+		}
+	}
+	if got := strings.Join(names, ","); got != "describe_table,explain_query,list_databases,list_tables,run_query" {
+		t.Fatalf("tools = %s (write_query must be absent when read_only)", got)
+	}
+
+	_, dbs := call(t, cs, "list_databases", nil)
+	if !strings.Contains(fmt.Sprint(dbs["rows"]), "default") {
+		t.Errorf("list_databases: %v", dbs)
+	}
+	_, tables := call(t, cs, "list_tables", map[string]any{"database": "default", "like": "us%"})
+	if fmt.Sprint(tables["rows"]) != "[[usage MergeTree]]" {
+		t.Errorf("list_tables: %v", tables)
+	}
+	res, desc := call(t, cs, "describe_table", map[string]any{"database": "default", "table": "usage"})
+	if !strings.Contains(text(res), "tokens UInt64") && !strings.Contains(fmt.Sprint(desc["columns"]), "tokens UInt64") {
+		t.Errorf("describe_table: %s", text(res))
+	}
+	res, out := call(t, cs, "run_query", map[string]any{"query": "SELECT team, sum(tokens) AS total FROM default.usage GROUP BY team ORDER BY team"})
+	if res.IsError || out["row_count"] != float64(3) || !strings.Contains(text(res), "untrusted data") {
+		t.Fatalf("run_query: %s %v", text(res), out)
+	}
+	// The cap: 3000 rows asked for, max_result_rows (100) returned, said plainly.
+	res, out = call(t, cs, "run_query", map[string]any{"query": "SELECT * FROM default.usage"})
+	if out["row_count"] != float64(100) || out["truncated"] != true || !strings.Contains(text(res), "the result was cut") {
+		t.Fatalf("capped run_query: %v / %.200s", out["row_count"], text(res))
+	}
+	// Writes are refused by ClickHouse (readonly), as a tool error.
+	res, _ = call(t, cs, "run_query", map[string]any{"query": "INSERT INTO default.usage VALUES ('2026-01-01', 'x', 1)"})
+	if !res.IsError || !strings.Contains(text(res), "readonly") {
+		t.Fatalf("write through run_query: %v %s", res.IsError, text(res))
+	}
+	// ClickHouse's own error, without a stack trace.
+	res, _ = call(t, cs, "run_query", map[string]any{"query": "SELECT nope FROM default.usage"})
+	if !res.IsError || !strings.Contains(text(res), "nope") || strings.Contains(text(res), "Stack trace") {
+		t.Fatalf("bad query: %s", text(res))
+	}
+	// 18.16 has no EXPLAIN: said clearly.
+	res, _ = call(t, cs, "explain_query", map[string]any{"query": "SELECT 1"})
+	if !res.IsError || !strings.Contains(text(res), "needs ClickHouse 20.6") {
+		t.Fatalf("explain on 18.16: %s", text(res))
+	}
+}
+
+func TestPeopleSeeTheirOwnAccount(t *testing.T) {
+	s := newStack(t, "")
+	for email, want := range map[string]string{"alice@example.com": "ch_reader", "bob@example.com": "ch_admin"} {
+		groups := []string{"ch-analysts"}
+		if email == "bob@example.com" {
+			groups = []string{"ch-admin"}
+		}
+		cs := s.connect(t, s.token(t, s.resource, email, groups...))
+		_, out := call(t, cs, "run_query", map[string]any{"query": chtest.CurrentUserSQL()})
+		if fmt.Sprint(out["rows"]) != "[["+want+"]]" {
+			t.Errorf("%s runs as %v, want %s", email, out["rows"], want)
+		}
+	}
+}
+
+func TestResourcesAndPrompts(t *testing.T) {
+	s := newStack(t, "")
+	cs := s.connect(t, s.token(t, s.resource, "alice@example.com", "ch-analysts"))
+	r, err := cs.ReadResource(context.Background(), &mcp.ReadResourceParams{URI: "clickhouse://schema"})
+	if err != nil || !strings.Contains(r.Contents[0].Text, "usage") {
+		t.Fatalf("schema: %v %v", r, err)
+	}
+	r, err = cs.ReadResource(context.Background(), &mcp.ReadResourceParams{URI: "clickhouse://table/default/usage"})
+	if err != nil || !strings.Contains(r.Contents[0].Text, "tokens") {
+		t.Fatalf("table resource: %v %v", r, err)
+	}
+	p, err := cs.GetPrompt(context.Background(), &mcp.GetPromptParams{Name: "explore_database", Arguments: map[string]string{"database": "default"}})
+	if err != nil || len(p.Messages) == 0 {
+		t.Fatalf("prompt: %v %v", p, err)
+	}
+}
+
+func TestProtectedResource(t *testing.T) {
+	s := newStack(t, "  scopes: {read: clickhouse.read, write: clickhouse.write}\n  read_only: false\n")
+	post := func(tok, origin, body string) *http.Response {
+		req, _ := http.NewRequest("POST", s.resource, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`
+	write := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"write_query","arguments":{"query":"SELECT 1"}}}`
+	withScope := func(scope string) string {
+		c := testkit.Claims(issuer, s.resource, "bob@example.com", "ch-admin")
+		c["scope"] = scope
+		return s.key.Sign(t, c)
+	}
+	meta := s.cg.URL + "/.well-known/oauth-protected-resource/mcp"
+	tests := []struct {
+		name, tok, origin, body string
+		status                  int
+		challenge               string
+	}{
+		{"no token", "", "", list, 401, `resource_metadata="` + meta + `", scope="clickhouse.read"`},
+		{"a token only for ClickHouse", s.token(t, "clickhouse", "bob@example.com", "ch-admin"), "", list, 401, `error="invalid_token"`},
+		{"bad token", "x.y.z", "", list, 401, `error="invalid_token"`},
+		{"no read scope", withScope("openid"), "", list, 403, `error="insufficient_scope"`},
+		{"read scope lists", withScope("clickhouse.read"), "", list, 200, ""},
+		{"read scope cannot write", withScope("clickhouse.read"), "", write, 403, `scope="clickhouse.write"`},
+		{"write scope writes", withScope("clickhouse.write"), "", write, 200, ""},
+		{"foreign Origin", withScope("clickhouse.read"), "https://evil.example", list, 403, ""},
+		{"own Origin", withScope("clickhouse.read"), s.cg.URL, list, 200, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := post(tc.tok, tc.origin, tc.body)
+			if resp.StatusCode != tc.status || !strings.Contains(resp.Header.Get("WWW-Authenticate"), tc.challenge) {
+				t.Fatalf("%d %q, want %d with %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), tc.status, tc.challenge)
+			}
+		})
+	}
+	for _, path := range []string{"/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"} {
+		resp, err := http.Get(s.cg.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		resp.Body.Close()
+		if m["resource"] != s.resource || fmt.Sprint(m["authorization_servers"]) != "["+issuer+"]" || fmt.Sprint(m["scopes_supported"]) != "[clickhouse.read clickhouse.write]" {
+			t.Errorf("%s: %v", path, m)
+		}
+	}
+}
