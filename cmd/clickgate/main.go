@@ -32,6 +32,7 @@ var commands map[string]command
 func init() {
 	commands = map[string]command{
 		"serve":        {"run the server: auth endpoint, whoami, gateway, MCP (one process)", runServe},
+		"mcp":          {"serve MCP over stdio for a local agent (token from CLICKGATE_TOKEN)", runMCP},
 		"check-config": {"validate a configuration and explain what it does", runCheckConfig},
 		"demo":         {"run clickgate locally on embedded defaults and show how to use it", runDemo},
 		"version":      {"print the version", runVersion},

@@ -65,10 +65,15 @@ func (s *Server) SDK() *mcp.Server { return s.sdk }
 // callerKey carries the authenticated caller in a context.
 type callerKey struct{}
 
-// WithCaller returns ctx carrying c; transports call it once they have
-// authenticated the request (HTTP) or the process (stdio).
-func WithCaller(ctx context.Context, c *clickhouse.Caller) context.Context {
-	return context.WithValue(ctx, callerKey{}, c)
+// callerSourceKey carries a function that authenticates the caller of
+// each call, for transports without per-request credentials (stdio).
+type callerSourceKey struct{}
+
+// WithCallerSource returns ctx carrying source, which each tool call asks
+// for its caller: stdio authenticates the process's token every time (a
+// cache hit), so an expired token stops working.
+func WithCallerSource(ctx context.Context, source func(context.Context) (*clickhouse.Caller, error)) context.Context {
+	return context.WithValue(ctx, callerSourceKey{}, source)
 }
 
 // errNoCaller means a tool ran without an authenticated caller: a wiring
@@ -81,8 +86,8 @@ func callerFrom(ctx context.Context, extra *mcp.RequestExtra) (*clickhouse.Calle
 			return c, nil
 		}
 	}
-	if c, ok := ctx.Value(callerKey{}).(*clickhouse.Caller); ok {
-		return c, nil
+	if source, ok := ctx.Value(callerSourceKey{}).(func(context.Context) (*clickhouse.Caller, error)); ok {
+		return source(ctx)
 	}
 	return nil, errNoCaller
 }

@@ -40,6 +40,8 @@ type Server struct {
 	handler http.Handler
 	// clickhouse is nil when the gateway is off.
 	clickhouse *clickhouse.Upstreams
+	// mcp is nil when MCP is off.
+	mcp *mcp.Server
 }
 
 // Options are the parts a caller may supply; zero values are sensible.
@@ -126,6 +128,7 @@ func (s *Server) mountMCP(mux *http.ServeMux, up *clickhouse.Upstreams, client *
 		AuthorizationServers: AuthorizationServers(cfg), ReadScope: cfg.MCP.Scopes.Read, WriteScope: cfg.MCP.Scopes.Write,
 		AllowedOrigins: cfg.Server.AllowedOrigins,
 	}
+	s.mcp = m
 	mux.Handle("/mcp", m.HTTPHandler(ho))
 	meta := mcp.MetadataHandler(ho)
 	mux.Handle("/.well-known/oauth-protected-resource", meta)
@@ -159,6 +162,13 @@ func DirectoryConfig(cfg *config.Config) identity.DirectoryConfig {
 		Common:         d.Roles.Common,
 	}
 }
+
+// MCP returns the MCP server, or nil when the configuration has no
+// clickhouse section or turns MCP off.
+func (s *Server) MCP() *mcp.Server { return s.mcp }
+
+// Authenticator is the one path from credentials to a principal.
+func (s *Server) Authenticator() *authn.Authenticator { return s.auth }
 
 // Handler is the whole HTTP interface.
 func (s *Server) Handler() http.Handler { return s.handler }

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/clickgate/clickgate/internal/audit"
+	"github.com/clickgate/clickgate/internal/authn"
+	"github.com/clickgate/clickgate/internal/clickhouse"
+	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/identity"
+	mcpserver "github.com/clickgate/clickgate/internal/mcp"
+	"github.com/clickgate/clickgate/internal/server"
+)
+
+func runMCP(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("mcp", "mcp --config clickgate.yaml", stderr)
+	path := fs.String("config", "clickgate.yaml", "configuration file (YAML)")
+	level := fs.String("log-level", "warn", "log level (logs go to stderr; stdout carries only MCP messages)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, *level)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(cfg, server.Options{Logger: logger, Version: buildVersion()})
+	if err != nil {
+		return err
+	}
+	m := srv.MCP()
+	if m == nil {
+		return errors.New("MCP needs a clickhouse section and mcp.enabled (the default) in the configuration")
+	}
+	source, err := stdioCaller(cfg, srv.Authenticator())
+	if err != nil {
+		return err
+	}
+	if _, err := source(ctx); err != nil {
+		return err // say so now, not at the first tool call
+	}
+	ctx = mcpserver.WithCallerSource(ctx, source)
+	return m.SDK().Run(ctx, &mcp.IOTransport{Reader: os.Stdin, Writer: nopCloser{stdout}})
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// stdioCaller returns who the local agent acts as: the person whose token
+// is in CLICKGATE_TOKEN, or, in service mode without one, the service
+// account on behalf of the local OS user.
+func stdioCaller(cfg *config.Config, auth *authn.Authenticator) (func(context.Context) (*clickhouse.Caller, error), error) {
+	tok := os.Getenv("CLICKGATE_TOKEN")
+	if tok == "" {
+		if cfg.ClickHouse.Mode != config.ModeService {
+			return nil, fmt.Errorf("no token: set CLICKGATE_TOKEN (for example CLICKGATE_TOKEN=$(clickgate token)); only service mode runs without one")
+		}
+		user := "local:" + os.Getenv("USER")
+		c := &clickhouse.Caller{Identity: &identity.Identity{Processor: "local", Username: user},
+			Principal: &identity.Principal{User: user, Roles: cfg.Directory.Roles.Common, Processor: "local"}}
+		return func(context.Context) (*clickhouse.Caller, error) { return c, nil }, nil
+	}
+	req := &http.Request{RemoteAddr: "stdio", Header: http.Header{"User-Agent": {"clickgate mcp (stdio)"}}}
+	return func(ctx context.Context) (*clickhouse.Caller, error) {
+		res, err := auth.Authenticate(ctx, req, authn.Credentials{Token: tok}, audit.InterfaceMCP)
+		if err != nil {
+			return nil, fmt.Errorf("CLICKGATE_TOKEN: %w", err)
+		}
+		return &clickhouse.Caller{Token: tok, Identity: res.Identity, Principal: res.Principal}, nil
+	}, nil
+}
