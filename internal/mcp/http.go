@@ -43,8 +43,12 @@ type HTTPOptions struct {
 	AllowedOrigins []string
 }
 
-// tokenInfoCaller is the TokenInfo.Extra key holding the *clickhouse.Caller.
-const tokenInfoCaller = "clickgate.caller"
+// TokenInfo.Extra keys: the *clickhouse.Caller, and the context of the
+// HTTP request carrying the call.
+const (
+	tokenInfoCaller  = "clickgate.caller"
+	tokenInfoRequest = "clickgate.request"
+)
 
 // maxRequestBytes bounds a JSON-RPC request body.
 const maxRequestBytes = 4 << 20
@@ -53,7 +57,7 @@ const maxRequestBytes = 4 << 20
 // from 2025-03-26 to 2026-07-28) behind token authentication.
 func (s *Server) HTTPHandler(o HTTPOptions) http.Handler {
 	sdk := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.sdk },
-		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, Logger: s.opt.Logger,
+		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, Logger: s.opt.Logger, PropagateRequestCancellation: true,
 			// clickgate checks Origin itself, against public_url and
 			// server.allowed_origins, and may serve on a public address.
 			DisableLocalhostProtection: true})
@@ -64,7 +68,8 @@ func (s *Server) HTTPHandler(o HTTPOptions) http.Handler {
 		if !ok {
 			return nil, auth.ErrInvalidToken
 		}
-		return &auth.TokenInfo{UserID: c.Principal.User, Expiration: c.Principal.Expiry, Extra: map[string]any{tokenInfoCaller: c}}, nil
+		return &auth.TokenInfo{UserID: c.Principal.User, Expiration: c.Principal.Expiry,
+			Extra: map[string]any{tokenInfoCaller: c, tokenInfoRequest: ctx}}, nil
 	}, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(sdk)
 
 	allowedOrigins := slices.Clone(o.AllowedOrigins)

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -55,7 +56,6 @@ clickhouse:
     - {role: admin, user: ch_admin, password: admin-pw}
     - {role: mcp_reader, user: ch_reader, password: reader-pw}
 mcp:
-  max_result_rows: 100
 %s`, publicURL, issuer, testkit.WriteJWKS(t, dir, key), ch.HTTPURL, mcpYAML)
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
@@ -126,7 +126,7 @@ func text(res *mcp.CallToolResult) string {
 }
 
 func TestTools(t *testing.T) {
-	s := newStack(t, "")
+	s := newStack(t, "  max_result_rows: 100\n")
 	cs := s.connect(t, s.token(t, s.resource, "alice@example.com", "ch-analysts"))
 
 	tools, err := cs.ListTools(context.Background(), nil)
@@ -276,5 +276,56 @@ func TestProtectedResource(t *testing.T) {
 		if m["resource"] != s.resource || fmt.Sprint(m["authorization_servers"]) != "["+issuer+"]" || fmt.Sprint(m["scopes_supported"]) != "[clickhouse.read clickhouse.write]" {
 			t.Errorf("%s: %v", path, m)
 		}
+	}
+}
+
+// A cancelled call cancels its query in ClickHouse, and each person has a
+// bounded number of queries in flight.
+func TestCancelAndConcurrencyLimit(t *testing.T) {
+	// Wide rows, one per block, so that ClickHouse 18.16 writes (and so
+	// notices a closed connection) often; caps high enough not to end it.
+	s := newStack(t, "  max_concurrent_queries: 1\n  max_result_bytes: 1000000000\n  max_result_rows: 1000000\n")
+	cs := s.connect(t, s.token(t, s.resource, "bob@example.com", "ch-admin"))
+	const slow = "SELECT number, range(20000), sleepEachRow(0.02), 'slow-marker-42' FROM system.numbers SETTINGS max_block_size = 1"
+	// A client cancels a call in stateless Streamable HTTP by closing its
+	// request (as the TypeScript SDK's AbortController does).
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"run_query","arguments":{"query":%q}}}`, slow)
+		req, _ := http.NewRequestWithContext(ctx, "POST", s.resource, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+s.token(t, s.resource, "bob@example.com", "ch-admin"))
+		req.Header.Set("Mcp-Protocol-Version", "2025-06-18")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	running := func() string {
+		return strings.TrimSpace(s.ch.Query(t, "ch_admin", "admin-pw",
+			"SELECT count() FROM system.processes WHERE query LIKE '%slow-marker-42%' AND query NOT LIKE '%system.processes%'"))
+	}
+	for deadline := time.Now().Add(10 * time.Second); running() != "1"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow query never started")
+		}
+	}
+	res, _ := call(t, s.connect(t, s.token(t, s.resource, "bob@example.com", "ch-admin")), "run_query", map[string]any{"query": "SELECT 1"})
+	if !res.IsError || !strings.Contains(text(res), "queries running") {
+		t.Fatalf("a second concurrent query for bob: %s", text(res))
+	}
+	cancel()
+	<-done
+	for deadline := time.Now().Add(10 * time.Second); running() != "0"; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("ClickHouse still runs the query of a cancelled call")
+		}
+	}
+	// The slot is free again.
+	if res, _ := call(t, cs, "run_query", map[string]any{"query": "SELECT 1"}); res.IsError {
+		t.Fatalf("after the cancel: %s", text(res))
 	}
 }

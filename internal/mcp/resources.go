@@ -27,7 +27,8 @@ func (s *Server) addResources() {
 }
 
 func (s *Server) readSchema(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-	c, err := callerFrom(ctx, req.Extra)
+	ctx, done, c, err := begin(ctx, req.Extra)
+	defer done()
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +50,8 @@ func (s *Server) readTable(ctx context.Context, req *mcp.ReadResourceRequest) (*
 	if err1 != nil || err2 != nil {
 		return nil, mcp.ResourceNotFoundError(req.Params.URI)
 	}
-	c, err := callerFrom(ctx, req.Extra)
+	ctx, done, c, err := begin(ctx, req.Extra)
+	defer done()
 	if err != nil {
 		return nil, err
 	}

@@ -80,12 +80,26 @@ func WithCallerSource(ctx context.Context, source func(context.Context) (*clickh
 // mistake, never a user's.
 var errNoCaller = errors.New("clickgate: no authenticated caller for this request")
 
-func callerFrom(ctx context.Context, extra *mcp.RequestExtra) (*clickhouse.Caller, error) {
+// begin returns the call's caller and a context that also ends when the
+// HTTP request carrying the call ends: in stateless Streamable HTTP a
+// client cancels a call by closing its request, and the SDK runs handlers
+// on a context of its own, so without this the query would run on.
+func begin(ctx context.Context, extra *mcp.RequestExtra) (context.Context, context.CancelFunc, *clickhouse.Caller, error) {
 	if extra != nil && extra.TokenInfo != nil {
 		if c, ok := extra.TokenInfo.Extra[tokenInfoCaller].(*clickhouse.Caller); ok {
-			return c, nil
+			ctx, cancel := context.WithCancel(ctx)
+			if rctx, ok := extra.TokenInfo.Extra[tokenInfoRequest].(context.Context); ok {
+				stop := context.AfterFunc(rctx, cancel)
+				return ctx, func() { stop(); cancel() }, c, nil
+			}
+			return ctx, cancel, c, nil
 		}
 	}
+	c, err := callerFrom(ctx)
+	return ctx, func() {}, c, err
+}
+
+func callerFrom(ctx context.Context) (*clickhouse.Caller, error) {
 	if source, ok := ctx.Value(callerSourceKey{}).(func(context.Context) (*clickhouse.Caller, error)); ok {
 		return source(ctx)
 	}

@@ -87,7 +87,8 @@ func (s *Server) listDatabases(ctx context.Context, req *mcp.CallToolRequest, _ 
 }
 
 func (s *Server) listTables(ctx context.Context, req *mcp.CallToolRequest, a listTablesArgs) (*mcp.CallToolResult, *TablePage, error) {
-	c, err := callerFrom(ctx, req.Extra)
+	ctx, done, c, err := begin(ctx, req.Extra)
+	defer done()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -133,7 +134,8 @@ type TableDescription struct {
 }
 
 func (s *Server) describeTable(ctx context.Context, req *mcp.CallToolRequest, a tableArgs) (*mcp.CallToolResult, *TableDescription, error) {
-	c, err := callerFrom(ctx, req.Extra)
+	ctx, done, c, err := begin(ctx, req.Extra)
+	defer done()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -185,7 +187,8 @@ func (s *Server) explainQuery(ctx context.Context, req *mcp.CallToolRequest, a e
 	default:
 		return nil, nil, fmt.Errorf("kind %q is not one of plan, pipeline, syntax, estimate", a.Kind)
 	}
-	c, err := callerFrom(ctx, req.Extra)
+	ctx, done, c, err := begin(ctx, req.Extra)
+	defer done()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -205,7 +208,8 @@ var explainSince = map[string][2]int{"PLAN": {20, 6}, "PIPELINE": {20, 6}, "SYNT
 // query runs q for the request's caller and answers with text and
 // structured content.
 func (s *Server) query(ctx context.Context, req *mcp.CallToolRequest, q queryRun) (*mcp.CallToolResult, *Result, error) {
-	c, err := callerFrom(ctx, req.Extra)
+	ctx, done, c, err := begin(ctx, req.Extra)
+	defer done()
 	if err != nil {
 		return nil, nil, err
 	}
