@@ -29,9 +29,11 @@ unit:
 	$(GO) test -race -count=1 ./...
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./...
 
-## bench: the benchmarks with figures (see bench/README.md)
+## bench: the benchmarks with figures (see bench/README.md); the gateway
+## benchmark (real ClickHouse, clickgate as its own process) takes ~2.5 min
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/token/ ./bench/...
+	CLICKGATE_BENCH_GATEWAY=1 $(GO) test -run '^$$' -bench '^BenchmarkGateway$$' -benchtime 1x -count 1 -timeout 20m ./bench/gateway/
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
