@@ -20,17 +20,7 @@ import (
 )
 
 func runMCP(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("mcp", "mcp --config clickgate.yaml", stderr)
-	path := fs.String("config", "clickgate.yaml", "configuration file (YAML)")
-	level := fs.String("log-level", "warn", "log level (logs go to stderr; stdout carries only MCP messages)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	logger, err := newLogger(stderr, *level)
-	if err != nil {
-		return err
-	}
-	cfg, err := config.Load(*path)
+	cfg, logger, err := loadConfig("mcp", args, stderr, "warn", "log level (logs go to stderr; stdout carries only MCP messages)")
 	if err != nil {
 		return err
 	}

@@ -12,21 +12,31 @@ import (
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", "serve --config clickgate.yaml", stderr)
-	path := fs.String("config", "clickgate.yaml", "configuration file (YAML)")
-	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	if err := parseFlags(fs, args); err != nil {
+	cfg, logger, err := loadConfig("serve", args, stderr, "info", "log level: debug, info, warn, error")
+	if err != nil {
 		return err
+	}
+	return serve(ctx, cfg, logger, nil)
+}
+
+// loadConfig parses a server command's flags (--config, --log-level) and
+// loads the configuration it names.
+func loadConfig(name string, args []string, stderr io.Writer, defaultLevel, levelHelp string) (*config.Config, *slog.Logger, error) {
+	fs := newFlags(name, name+" --config clickgate.yaml", stderr)
+	path := fs.String("config", "clickgate.yaml", "configuration file (YAML)")
+	level := fs.String("log-level", defaultLevel, levelHelp)
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, err
 	}
 	logger, err := newLogger(stderr, *level)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	cfg, err := config.Load(*path)
 	if err != nil {
-		return fmt.Errorf("%w\n(run 'clickgate check-config --config %s' for an explanation)", err, *path)
+		return nil, nil, fmt.Errorf("%w\n(run 'clickgate check-config --config %s' for an explanation)", err, *path)
 	}
-	return serve(ctx, cfg, logger, nil)
+	return cfg, logger, nil
 }
 
 // serve runs the server on cfg until ctx ends; ready, if set, receives the
