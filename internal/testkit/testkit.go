@@ -26,16 +26,18 @@ type Key struct {
 	Public  jose.JSONWebKey
 }
 
-// NewKey generates a key for alg (RS256, ES256 or EdDSA) with key id kid.
+// NewKey generates a key for alg (RS*, PS*, ES256, ES384 or EdDSA) with key id kid.
 func NewKey(tb testing.TB, alg jose.SignatureAlgorithm, kid string) *Key {
 	tb.Helper()
 	var priv crypto.Signer
 	var err error
 	switch alg {
-	case jose.RS256:
+	case jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512:
 		priv, err = rsa.GenerateKey(rand.Reader, 2048)
 	case jose.ES256:
 		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case jose.ES384:
+		priv, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	case jose.EdDSA:
 		_, priv, err = ed25519.GenerateKey(rand.Reader)
 	default:

@@ -107,7 +107,7 @@ func BenchmarkVerifyBareGoJose(b *testing.B) {
 	for _, alg := range benchAlgorithms {
 		b.Run(string(alg), func(b *testing.B) {
 			k, raw := benchToken(b, alg)
-			verifyBare := bareGoJose(raw, alg, k.public.Key)
+			verifyBare := bareGoJose(raw, alg, k.Public.Key)
 			if err := verifyBare(); err != nil {
 				b.Fatal(err)
 			}
@@ -134,7 +134,7 @@ func BenchmarkVerifyOverhead(b *testing.B) {
 			v := newTestVerifier(b, jwtConfig(b, k), fixedClock(testClock))
 			ctx := context.Background()
 			ours := func() error { _, err := v.verify(ctx, raw); return err }
-			bare := bareGoJose(raw, alg, k.public.Key)
+			bare := bareGoJose(raw, alg, k.Public.Key)
 			var tOurs, tBare time.Duration
 			timed := func(f func() error, total *time.Duration) {
 				start := time.Now()

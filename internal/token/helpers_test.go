@@ -1,12 +1,6 @@
 package token
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"encoding/json"
 	"testing"
 	"time"
@@ -15,6 +9,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/testkit"
 )
 
 // Shared by the token package's tests and benchmarks.
@@ -27,41 +22,18 @@ const (
 // testClock is a fixed point in time for deterministic checks.
 var testClock = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
-// signingKey is a private key with the public JWK that verifies it.
-type signingKey struct {
-	alg    jose.SignatureAlgorithm
-	kid    string
-	priv   crypto.Signer
-	public jose.JSONWebKey
-}
+// signingKey is a testkit key with the token tests' short names.
+type signingKey struct{ *testkit.Key }
 
 func newSigningKey(tb testing.TB, alg jose.SignatureAlgorithm, kid string) *signingKey {
 	tb.Helper()
-	var priv crypto.Signer
-	var err error
-	switch alg {
-	case jose.RS256, jose.RS384, jose.RS512, jose.PS256:
-		priv, err = rsa.GenerateKey(rand.Reader, 2048)
-	case jose.ES256:
-		priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	case jose.ES384:
-		priv, err = ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
-	case jose.EdDSA:
-		_, priv, err = ed25519.GenerateKey(rand.Reader)
-	default:
-		tb.Fatalf("no test key for %s", alg)
-	}
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &signingKey{alg: alg, kid: kid, priv: priv,
-		public: jose.JSONWebKey{Key: priv.Public(), KeyID: kid, Algorithm: string(alg), Use: "sig"}}
+	return &signingKey{testkit.NewKey(tb, alg, kid)}
 }
 
 // sign returns a compact JWS of claims signed by k.
 func (k *signingKey) sign(tb testing.TB, claims map[string]any) string {
 	tb.Helper()
-	return signWith(tb, k.alg, jose.JSONWebKey{Key: k.priv, KeyID: k.kid}, claims)
+	return k.Sign(tb, claims)
 }
 
 func signWith(tb testing.TB, alg jose.SignatureAlgorithm, key any, claims map[string]any) string {
@@ -82,7 +54,7 @@ func jwks(tb testing.TB, keys ...*signingKey) string {
 	tb.Helper()
 	set := jose.JSONWebKeySet{}
 	for _, k := range keys {
-		set.Keys = append(set.Keys, k.public)
+		set.Keys = append(set.Keys, k.Public)
 	}
 	b, err := json.Marshal(set)
 	if err != nil {

@@ -46,7 +46,7 @@ func TestJWTChecks(t *testing.T) {
 	stranger := newSigningKey(t, jose.ES256, "nobody-knows")
 	cfg := jwtConfig(t, rsaKey, ecKey, edKey)
 
-	rsaPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(x509.MarshalPKIXPublicKey(rsaKey.priv.Public()))})
+	rsaPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(x509.MarshalPKIXPublicKey(rsaKey.Private.Public()))})
 	good := validClaims()
 	hour := time.Hour
 
@@ -132,7 +132,7 @@ func TestHMACNeedsSharedSecret(t *testing.T) {
 	if _, err := v.Verify(context.Background(), hs); err != nil {
 		t.Fatalf("HS256 with the shared secret: %v", err)
 	}
-	pubDER := must(x509.MarshalPKIXPublicKey(rsaKey.priv.Public()))
+	pubDER := must(x509.MarshalPKIXPublicKey(rsaKey.Private.Public()))
 	for name, secret := range map[string][]byte{
 		"PEM": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}),
 		"DER": pubDER,
@@ -167,16 +167,16 @@ func TestKeyFits(t *testing.T) {
 		key  jose.JSONWebKey
 		fits bool
 	}{
-		{jose.RS256, rsaKey.public, true},
-		{jose.PS256, jose.JSONWebKey{Key: rsaKey.public.Key}, true},
-		{jose.PS256, rsaKey.public, false}, // JWK says RS256
-		{jose.ES256, ecKey.public, true},
-		{jose.ES256, jose.JSONWebKey{Key: p384.public.Key}, false},
-		{jose.EdDSA, edKey.public, true},
-		{jose.HS256, jose.JSONWebKey{Key: rsaKey.public.Key}, false},
+		{jose.RS256, rsaKey.Public, true},
+		{jose.PS256, jose.JSONWebKey{Key: rsaKey.Public.Key}, true},
+		{jose.PS256, rsaKey.Public, false}, // JWK says RS256
+		{jose.ES256, ecKey.Public, true},
+		{jose.ES256, jose.JSONWebKey{Key: p384.Public.Key}, false},
+		{jose.EdDSA, edKey.Public, true},
+		{jose.HS256, jose.JSONWebKey{Key: rsaKey.Public.Key}, false},
 		{jose.HS256, jose.JSONWebKey{Key: []byte("short")}, false},
-		{jose.RS256, jose.JSONWebKey{Key: rsaKey.public.Key, Use: "enc"}, false},
-		{jose.EdDSA, jose.JSONWebKey{Key: ecKey.public.Key}, false},
+		{jose.RS256, jose.JSONWebKey{Key: rsaKey.Public.Key, Use: "enc"}, false},
+		{jose.EdDSA, jose.JSONWebKey{Key: ecKey.Public.Key}, false},
 	}
 	for _, tc := range tests {
 		if got := keyFits(tc.alg, tc.key); got != tc.fits {
@@ -219,9 +219,9 @@ func TestRequiredClaims(t *testing.T) {
 func TestParseKeys(t *testing.T) {
 	rsaKey := newSigningKey(t, jose.RS256, "r")
 	edKey := newSigningKey(t, jose.EdDSA, "d")
-	pkix := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(x509.MarshalPKIXPublicKey(rsaKey.priv.Public()))})
-	pkix2 := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(x509.MarshalPKIXPublicKey(edKey.priv.Public()))})
-	privJWK, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: edKey.priv, KeyID: "d"}}})
+	pkix := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(x509.MarshalPKIXPublicKey(rsaKey.Private.Public()))})
+	pkix2 := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: must(x509.MarshalPKIXPublicKey(edKey.Private.Public()))})
+	privJWK, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: edKey.Private, KeyID: "d"}}})
 	tests := []struct {
 		name  string
 		input string
