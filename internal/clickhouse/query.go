@@ -2,11 +2,14 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/clickgate/clickgate/internal/chdb"
 )
 
 // Querier sends clickgate's own queries for a caller (MCP tools): the
@@ -17,12 +20,20 @@ type Querier struct {
 	HTTP   *http.Client
 	// Fixed are clickhouse.settings, applied to every query.
 	Fixed map[string]string
+	// Engine, when set, runs the queries in-process instead of at Target.
+	Engine Engine
 }
 
-// Query runs sql as up and returns ClickHouse's streamed answer; a non-200
-// answer is returned as *Exception with ClickHouse's message. The caller
-// closes the body; cancelling ctx cancels the query.
-func (q *Querier) Query(ctx context.Context, up *Upstream, sql string, settings url.Values) (io.ReadCloser, error) {
+// Engine is ClickHouse inside clickgate (clickhouse.url chdb://…, package
+// chdb).
+type Engine interface {
+	Query(ctx context.Context, sql, format string, s chdb.Settings) (io.ReadCloser, error)
+}
+
+// Query runs sql as up and returns ClickHouse's streamed answer and its
+// headers; a non-200 answer is returned as *Exception with ClickHouse's
+// message. The caller closes the body; cancelling ctx cancels the query.
+func (q *Querier) Query(ctx context.Context, up *Upstream, sql string, settings url.Values) (io.ReadCloser, http.Header, error) {
 	params := url.Values{}
 	for k, v := range settings {
 		params[k] = v
@@ -33,11 +44,14 @@ func (q *Querier) Query(ctx context.Context, up *Upstream, sql string, settings 
 	for k, v := range up.Settings {
 		params[k] = v
 	}
+	if q.Engine != nil {
+		return q.queryEngine(ctx, up.QueryPrefix+sql, params)
+	}
 	u := *q.Target
 	u.RawQuery = params.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(up.QueryPrefix+sql))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for k, v := range up.Header {
 		req.Header[k] = v
@@ -45,14 +59,55 @@ func (q *Querier) Query(ctx context.Context, up *Upstream, sql string, settings 
 	resp, err := q.HTTP.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("clickhouse: unreachable: %w", err)
+		return nil, nil, fmt.Errorf("clickhouse: unreachable: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return nil, parseException(resp.Header, body)
+		return nil, nil, parseException(resp.Header, body)
 	}
-	return resp.Body, nil
+	return resp.Body, resp.Header, nil
+}
+
+// queryEngine runs sql on the engine with the parameters the HTTP
+// interface would have had: default_format is the output format (as there,
+// TabSeparated when absent); readonly 1 or 2 runs the query with readonly =
+// 2, the engine's only readonly session (both refuse every write; the
+// engine must accept clickgate's own settings before each query); the rest
+// are settings. ClickHouse's refusals come back as *Exception, during the
+// query or while its result streams.
+func (q *Querier) queryEngine(ctx context.Context, sql string, params url.Values) (io.ReadCloser, error) {
+	format := "TabSeparated"
+	s := chdb.Settings{Values: map[string]string{}}
+	for k, v := range params {
+		switch val := v[len(v)-1]; k {
+		case "default_format":
+			format = val
+		case "readonly":
+			s.ReadOnly = val != "0"
+		default:
+			s.Values[k] = val
+		}
+	}
+	body, err := q.Engine.Query(ctx, sql, format, s)
+	if err != nil {
+		return nil, engineError(err)
+	}
+	return engineBody{body}, nil
+}
+
+type engineBody struct{ io.ReadCloser }
+
+func (b engineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	return n, engineError(err)
+}
+
+func engineError(err error) error {
+	if ce, ok := errors.AsType[*chdb.Error](err); ok {
+		return &Exception{Code: ce.Code, Message: ce.Message}
+	}
+	return err
 }

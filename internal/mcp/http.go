@@ -57,7 +57,7 @@ const maxRequestBytes = 4 << 20
 // from 2025-03-26 to 2026-07-28) behind token authentication.
 func (s *Server) HTTPHandler(o HTTPOptions) http.Handler {
 	sdk := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.sdk },
-		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, Logger: s.opt.Logger, PropagateRequestCancellation: true,
+		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, Logger: sdkLogger(s.opt.Logger), PropagateRequestCancellation: true,
 			// clickgate checks Origin itself, against public_url and
 			// server.allowed_origins, and may serve on a public address.
 			DisableLocalhostProtection: true})

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -284,7 +285,9 @@ func TestProtectedResource(t *testing.T) {
 func TestCancelAndConcurrencyLimit(t *testing.T) {
 	// Wide rows, one per block, so that ClickHouse 18.16 writes (and so
 	// notices a closed connection) often; caps high enough not to end it.
-	s := newStack(t, "  max_concurrent_queries: 1\n  max_result_bytes: 1000000000\n  max_result_rows: 1000000\n")
+	// The slow query goes through write_query, which may set
+	// max_block_size (read-only tools may not change settings).
+	s := newStack(t, "  read_only: false\n  max_concurrent_queries: 1\n  max_result_bytes: 1000000000\n  max_result_rows: 1000000\n")
 	cs := s.connect(t, s.token(t, s.resource, "bob@example.com", "ch-admin"))
 	const slow = "SELECT number, range(20000), sleepEachRow(0.02), 'slow-marker-42' FROM system.numbers SETTINGS max_block_size = 1"
 	// A client cancels a call in stateless Streamable HTTP by closing its
@@ -292,7 +295,7 @@ func TestCancelAndConcurrencyLimit(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"run_query","arguments":{"query":%q}}}`, slow)
+		body := fmt.Sprintf(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"write_query","arguments":{"query":%q}}}`, slow)
 		req, _ := http.NewRequestWithContext(ctx, "POST", s.resource, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json, text/event-stream")
@@ -327,5 +330,41 @@ func TestCancelAndConcurrencyLimit(t *testing.T) {
 	// The slot is free again.
 	if res, _ := call(t, cs, "run_query", map[string]any{"query": "SELECT 1"}); res.IsError {
 		t.Fatalf("after the cancel: %s", text(res))
+	}
+}
+
+// Read-only tools stay read-only on an account that may write: no table
+// functions reaching the network, no killing other people's queries on a
+// shared account, no writes; a FORMAT clause is refused clearly.
+func TestReadOnlyOnAWritableAccount(t *testing.T) {
+	s := newStack(t, "  max_result_rows: 100\n")
+	cs := s.connect(t, s.token(t, s.resource, "bob@example.com", "ch-admin"))
+	// Someone else's long query, to be protected from bob's agent.
+	go s.ch.QueryParams("ch_reader", "reader-pw", "SELECT count() FROM system.numbers", url.Values{"query_id": {"victim-1"}})
+	t.Cleanup(func() { s.ch.QueryErr("ch_admin", "admin-pw", "KILL QUERY WHERE query_id = 'victim-1' SYNC") })
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(s.ch.Query(t, "ch_admin", "admin-pw", "SELECT query_id FROM system.processes"), "victim-1"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the victim query never started")
+		}
+	}
+	for _, tc := range []struct{ query, want string }{
+		{fmt.Sprintf("SELECT * FROM url('%s/healthz', TSV, 's String')", s.cg.URL), "readonly"},
+		{"KILL QUERY WHERE query_id = 'victim-1' SYNC", "readonly"},
+		{"CREATE TABLE default.t (x UInt8) ENGINE = Memory", "readonly"},
+		{"SELECT 1 FORMAT JSON", "leave out the FORMAT clause"},
+		{"SELECT 1 FORMAT Vertical", "leave out the FORMAT clause"},
+	} {
+		res, _ := call(t, cs, "run_query", map[string]any{"query": tc.query})
+		if !res.IsError || !strings.Contains(strings.ToLower(text(res)), strings.ToLower(tc.want)) || strings.Contains(text(res), "e.what()") {
+			t.Errorf("%s: %v %s", tc.query, res.IsError, text(res))
+		}
+	}
+	// bob's account may set the time limit, so it is set.
+	if res, out := call(t, cs, "run_query", map[string]any{"query": "SELECT value FROM system.settings WHERE name IN ('max_execution_time', 'readonly') ORDER BY name"}); res.IsError || fmt.Sprint(out["rows"]) != "[[30] [1]]" {
+		t.Errorf("settings: %s", text(res))
+	}
+	_, err := cs.ReadResource(context.Background(), &mcp.ReadResourceParams{URI: "clickhouse://table/default/missing"})
+	if err == nil || !strings.Contains(err.Error(), "not found") {
+		t.Errorf("missing table resource: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -56,6 +57,9 @@ func (s *Server) readTable(ctx context.Context, req *mcp.ReadResourceRequest) (*
 		return nil, err
 	}
 	d, err := s.describe(ctx, c, database, table)
+	if errors.Is(err, errNoTable) {
+		return nil, mcp.ResourceNotFoundError(req.Params.URI)
+	}
 	if err != nil {
 		return nil, err
 	}

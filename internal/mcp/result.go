@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -30,6 +31,12 @@ type Result struct {
 const headerAllowance = 64 << 10
 
 var errByteCap = errors.New("byte cap reached")
+
+// errNotTSV means the answer is not TabSeparatedWithNamesAndTypes.
+var errNotTSV = errors.New("the answer is not TabSeparatedWithNamesAndTypes")
+
+// typeName matches a ClickHouse type such as Nullable(Decimal(10, 2)).
+var typeName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*(\(.*\))?$`)
 
 // readTSV reads TabSeparatedWithNamesAndTypes from r, stopping at
 // maxRows rows or maxBytes bytes of result, whichever comes first; it
@@ -64,7 +71,12 @@ func readTSV(r io.Reader, maxRows, maxBytes int) (*Result, error) {
 	res := &Result{Rows: [][]any{}}
 	nameFields, typeFields := strings.Split(names, "\t"), strings.Split(types, "\t")
 	if len(nameFields) != len(typeFields) {
-		return nil, errors.New("the answer is not TabSeparatedWithNamesAndTypes")
+		return nil, errNotTSV
+	}
+	for _, t := range typeFields {
+		if !typeName.MatchString(t) {
+			return nil, errNotTSV // a FORMAT clause in the query chose another format
+		}
 	}
 	for i := range nameFields {
 		res.Columns = append(res.Columns, Column{Name: unescapeTSV(nameFields[i]), Type: typeFields[i]})

@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -127,6 +128,9 @@ func (s *Server) listTables(ctx context.Context, req *mcp.CallToolRequest, a lis
 	return textResult(text), page, nil
 }
 
+// errNoTable means describe found no such table.
+var errNoTable = errors.New("there is no table")
+
 // TableDescription is describe_table's answer.
 type TableDescription struct {
 	Table   Result `json:"table"`
@@ -160,7 +164,7 @@ func (s *Server) describe(ctx context.Context, c *clickhouse.Caller, database, t
 		return nil, err
 	}
 	if t.RowCount == 0 {
-		return nil, fmt.Errorf("there is no table %s.%s that you can see", database, table)
+		return nil, fmt.Errorf("%w %s.%s that you can see", errNoTable, database, table)
 	}
 	cols, err := s.run(ctx, c, queryRun{sql: columnsSQL})
 	if err != nil {

@@ -539,7 +539,7 @@ func testSDK(t *testing.T, s *stack) {
 		if out.TableResource.MIMEType != "application/json" || !strings.Contains(fmt.Sprint(out.TableResource.JSON.Columns.Rows), "tokens UInt64") {
 			t.Errorf("clickhouse://table/default/usage: %+v", out.TableResource)
 		}
-		if out.MissingTableResource["error"] == nil || !strings.Contains(fmt.Sprint(out.MissingTableResource["error"]), "no_such_table") {
+		if out.MissingTableResource["code"] != float64(-32602) || !strings.Contains(fmt.Sprint(out.MissingTableResource["error"]), "Resource not found") {
 			t.Errorf("reading a missing table: %v", out.MissingTableResource)
 		}
 		var prompts []string
