@@ -30,31 +30,14 @@ import (
 	"github.com/clickgate/clickgate/internal/testkit"
 )
 
-var binary string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "clickgate-e2e")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "clickgate")
-	build := exec.Command("go", "build", "-o", binary, "../../cmd/clickgate")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building clickgate:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testkit.MainWithClickgate(m)) }
 
 // clickgate runs the binary to completion and returns its combined output.
 func clickgate(t *testing.T, args ...string) (string, int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, binary, args...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, testkit.Clickgate, args...).CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
@@ -109,7 +92,7 @@ audit:
 // startServe starts 'clickgate serve' and waits until /healthz answers.
 func startServe(t *testing.T, cfgPath, base string, client *http.Client) *bytes {
 	t.Helper()
-	cmd := exec.Command(binary, "serve", "--config", cfgPath)
+	cmd := exec.Command(testkit.Clickgate, "serve", "--config", cfgPath)
 	logs := &bytes{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

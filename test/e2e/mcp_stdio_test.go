@@ -35,7 +35,7 @@ clickhouse:
 `, issuer, testkit.WriteJWKS(t, dir, key), ch.HTTPURL)), 0o600)
 
 	run := func(token string) (*mcp.ClientSession, error) {
-		cmd := exec.Command(binary, "mcp", "--config", cfg)
+		cmd := exec.Command(testkit.Clickgate, "mcp", "--config", cfg)
 		cmd.Env = append(os.Environ(), "CLICKGATE_TOKEN="+token)
 		client := mcp.NewClient(&mcp.Implementation{Name: "stdio-test", Version: "1"}, nil)
 		return client.Connect(context.Background(), &mcp.CommandTransport{Command: cmd}, nil)
@@ -53,7 +53,7 @@ clickhouse:
 		t.Fatalf("run_query over stdio: %s", text)
 	}
 	// A bad token: the process says why on stderr and exits.
-	cmd := exec.Command(binary, "mcp", "--config", cfg)
+	cmd := exec.Command(testkit.Clickgate, "mcp", "--config", cfg)
 	cmd.Env = append(os.Environ(), "CLICKGATE_TOKEN=not-a-token")
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "CLICKGATE_TOKEN") {

@@ -42,24 +42,7 @@ const issuer = "https://idp.test/realms/corp"
 // repoRoot is where package.json and node_modules/ are.
 const repoRoot = "../.."
 
-var binary string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "clickgate-test-mcp")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "clickgate")
-	build := exec.Command("go", "build", "-o", binary, "../../cmd/clickgate")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building clickgate:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testkit.MainWithClickgate(m)) }
 
 // stack is ClickHouse, 'clickgate serve' (a process) and a bearer-adding
 // reverse proxy for clients that cannot send headers.
@@ -129,7 +112,7 @@ audit:
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(binary, "serve", "--config", cfgPath)
+	cmd := exec.Command(testkit.Clickgate, "serve", "--config", cfgPath)
 	s.logs = &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
 	if err := cmd.Start(); err != nil {
