@@ -30,10 +30,12 @@ unit:
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./...
 
 ## bench: the benchmarks with figures (see bench/README.md); the gateway
-## benchmark (real ClickHouse, clickgate as its own process) takes ~2.5 min
+## benchmark (real ClickHouse, clickgate as its own process) takes ~2.5 min,
+## the MCP one (the same, through the official Go MCP SDK client) ~40 s
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/token/ ./bench/...
 	CLICKGATE_BENCH_GATEWAY=1 $(GO) test -run '^$$' -bench '^BenchmarkGateway$$' -benchtime 1x -count 1 -timeout 20m ./bench/gateway/
+	CLICKGATE_BENCH_MCP=1 $(GO) test -run '^$$' -bench '^BenchmarkMCP$$' -benchtime 1x -count 1 -timeout 10m ./bench/mcp/
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s

@@ -1,0 +1,137 @@
+//go:build linux
+
+package mcp_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/server"
+	"github.com/clickgate/clickgate/internal/testkit"
+)
+
+// BenchmarkMCPInProcess is clickgate's MCP endpoint in the test process
+// (server.New + httptest) in front of a fake ClickHouse that answers
+// `SELECT 1` and streams a 1M-row TSV: no real ClickHouse, so that it runs
+// everywhere and quickly, and so that -benchmem shows what one call
+// allocates. Each call POSTs the very request the SDK client sends (its
+// per-request _meta included) with net/http. B/op and allocs/op are the
+// whole process's: the net/http client, clickgate and the fake ClickHouse;
+// the "direct" sub-benchmark is the client and fake ClickHouse alone.
+//
+//	go test -run '^$' -bench 'MCPInProcess' -benchmem ./bench/mcp/
+func BenchmarkMCPInProcess(b *testing.B) {
+	fake := httptest.NewServer(http.HandlerFunc(fakeClickHouse))
+	b.Cleanup(fake.Close)
+
+	key := testkit.NewKey(b, jose.ES256, "k1")
+	cg := httptest.NewUnstartedServer(nil)
+	public := "http://" + cg.Listener.Addr().String()
+	resource := public + "/mcp"
+	yaml := fmt.Sprintf(`
+server: {public_url: %s}
+token_processors:
+  corp: {type: jwt, issuer: %s, jwks_file: %s, audiences: [clickhouse], username_claim: email}
+directory:
+  roles: {filter: "^ch-.*$", transform: "s/^ch-//"}
+clickhouse:
+  url: %s
+  mode: mapped
+  accounts:
+    - {role: admin, user: ch_admin, password: admin-pw}
+`, public, issuer, testkit.WriteJWKS(b, b.TempDir(), key), fake.URL)
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Version: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cg.Config.Handler = srv.Handler()
+	cg.Start()
+	b.Cleanup(cg.Close)
+	tok := key.Sign(b, testkit.Claims(issuer, resource, "bench-admin@example.com", "ch-admin"))
+
+	client := newClient()
+	ctx := context.Background()
+	bigSQL := "SELECT number, toString(number) FROM system.numbers LIMIT 1000000"
+	small := captureRunQuery(b, resource, tok, smallSQL)
+	big := captureRunQuery(b, resource, tok, bigSQL)
+
+	b.Run("direct", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, fake.URL+"/?default_format="+tsvFormat+"&max_execution_time=30&readonly=1", strings.NewReader(smallSQL))
+			req.SetBasicAuth("ch_admin", "admin-pw")
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			out, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(out) != "1\nUInt8\n1\n" {
+				b.Fatalf("fake ClickHouse: %q", out)
+			}
+		}
+	})
+	b.Run("run_query_SELECT_1", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			out, err := postRaw(ctx, client, resource, small)
+			if err != nil || !strings.Contains(string(out), `"row_count":1`) {
+				b.Fatalf("%v %.300s", err, out)
+			}
+		}
+	})
+	b.Run("run_query_capped_1M_rows", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			out, err := postRaw(ctx, client, resource, big)
+			if err != nil || !strings.Contains(string(out), fmt.Sprintf(`"row_count":%d`, defaultMaxRows)) {
+				b.Fatalf("%v %.300s", err, out)
+			}
+		}
+	})
+}
+
+// bigTSV is the big query's answer: a million rows, about 14 MB.
+var bigTSV = sync.OnceValue(func() []byte {
+	out := []byte("number\ttoString(number)\nUInt64\tString\n")
+	for i := uint64(0); i < 1_000_000; i++ {
+		out = strconv.AppendUint(out, i, 10)
+		out = append(out, '\t')
+		out = strconv.AppendUint(out, i, 10)
+		out = append(out, '\n')
+	}
+	return out
+})
+
+// fakeClickHouse answers `SELECT 1` and streams the big query's million
+// rows as TabSeparatedWithNamesAndTypes until the client goes away.
+func fakeClickHouse(w http.ResponseWriter, r *http.Request) {
+	sql, _ := io.ReadAll(r.Body)
+	switch {
+	case string(sql) == smallSQL:
+		io.WriteString(w, "1\nUInt8\n1\n")
+	case strings.HasPrefix(string(sql), "SELECT number, toString(number) FROM system.numbers"):
+		// Written in one piece: generating rows would cost the fake more
+		// than clickgate reading them, since the write goes on until the
+		// capped reader's connection is gone.
+		w.Write(bigTSV())
+	default:
+		w.Header().Set("X-ClickHouse-Exception-Code", "62")
+		http.Error(w, "Code: 62, e.displayText() = DB::Exception: the fake ClickHouse knows two queries", http.StatusInternalServerError)
+	}
+}
