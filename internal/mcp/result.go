@@ -46,7 +46,7 @@ func readTSV(r io.Reader, maxRows, maxBytes int) (*Result, error) {
 	// Nothing beyond the byte cap (plus room for the two header lines) is
 	// ever read, so one enormous row cannot grow memory either.
 	limited := &io.LimitedReader{R: r, N: int64(maxBytes) + headerAllowance}
-	br := bufio.NewReaderSize(limited, 64<<10)
+	br := bufio.NewReaderSize(limited, 16<<10)
 	readLine := func() (string, error) {
 		line, err := br.ReadString('\n')
 		if err == io.EOF && line != "" {

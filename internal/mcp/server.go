@@ -40,6 +40,9 @@ type Server struct {
 	sdk    *mcp.Server
 	schema schemaInfo
 	slots  sync.Map // principal user → chan struct{} (a semaphore)
+	// fixedReadonly holds the people whose ClickHouse account is readonly
+	// = 1 by profile and so may not set max_execution_time.
+	fixedReadonly sync.Map
 }
 
 // New builds the MCP server with its tools, resources and prompts.
@@ -153,6 +156,9 @@ func (s *Server) run(ctx context.Context, c *clickhouse.Caller, q queryRun) (*Re
 		"max_execution_time": {fmt.Sprint(int(s.opt.QueryTimeout.Seconds()))},
 	}
 	readonly := !q.write || s.opt.ReadOnly
+	if _, fixed := s.fixedReadonly.Load(c.Principal.User); fixed && readonly {
+		settings.Del("max_execution_time")
+	}
 	if readonly {
 		// readonly = 1: reads only; no table functions (url(), remote()),
 		// no KILL of other people's queries on a shared account, and no
@@ -162,9 +168,11 @@ func (s *Server) run(ctx context.Context, c *clickhouse.Caller, q queryRun) (*Re
 	}
 	body, header, err := s.opt.Querier.Query(ctx, up, q.sql, settings)
 	var ex *clickhouse.Exception
-	if readonly && errors.As(err, &ex) && ex.Code == codeReadonly && strings.Contains(ex.Message, "setting") {
+	if readonly && errors.As(err, &ex) && ex.Code == codeReadonly && strings.Contains(ex.Message, "setting") && settings.Has("max_execution_time") {
 		// The account is readonly = 1 already and may not set the time
-		// limit; the context deadline bounds the query instead.
+		// limit; the context deadline bounds the query instead. Remember,
+		// so the next call does not ask twice.
+		s.fixedReadonly.Store(c.Principal.User, true)
 		settings.Del("max_execution_time")
 		body, header, err = s.opt.Querier.Query(ctx, up, q.sql, settings)
 	}
