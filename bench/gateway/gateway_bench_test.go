@@ -28,35 +28,26 @@ package gateway_test
 //	                                   (clickgate itself has no profiling flag)
 
 import (
-	"bufio"
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"runtime"
-	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/clickgate/clickgate/bench/internal/benchkit"
 	"github.com/clickgate/clickgate/internal/chtest"
-	"github.com/clickgate/clickgate/internal/config"
-	"github.com/clickgate/clickgate/internal/server"
 	"github.com/clickgate/clickgate/internal/testkit"
 )
 
@@ -71,56 +62,13 @@ const (
 	envServeConfig = "CLICKGATE_BENCH_SERVE_CONFIG" // internal: child process mode
 	envServeProf   = "CLICKGATE_BENCH_SERVE_PROFILE"
 
-	issuer      = "https://idp.test/realms/corp"
 	connections = 16
 )
 
 // TestMain turns the test binary into a profiled clickgate server when the
 // benchmark starts it with envServeConfig; otherwise it runs the tests.
 func TestMain(m *testing.M) {
-	if cfg := os.Getenv(envServeConfig); cfg != "" {
-		os.Exit(serveProfiled(cfg, os.Getenv(envServeProf)))
-	}
-	os.Exit(m.Run())
-}
-
-// serveProfiled is cmd/clickgate's serve (config.Load, server.New, Serve
-// until SIGTERM) with a CPU profile around it.
-func serveProfiled(cfgPath, profile string) int {
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	fail := func(err error) int { fmt.Fprintln(os.Stderr, "profiled serve:", err); return 1 }
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		return fail(err)
-	}
-	srv, err := server.New(cfg, server.Options{Logger: logger})
-	if err != nil {
-		return fail(err)
-	}
-	l, err := net.Listen("tcp", cfg.Server.Listen)
-	if err != nil {
-		return fail(err)
-	}
-	f, err := os.Create(profile)
-	if err != nil {
-		return fail(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		return fail(err)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	err = srv.Serve(ctx, l)
-	pprof.StopCPUProfile()
-	f.Close()
-	if h, herr := os.Create(profile + ".heap"); herr == nil {
-		_ = pprof.Lookup("allocs").WriteTo(h, 0)
-		h.Close()
-	}
-	if err != nil {
-		return fail(err)
-	}
-	return 0
+	benchkit.Profiled{ConfigEnv: envServeConfig, ProfileEnv: envServeProf}.Main(m)
 }
 
 // target is one way to reach ClickHouse: directly or through clickgate.
@@ -132,49 +80,16 @@ type target struct {
 	client *http.Client
 }
 
-func newClient() *http.Client {
-	return &http.Client{
-		Timeout: 10 * time.Minute,
-		Transport: &http.Transport{
-			Proxy:               nil,
-			MaxIdleConns:        4 * connections,
-			MaxIdleConnsPerHost: 4 * connections,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-		},
-	}
-}
-
-func envDuration(b *testing.B, name string, def time.Duration) time.Duration {
-	if v := os.Getenv(name); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			b.Fatalf("%s=%q: want a positive duration", name, v)
-		}
-		return d
-	}
-	return def
-}
-
-func envInt(b *testing.B, name string, def int) int {
-	if v := os.Getenv(name); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			b.Fatalf("%s=%q: want a number", name, v)
-		}
-		return n
-	}
-	return def
-}
+func newClient() *http.Client { return benchkit.KeepAliveClient(10*time.Minute, 4*connections) }
 
 func BenchmarkGateway(b *testing.B) {
 	if os.Getenv(envRun) == "" {
 		b.Skipf("set %s=1 to run (make bench does); it takes about two minutes", envRun)
 	}
-	phase := envDuration(b, envPhase, 4*time.Second)
-	rounds := envInt(b, envRounds, 5)
-	streamRows := envInt(b, envStreamRows, 20_000_000)
-	bigRows := envInt(b, envBigRows, 200_000_000)
+	phase := benchkit.EnvDuration(b, envPhase, 4*time.Second)
+	rounds := benchkit.EnvInt(b, envRounds, 5, 0)
+	streamRows := benchkit.EnvInt(b, envStreamRows, 20_000_000, 0)
+	bigRows := benchkit.EnvInt(b, envBigRows, 200_000_000, 0)
 	auditMode := os.Getenv(envAudit)
 	if auditMode == "" {
 		auditMode = "file"
@@ -183,7 +98,7 @@ func BenchmarkGateway(b *testing.B) {
 		rounds = 1
 	}
 	started := time.Now()
-	loadBefore := loadAvg()
+	loadBefore := benchkit.LoadAvg()
 
 	ch := chtest.Start(b, chtest.Options{})
 	chPID = ch.PID
@@ -232,10 +147,10 @@ func BenchmarkGateway(b *testing.B) {
 	var mem memResult
 	if bigRows > 0 {
 		bigDirect = stream(b, direct, bigRows, nil)
-		mem.before = readStatus(cg.pid)
-		resetPeak(cg.pid)
+		mem.before = benchkit.ReadMemory(cg.pid)
+		benchkit.ResetPeak(cg.pid)
 		bigCG = stream(b, cg, bigRows, func(stop <-chan struct{}) { mem.sample(cg.pid, stop) })
-		mem.after = readStatus(cg.pid)
+		mem.after = benchkit.ReadMemory(cg.pid)
 		if bigCG.bytes != bigDirect.bytes {
 			b.Fatalf("large stream: %d bytes direct, %d through clickgate", bigDirect.bytes, bigCG.bytes)
 		}
@@ -243,7 +158,7 @@ func BenchmarkGateway(b *testing.B) {
 
 	rep := report{
 		started: started, elapsed: time.Since(started), chVersion: ch.Version, info: info,
-		loadBefore: loadBefore, loadAfter: loadAvg(), phase: phase, short: short, rounds: rounds,
+		loadBefore: loadBefore, loadAfter: benchkit.LoadAvg(), phase: phase, short: short, rounds: rounds,
 		streamRows: streamRows, bigRows: bigRows, auditMode: auditMode,
 		sel16: sel16, sel1: sel1, streams: streams, bigDirect: bigDirect, bigCG: bigCG, mem: mem,
 	}
@@ -281,15 +196,15 @@ type clickgateInfo struct {
 	profile string
 }
 
-// startClickgate builds cmd/clickgate, writes a configuration (jwt
-// processor with a JWKS file, mapped mode, ch-admin → ch_admin) and runs
-// `clickgate serve` until the benchmark ends. It returns the target with a
+// startClickgate writes a configuration (jwt processor with a JWKS file,
+// mapped mode, ch-admin → ch_admin) and runs `clickgate serve` until the
+// benchmark ends (benchkit.StartClickgate). It returns the target with a
 // fresh token for bench@example.com in group ch-admin.
 func startClickgate(b *testing.B, ch *chtest.Server, auditMode string) (*target, clickgateInfo) {
 	dir := b.TempDir()
 	key := testkit.NewKey(b, jose.ES256, "k1")
 	jwks := testkit.WriteJWKS(b, dir, key)
-	tok := key.Sign(b, testkit.Claims(issuer, "clickhouse", "bench@example.com", "ch-admin"))
+	tok := key.Sign(b, testkit.Claims(benchkit.Issuer, "clickhouse", "bench@example.com", "ch-admin"))
 	audit := ""
 	switch auditMode {
 	case "file":
@@ -298,127 +213,21 @@ func startClickgate(b *testing.B, ch *chtest.Server, auditMode string) (*target,
 	default:
 		b.Fatalf("%s=%q: want file or off", envAudit, auditMode)
 	}
-
-	var info clickgateInfo
-	var cmd *exec.Cmd
-	for attempt := 1; ; attempt++ {
-		port := freePort(b)
-		cfgPath := filepath.Join(dir, "clickgate.yaml")
-		yaml := fmt.Sprintf(`server:
-  listen: 127.0.0.1:%d
-token_processors:
-  corp: {type: jwt, issuer: %s, jwks_file: %s, audiences: [clickhouse], username_claim: email}
-directory:
-  roles: {filter: "^ch-.*$", transform: "s/^ch-//"}
-clickhouse:
-  url: %s
-  mode: mapped
-  accounts:
-    - {role: admin, user: %s, password: %s}
-%s`, port, issuer, jwks, ch.HTTPURL, chtest.AdminUser, chtest.AdminPassword, audit)
-		if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
-			b.Fatal(err)
-		}
-		if prof := os.Getenv(envCPUProfile); prof != "" {
-			prof, _ = filepath.Abs(prof)
-			self, err := os.Executable()
-			if err != nil {
-				b.Fatal(err)
-			}
-			cmd = exec.Command(self)
-			cmd.Env = append(os.Environ(), envServeConfig+"="+cfgPath, envServeProf+"="+prof)
-			info = clickgateInfo{binary: "profiled child (server.New + Serve in the test binary)", profile: prof}
-		} else {
-			bin := buildClickgate(b, dir)
-			cmd = exec.Command(bin, "serve", "--config", cfgPath, "--log-level", "warn")
-			info = clickgateInfo{binary: "clickgate serve (go build ./cmd/clickgate)"}
-		}
-		logf, err := os.Create(filepath.Join(dir, "clickgate.log"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		logf.Close()
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		b.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(15 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-		})
-		url := fmt.Sprintf("http://127.0.0.1:%d", port)
-		if waitHealthy(url, exited) {
-			return &target{name: "clickgate", url: url, auth: "Bearer " + tok, pid: cmd.Process.Pid}, info
-		}
-		logText, _ := os.ReadFile(filepath.Join(dir, "clickgate.log"))
-		if strings.Contains(string(logText), "address already in use") && attempt < 5 {
-			continue
-		}
-		b.Fatalf("clickgate did not become healthy:\n%s", logText)
-	}
-}
-
-var buildOnce struct {
-	sync.Once
-	bin string
-	err error
-}
-
-func buildClickgate(b *testing.B, dir string) string {
-	buildOnce.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		bin := filepath.Join(dir, "clickgate")
-		out, err := exec.Command(goTool, "build", "-o", bin, "github.com/clickgate/clickgate/cmd/clickgate").CombinedOutput()
-		if err != nil {
-			buildOnce.err = fmt.Errorf("go build ./cmd/clickgate: %v\n%s", err, out)
-			return
-		}
-		buildOnce.bin = bin
+	cg := benchkit.StartClickgate(b, benchkit.ClickgateOptions{
+		Dir: dir,
+		Config: func(port int) string {
+			return fmt.Sprintf("server:\n  listen: 127.0.0.1:%d\n", port) +
+				benchkit.ClickgateConfig(jwks, ch.HTTPURL, benchkit.Account{Role: "admin", User: chtest.AdminUser, Password: chtest.AdminPassword}) +
+				audit
+		},
+		Profile:  os.Getenv(envCPUProfile),
+		Profiled: benchkit.Profiled{ConfigEnv: envServeConfig, ProfileEnv: envServeProf},
 	})
-	if buildOnce.err != nil {
-		b.Fatal(buildOnce.err)
+	info := clickgateInfo{binary: "clickgate serve (go build ./cmd/clickgate)"}
+	if cg.Profile != "" {
+		info = clickgateInfo{binary: "profiled child (server.New + Serve in the test binary)", profile: cg.Profile}
 	}
-	return buildOnce.bin
-}
-
-func freePort(b *testing.B) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func waitHealthy(base string, exited <-chan struct{}) bool {
-	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return false
-		default:
-		}
-		if resp, err := c.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return true
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
+	return &target{name: "clickgate", url: cg.URL, auth: "Bearer " + tok, pid: cg.PID}, info
 }
 
 func query(b *testing.B, t *target, sql string) string {
@@ -460,7 +269,7 @@ func runLoad(b *testing.B, t *target, conns int, dur time.Duration) loadResult {
 		errs.Add(1)
 		firstErr.CompareAndSwap(nil, s)
 	}
-	cpu0 := [3]time.Duration{procCPU(t.pid), procCPU(chPID), procCPU(os.Getpid())}
+	cpu0 := [3]time.Duration{benchkit.ProcCPU(t.pid), benchkit.ProcCPU(chPID), benchkit.ProcCPU(os.Getpid())}
 	start := time.Now()
 	deadline := start.Add(dur)
 	var wg sync.WaitGroup
@@ -511,22 +320,14 @@ func runLoad(b *testing.B, t *target, conns int, dur time.Duration) loadResult {
 		b.Fatalf("%s: no request completed", t.name)
 	}
 	r.rps = float64(r.n) / elapsed.Seconds()
-	r.p50, r.p99 = quantile(all, 0.50), quantile(all, 0.99)
+	r.p50, r.p99 = benchkit.SortedPercentile(all, 50), benchkit.SortedPercentile(all, 99)
 	per := func(d time.Duration) time.Duration { return d / time.Duration(r.n) }
-	r.cpuFront = per(procCPU(t.pid) - cpu0[0])
+	r.cpuFront = per(benchkit.ProcCPU(t.pid) - cpu0[0])
 	if t.pid != chPID {
-		r.cpuCH = per(procCPU(chPID) - cpu0[1])
+		r.cpuCH = per(benchkit.ProcCPU(chPID) - cpu0[1])
 	}
-	r.cpuSelf = per(procCPU(os.Getpid()) - cpu0[2])
+	r.cpuSelf = per(benchkit.ProcCPU(os.Getpid()) - cpu0[2])
 	return r
-}
-
-func quantile(sorted []time.Duration, q float64) time.Duration {
-	i := int(math.Ceil(q*float64(len(sorted)))) - 1
-	if i < 0 {
-		i = 0
-	}
-	return sorted[i]
 }
 
 // chPID is ClickHouse's process, for CPU accounting.
@@ -556,7 +357,7 @@ func stream(b *testing.B, t *target, rows int, during func(stop <-chan struct{})
 	} else {
 		close(done)
 	}
-	cpu0 := [3]time.Duration{procCPU(t.pid), procCPU(chPID), procCPU(os.Getpid())}
+	cpu0 := [3]time.Duration{benchkit.ProcCPU(t.pid), benchkit.ProcCPU(chPID), benchkit.ProcCPU(os.Getpid())}
 	t0 := time.Now()
 	resp, err := t.client.Do(req)
 	if err != nil {
@@ -589,100 +390,27 @@ func stream(b *testing.B, t *target, rows int, during func(stop <-chan struct{})
 	if want := fmt.Sprintf("%d\t%d\n", rows-1, rows-1); !strings.HasSuffix(string(last), want) {
 		b.Fatalf("%s stream ends with %q, want …%q (an exception mid-stream?)", t.name, last, want)
 	}
-	r := streamResult{bytes: n, elapsed: elapsed, cpuFront: procCPU(t.pid) - cpu0[0], cpuSelf: procCPU(os.Getpid()) - cpu0[2]}
+	r := streamResult{bytes: n, elapsed: elapsed, cpuFront: benchkit.ProcCPU(t.pid) - cpu0[0], cpuSelf: benchkit.ProcCPU(os.Getpid()) - cpu0[2]}
 	if t.pid != chPID {
-		r.cpuCH = procCPU(chPID) - cpu0[1]
+		r.cpuCH = benchkit.ProcCPU(chPID) - cpu0[1]
 	}
 	return r
 }
 
 // memResult is clickgate's memory around and during the large stream.
 type memResult struct {
-	before, after procStatus
+	before, after benchkit.Memory
 	maxRSS        int64 // largest VmRSS sampled, bytes
 	samples       int
 	series        []int64 // VmRSS of every sample
 }
 
 func (m *memResult) sample(pid int, stop <-chan struct{}) {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		s := readStatus(pid)
+	benchkit.SampleMemory(pid, 100*time.Millisecond, stop, func(s benchkit.Memory) {
 		m.samples++
-		m.series = append(m.series, s.rss)
-		m.maxRSS = max(m.maxRSS, s.rss, s.hwm)
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-type procStatus struct{ rss, hwm int64 } // bytes
-
-func readStatus(pid int) procStatus {
-	var s procStatus
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return s
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), ":")
-		var p *int64
-		switch k {
-		case "VmRSS":
-			p = &s.rss
-		case "VmHWM":
-			p = &s.hwm
-		default:
-			continue
-		}
-		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		*p = kb << 10
-	}
-	return s
-}
-
-// resetPeak resets VmHWM to the current RSS (clear_refs "5"), so that the
-// peak read after the stream is the stream's.
-func resetPeak(pid int) {
-	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
-}
-
-// procCPU is a process's user+system CPU time (clock ticks of 10 ms).
-func procCPU(pid int) time.Duration {
-	if pid == 0 {
-		return 0
-	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
-}
-
-func loadAvg() string {
-	data, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(data))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
+		m.series = append(m.series, s.RSS)
+		m.maxRSS = max(m.maxRSS, s.RSS, s.HWM)
+	})
 }
 
 func medianResult(rs []loadResult) loadResult {
@@ -771,13 +499,6 @@ func (r *report) streamRatio() float64 {
 	return median(v)
 }
 
-func yesNo(ok bool) string {
-	if ok {
-		return "**yes**"
-	}
-	return "**no**"
-}
-
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/1e6) }
 
 func signedMs(d time.Duration) string {
@@ -811,16 +532,16 @@ func (r *report) print(w io.Writer) {
 
 	fmt.Fprintln(w, "| metric | direct | through clickgate | ratio / added | target | met? |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | --- | --- |")
-	fmt.Fprintf(w, "| SELECT 1, %d conns: req/s | %.0f | %.0f | %.2f | ≥ 0.90 | %s |\n", connections, d16.rps, c16.rps, ratio16, yesNo(ratio16 >= 0.90))
+	fmt.Fprintf(w, "| SELECT 1, %d conns: req/s | %.0f | %.0f | %.2f | ≥ 0.90 | %s |\n", connections, d16.rps, c16.rps, ratio16, benchkit.YesNo(ratio16 >= 0.90))
 	fmt.Fprintf(w, "| SELECT 1, %d conns: p50 | %s | %s | %s | — | |\n", connections, ms(d16.p50), ms(c16.p50), signedMs(r.added(r.sel16, p50Of)))
-	fmt.Fprintf(w, "| SELECT 1, %d conns: p99 | %s | %s | %s | added ≤ 1 ms | %s |\n", connections, ms(d16.p99), ms(c16.p99), signedMs(add99), yesNo(add99 <= time.Millisecond))
+	fmt.Fprintf(w, "| SELECT 1, %d conns: p99 | %s | %s | %s | added ≤ 1 ms | %s |\n", connections, ms(d16.p99), ms(c16.p99), signedMs(add99), benchkit.YesNo(add99 <= time.Millisecond))
 	fmt.Fprintf(w, "| SELECT 1, 1 conn: req/s | %.0f | %.0f | %.2f | — | |\n", d1.rps, c1.rps, r.rpsRatio(r.sel1))
 	fmt.Fprintf(w, "| SELECT 1, 1 conn: p50 | %s | %s | %s | — | |\n", ms(d1.p50), ms(c1.p50), signedMs(r.added(r.sel1, p50Of)))
 	fmt.Fprintf(w, "| SELECT 1, 1 conn: p99 | %s | %s | %s | — | |\n", ms(d1.p99), ms(c1.p99), signedMs(r.added(r.sel1, p99Of)))
-	fmt.Fprintf(w, "| TSV stream, %s rows (%.0f MB): MB/s | %.0f | %.0f | %.2f | ≥ 0.95 | %s |\n", millions(r.streamRows), float64(r.streams[0][0].bytes)/1e6, sd, sc, sratio, yesNo(sratio >= 0.95))
+	fmt.Fprintf(w, "| TSV stream, %s rows (%.0f MB): MB/s | %.0f | %.0f | %.2f | ≥ 0.95 | %s |\n", millions(r.streamRows), float64(r.streams[0][0].bytes)/1e6, sd, sc, sratio, benchkit.YesNo(sratio >= 0.95))
 	if r.bigRows > 0 {
 		fmt.Fprintf(w, "| TSV stream, %s rows (%.2f GB): MB/s | %.0f | %.0f | %.2f | — (one run each) | |\n", millions(r.bigRows), float64(r.bigDirect.bytes)/1e9, r.bigDirect.mbps(), r.bigCG.mbps(), r.bigCG.mbps()/r.bigDirect.mbps())
-		fmt.Fprintf(w, "| clickgate max RSS during the %s-row stream | | %.1f MiB | | ≤ 64 MB | %s |\n", millions(r.bigRows), mib(r.mem.maxRSS), yesNo(r.mem.maxRSS <= 64<<20))
+		fmt.Fprintf(w, "| clickgate max RSS during the %s-row stream | | %.1f MiB | | ≤ 64 MB | %s |\n", millions(r.bigRows), mib(r.mem.maxRSS), benchkit.YesNo(r.mem.maxRSS <= 64<<20))
 	}
 
 	fmt.Fprintln(w, "\nPer round, direct → through clickgate:")
@@ -876,7 +597,7 @@ func (r *report) print(w io.Writer) {
 	if r.bigRows > 0 {
 		m := r.mem
 		fmt.Fprintf(w, "\nclickgate memory: VmRSS %.1f MiB before the %s-row stream, %.1f MiB after; during it (%d samples, every 100 ms) min %.1f, max %.1f MiB; VmHWM %.1f MiB over the whole run before the stream, %.1f MiB over the stream (reset through clear_refs before it).\n",
-			mib(m.before.rss), millions(r.bigRows), mib(m.after.rss), m.samples, mib(minOf(m.series)), mib(maxOf(m.series)), mib(m.before.hwm), mib(m.after.hwm))
+			mib(m.before.RSS), millions(r.bigRows), mib(m.after.RSS), m.samples, mib(minOf(m.series)), mib(maxOf(m.series)), mib(m.before.HWM), mib(m.after.HWM))
 	}
 	if r.info.profile != "" {
 		fmt.Fprintf(w, "\nCPU profile of the server: %s (allocations: %s.heap); go tool pprof -top -cum %s\n", r.info.profile, r.info.profile, r.info.profile)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/clickgate/clickgate/bench/internal/benchkit"
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/server"
 	"github.com/clickgate/clickgate/internal/testkit"
@@ -39,18 +40,8 @@ func BenchmarkMCPInProcess(b *testing.B) {
 	cg := httptest.NewUnstartedServer(nil)
 	public := "http://" + cg.Listener.Addr().String()
 	resource := public + "/mcp"
-	yaml := fmt.Sprintf(`
-server: {public_url: %s}
-token_processors:
-  corp: {type: jwt, issuer: %s, jwks_file: %s, audiences: [clickhouse], username_claim: email}
-directory:
-  roles: {filter: "^ch-.*$", transform: "s/^ch-//"}
-clickhouse:
-  url: %s
-  mode: mapped
-  accounts:
-    - {role: admin, user: ch_admin, password: admin-pw}
-`, public, issuer, testkit.WriteJWKS(b, b.TempDir(), key), fake.URL)
+	yaml := fmt.Sprintf("server: {public_url: %s}\n", public) +
+		benchkit.ClickgateConfig(testkit.WriteJWKS(b, b.TempDir(), key), fake.URL, benchkit.Account{Role: "admin", User: "ch_admin", Password: "admin-pw"})
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		b.Fatal(err)
@@ -62,7 +53,7 @@ clickhouse:
 	cg.Config.Handler = srv.Handler()
 	cg.Start()
 	b.Cleanup(cg.Close)
-	tok := key.Sign(b, testkit.Claims(issuer, resource, "bench-admin@example.com", "ch-admin"))
+	tok := key.Sign(b, testkit.Claims(benchkit.Issuer, resource, "bench-admin@example.com", "ch-admin"))
 
 	client := newClient()
 	ctx := context.Background()

@@ -38,21 +38,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"os/signal"
-	"path/filepath"
 	"runtime"
-	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -60,9 +51,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/clickgate/clickgate/bench/internal/benchkit"
 	"github.com/clickgate/clickgate/internal/chtest"
-	"github.com/clickgate/clickgate/internal/config"
-	"github.com/clickgate/clickgate/internal/server"
 	"github.com/clickgate/clickgate/internal/testkit"
 )
 
@@ -75,8 +65,6 @@ const (
 	envCPUProfile  = "CLICKGATE_BENCH_MCP_CPUPROFILE"
 	envServeConfig = "CLICKGATE_BENCH_MCP_SERVE_CONFIG" // internal: child process mode
 	envServeProf   = "CLICKGATE_BENCH_MCP_SERVE_PROFILE"
-
-	issuer = "https://idp.test/realms/corp"
 
 	smallSQL = "SELECT 1"
 	// What clickgate sends ClickHouse for run_query (internal/mcp/server.go),
@@ -95,60 +83,7 @@ const (
 // TestMain turns the test binary into a profiled clickgate server when the
 // benchmark starts it with envServeConfig; otherwise it runs the tests.
 func TestMain(m *testing.M) {
-	if cfg := os.Getenv(envServeConfig); cfg != "" {
-		os.Exit(serveProfiled(cfg, os.Getenv(envServeProf)))
-	}
-	os.Exit(m.Run())
-}
-
-// serveProfiled is cmd/clickgate's serve (config.Load, server.New, Serve
-// until SIGTERM) with a CPU profile around it.
-func serveProfiled(cfgPath, profile string) int {
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	fail := func(err error) int { fmt.Fprintln(os.Stderr, "profiled serve:", err); return 1 }
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		return fail(err)
-	}
-	srv, err := server.New(cfg, server.Options{Logger: logger, Version: "bench"})
-	if err != nil {
-		return fail(err)
-	}
-	l, err := net.Listen("tcp", cfg.Server.Listen)
-	if err != nil {
-		return fail(err)
-	}
-	f, err := os.Create(profile)
-	if err != nil {
-		return fail(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		return fail(err)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	err = srv.Serve(ctx, l)
-	pprof.StopCPUProfile()
-	f.Close()
-	if h, herr := os.Create(profile + ".heap"); herr == nil {
-		_ = pprof.Lookup("allocs").WriteTo(h, 0)
-		h.Close()
-	}
-	if err != nil {
-		return fail(err)
-	}
-	return 0
-}
-
-func envInt(b *testing.B, name string, def, min int) int {
-	if v := os.Getenv(name); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < min {
-			b.Fatalf("%s=%q: want a number ≥ %d", name, v, min)
-		}
-		return n
-	}
-	return def
+	benchkit.Profiled{ConfigEnv: envServeConfig, ProfileEnv: envServeProf}.Main(m)
 }
 
 // way is one way of sending the small query, timed call by call.
@@ -167,15 +102,15 @@ func BenchmarkMCP(b *testing.B) {
 	if os.Getenv(envRun) == "" {
 		b.Skipf("set %s=1 to run (make bench does); it takes about a minute", envRun)
 	}
-	calls := envInt(b, envCalls, 2000, 1)
-	block := envInt(b, envBlock, 100, 1)
-	bigCalls := envInt(b, envBigCalls, 20, 0)
-	bigRows := envInt(b, envBigRows, 1_000_000, 1)
+	calls := benchkit.EnvInt(b, envCalls, 2000, 1)
+	block := benchkit.EnvInt(b, envBlock, 100, 1)
+	bigCalls := benchkit.EnvInt(b, envBigCalls, 20, 0)
+	bigRows := benchkit.EnvInt(b, envBigRows, 1_000_000, 1)
 	if block > calls {
 		block = calls
 	}
 	started := time.Now()
-	loadBefore := loadAvg()
+	loadBefore := benchkit.LoadAvg()
 	ctx := context.Background()
 
 	ch := chtest.Start(b, chtest.Options{})
@@ -287,7 +222,7 @@ func BenchmarkMCP(b *testing.B) {
 		for k := range ways {
 			i := (k + r) % len(ways)
 			w := ways[i]
-			cg0, ch0, self0 := procCPU(cg.pid), procCPU(ch.PID), selfCPU()
+			cg0, ch0, self0 := benchkit.ProcCPU(cg.pid), benchkit.ProcCPU(ch.PID), selfCPU()
 			first := len(w.samples)
 			for range n {
 				t0 := time.Now()
@@ -296,13 +231,13 @@ func BenchmarkMCP(b *testing.B) {
 				}
 				w.samples = append(w.samples, time.Since(t0))
 			}
-			w.cpuCG += procCPU(cg.pid) - cg0
-			w.cpuCH += procCPU(ch.PID) - ch0
+			w.cpuCG += benchkit.ProcCPU(cg.pid) - cg0
+			w.cpuCH += benchkit.ProcCPU(ch.PID) - ch0
 			w.cpuSelf += selfCPU() - self0
-			blockMedians[i] = append(blockMedians[i], percentile(w.samples[first:], 50))
+			blockMedians[i] = append(blockMedians[i], benchkit.Percentile(w.samples[first:], 50))
 		}
 	}
-	afterSmall := readStatus(cg.pid)
+	afterSmall := benchkit.ReadMemory(cg.pid)
 
 	// Memory: the capped 1M-row query, interleaved with the same query
 	// sent directly and read only as far as clickgate reads it (the header
@@ -322,8 +257,8 @@ func BenchmarkMCP(b *testing.B) {
 		if err := directCapped(ctx, direct, bigSQL); err != nil {
 			b.Fatal(err)
 		}
-		mem.before = readStatus(cg.pid)
-		resetPeak(cg.pid)
+		mem.before = benchkit.ReadMemory(cg.pid)
+		benchkit.ResetPeak(cg.pid)
 		stop := make(chan struct{})
 		sampled := make(chan struct{})
 		go func() { mem.sample(cg.pid, stop); close(sampled) }()
@@ -361,12 +296,12 @@ func BenchmarkMCP(b *testing.B) {
 		}
 		close(stop)
 		<-sampled
-		mem.after = readStatus(cg.pid)
+		mem.after = benchkit.ReadMemory(cg.pid)
 		mem.leftRunning = leftRunning(ch)
 	}
 
 	rep := report{
-		started: started, elapsed: time.Since(started), loadBefore: loadBefore, loadAfter: loadAvg(),
+		started: started, elapsed: time.Since(started), loadBefore: loadBefore, loadAfter: benchkit.LoadAvg(),
 		chVersion: ch.Version, binary: cg.binary, protocol: protocol, readonlyProbe: readonlyProbe,
 		calls: calls, block: block, rounds: rounds, ways: ways, blockMedians: blockMedians,
 		afterSmall: afterSmall, bigCalls: bigCalls, bigRows: bigRows, bigSQL: bigSQL,
@@ -375,10 +310,10 @@ func BenchmarkMCP(b *testing.B) {
 	rep.print(os.Stdout)
 
 	d, m := ways[0], ways[1]
-	b.ReportMetric(ms(percentile(d.samples, 50)), "direct-p50-ms")
-	b.ReportMetric(ms(percentile(m.samples, 50)), "mcp-p50-ms")
-	b.ReportMetric(ms(percentile(m.samples, 50)-percentile(d.samples, 50)), "p50-added-ms")
-	b.ReportMetric(ms(percentile(m.samples, 99)-percentile(d.samples, 99)), "p99-added-ms")
+	b.ReportMetric(ms(benchkit.Percentile(d.samples, 50)), "direct-p50-ms")
+	b.ReportMetric(ms(benchkit.Percentile(m.samples, 50)), "mcp-p50-ms")
+	b.ReportMetric(ms(benchkit.Percentile(m.samples, 50)-benchkit.Percentile(d.samples, 50)), "p50-added-ms")
+	b.ReportMetric(ms(benchkit.Percentile(m.samples, 99)-benchkit.Percentile(d.samples, 99)), "p99-added-ms")
 	if bigCalls > 0 {
 		b.ReportMetric(float64(mem.peak())/(1<<20), "peak-RSS-MiB")
 	}
@@ -476,18 +411,7 @@ func structured(res *mcp.CallToolResult) map[string]any {
 	return out
 }
 
-func newClient() *http.Client {
-	return &http.Client{
-		Timeout: 5 * time.Minute,
-		Transport: &http.Transport{
-			Proxy:               nil,
-			MaxIdleConns:        4,
-			MaxIdleConnsPerHost: 4,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-		},
-	}
-}
+func newClient() *http.Client { return benchkit.KeepAliveClient(5*time.Minute, 4) }
 
 // capturedRequest is a tools/call POST as the SDK client sent it.
 type capturedRequest struct {
@@ -577,224 +501,59 @@ type clickgate struct {
 	binary                  string // what ran
 }
 
-// startClickgate builds cmd/clickgate, writes a configuration (jwt
-// processor with a JWKS file, mapped mode: ch-admin → ch_admin, ch-reader →
-// ch_reader; MCP on with its defaults: read_only, max_result_rows 1000,
-// max_result_bytes 1 MiB, query_timeout 30 s; no audit file) and runs
-// `clickgate serve` until the benchmark ends. Tokens carry the MCP
-// resource (public_url + /mcp) as audience.
+// startClickgate writes a configuration (jwt processor with a JWKS file,
+// mapped mode: ch-admin → ch_admin, ch-reader → ch_reader; MCP on with its
+// defaults: read_only, max_result_rows 1000, max_result_bytes 1 MiB,
+// query_timeout 30 s; no audit file) and runs `clickgate serve` until the
+// benchmark ends (benchkit.StartClickgate). Tokens carry the MCP resource
+// (public_url + /mcp) as audience.
 func startClickgate(b *testing.B, ch *chtest.Server) *clickgate {
 	dir := b.TempDir()
 	key := testkit.NewKey(b, jose.ES256, "k1")
 	jwks := testkit.WriteJWKS(b, dir, key)
-	for attempt := 1; ; attempt++ {
-		port := freePort(b)
-		public := fmt.Sprintf("http://127.0.0.1:%d", port)
-		cfgPath := filepath.Join(dir, "clickgate.yaml")
-		yaml := fmt.Sprintf(`server:
-  listen: 127.0.0.1:%d
-  public_url: %s
-token_processors:
-  corp: {type: jwt, issuer: %s, jwks_file: %s, audiences: [clickhouse], username_claim: email}
-directory:
-  roles: {filter: "^ch-.*$", transform: "s/^ch-//"}
-clickhouse:
-  url: %s
-  mode: mapped
-  accounts:
-    - {role: admin, user: %s, password: %s}
-    - {role: reader, user: %s, password: %s}
-`, port, public, issuer, jwks, ch.HTTPURL, chtest.AdminUser, chtest.AdminPassword, chtest.ReaderUser, chtest.ReaderPassword)
-		if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
-			b.Fatal(err)
-		}
-		var cmd *exec.Cmd
-		binary := "clickgate serve (go build ./cmd/clickgate)"
-		if prof := os.Getenv(envCPUProfile); prof != "" {
-			prof, _ = filepath.Abs(prof)
-			self, err := os.Executable()
-			if err != nil {
-				b.Fatal(err)
-			}
-			cmd = exec.Command(self)
-			cmd.Env = append(os.Environ(), envServeConfig+"="+cfgPath, envServeProf+"="+prof)
-			binary = "profiled child (server.New + Serve in the test binary), profile " + prof
-		} else {
-			cmd = exec.Command(buildClickgate(b, dir), "serve", "--config", cfgPath, "--log-level", "warn")
-		}
-		logf, err := os.Create(filepath.Join(dir, "clickgate.log"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = logf, logf
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		logf.Close()
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		b.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(15 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-		})
-		if waitHealthy(public, exited) {
-			resource := public + "/mcp"
-			return &clickgate{
-				pid: cmd.Process.Pid, resource: resource, binary: binary,
-				adminToken:  key.Sign(b, testkit.Claims(issuer, resource, "bench-admin@example.com", "ch-admin")),
-				readerToken: key.Sign(b, testkit.Claims(issuer, resource, "bench-reader@example.com", "ch-reader")),
-			}
-		}
-		logText, _ := os.ReadFile(filepath.Join(dir, "clickgate.log"))
-		if strings.Contains(string(logText), "address already in use") && attempt < 5 {
-			continue
-		}
-		b.Fatalf("clickgate did not become healthy:\n%s", logText)
-	}
-}
-
-var buildOnce struct {
-	sync.Once
-	bin string
-	err error
-}
-
-func buildClickgate(b *testing.B, dir string) string {
-	buildOnce.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		bin := filepath.Join(dir, "clickgate")
-		out, err := exec.Command(goTool, "build", "-o", bin, "github.com/clickgate/clickgate/cmd/clickgate").CombinedOutput()
-		if err != nil {
-			buildOnce.err = fmt.Errorf("go build ./cmd/clickgate: %v\n%s", err, out)
-			return
-		}
-		buildOnce.bin = bin
+	cg := benchkit.StartClickgate(b, benchkit.ClickgateOptions{
+		Dir: dir,
+		Config: func(port int) string {
+			return fmt.Sprintf("server:\n  listen: 127.0.0.1:%d\n  public_url: http://127.0.0.1:%d\n", port, port) +
+				benchkit.ClickgateConfig(jwks, ch.HTTPURL,
+					benchkit.Account{Role: "admin", User: chtest.AdminUser, Password: chtest.AdminPassword},
+					benchkit.Account{Role: "reader", User: chtest.ReaderUser, Password: chtest.ReaderPassword})
+		},
+		Profile:  os.Getenv(envCPUProfile),
+		Profiled: benchkit.Profiled{ConfigEnv: envServeConfig, ProfileEnv: envServeProf},
 	})
-	if buildOnce.err != nil {
-		b.Fatal(buildOnce.err)
+	binary := "clickgate serve (go build ./cmd/clickgate)"
+	if cg.Profile != "" {
+		binary = "profiled child (server.New + Serve in the test binary), profile " + cg.Profile
 	}
-	return buildOnce.bin
-}
-
-func freePort(b *testing.B) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
+	resource := cg.URL + "/mcp"
+	return &clickgate{
+		pid: cg.PID, resource: resource, binary: binary,
+		adminToken:  key.Sign(b, testkit.Claims(benchkit.Issuer, resource, "bench-admin@example.com", "ch-admin")),
+		readerToken: key.Sign(b, testkit.Claims(benchkit.Issuer, resource, "bench-reader@example.com", "ch-reader")),
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func waitHealthy(base string, exited <-chan struct{}) bool {
-	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return false
-		default:
-		}
-		if resp, err := c.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return true
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
-}
-
-// procStatus is a process's resident memory: now and its peak.
-type procStatus struct{ rss, hwm int64 }
-
-func readStatus(pid int) procStatus {
-	var s procStatus
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return s
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, _ := strings.Cut(sc.Text(), ":")
-		var p *int64
-		switch k {
-		case "VmRSS":
-			p = &s.rss
-		case "VmHWM":
-			p = &s.hwm
-		default:
-			continue
-		}
-		kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		*p = kb << 10
-	}
-	return s
-}
-
-// resetPeak resets VmHWM to the current RSS (clear_refs "5"), so that the
-// peak read afterwards is the memory phase's own.
-func resetPeak(pid int) {
-	_ = os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0)
 }
 
 // memResult is clickgate's memory during the capped calls.
 type memResult struct {
-	before, after procStatus
+	before, after benchkit.Memory
 	maxRSS        int64 // the largest VmRSS sampled
 	samples       int
 	leftRunning   string
 }
 
 func (m *memResult) sample(pid int, stop <-chan struct{}) {
-	t := time.NewTicker(sampleEvery)
-	defer t.Stop()
-	for {
-		if s := readStatus(pid); s.rss > 0 {
-			m.maxRSS = max(m.maxRSS, s.rss)
+	benchkit.SampleMemory(pid, sampleEvery, stop, func(s benchkit.Memory) {
+		if s.RSS > 0 {
+			m.maxRSS = max(m.maxRSS, s.RSS)
 			m.samples++
 		}
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
 
 // peak is the larger of the sampled maximum and the kernel's VmHWM (which
 // sees spikes between samples).
-func (m *memResult) peak() int64 { return max(m.maxRSS, m.after.hwm) }
-
-// procCPU is a process's user+system CPU time (clock ticks of 10 ms).
-func procCPU(pid int) time.Duration {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(data)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * 10 * time.Millisecond
-}
+func (m *memResult) peak() int64 { return max(m.maxRSS, m.after.HWM) }
 
 // selfCPU is this process's user+system CPU time.
 func selfCPU() time.Duration {
@@ -803,26 +562,6 @@ func selfCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func loadAvg() string {
-	data, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(data))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// percentile is the nearest-rank percentile of d (not modified).
-func percentile(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	i := int(math.Ceil(p/100*float64(len(s)))) - 1
-	return s[max(0, min(i, len(s)-1))]
 }
 
 func mean(d []time.Duration) time.Duration {
@@ -846,13 +585,6 @@ func fmtMB(n int64) string {
 	return fmt.Sprintf("%.1f MB (%.1f MiB)", float64(n)/1e6, float64(n)/(1<<20))
 }
 
-func yesNo(ok bool) string {
-	if ok {
-		return "**yes**"
-	}
-	return "**no**"
-}
-
 type report struct {
 	started              time.Time
 	elapsed              time.Duration
@@ -865,7 +597,7 @@ type report struct {
 	calls, block, rounds int
 	ways                 []*way
 	blockMedians         [][]time.Duration
-	afterSmall           procStatus
+	afterSmall           benchkit.Memory
 	bigCalls, bigRows    int
 	bigSQL               string
 	bigMCP, bigRaw       []time.Duration
@@ -880,13 +612,13 @@ func (r *report) pairedAdded(i int) time.Duration {
 	for k := range r.blockMedians[i] {
 		diffs = append(diffs, r.blockMedians[i][k]-r.blockMedians[0][k])
 	}
-	return percentile(diffs, 50)
+	return benchkit.Percentile(diffs, 50)
 }
 
 func (r *report) print(w io.Writer) {
 	d, m := r.ways[0], r.ways[1]
-	dp50, mp50 := percentile(d.samples, 50), percentile(m.samples, 50)
-	dp99, mp99 := percentile(d.samples, 99), percentile(m.samples, 99)
+	dp50, mp50 := benchkit.Percentile(d.samples, 50), benchkit.Percentile(m.samples, 50)
+	dp99, mp99 := benchkit.Percentile(d.samples, 99), benchkit.Percentile(m.samples, 99)
 	fmt.Fprintf(w, "\n### MCP benchmark, %s\n\n", r.started.UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(w, "%s, %d CPUs, %s; ClickHouse %s; clickgate: %s; MCP protocol %s (go-sdk client and server); load average %s before, %s after; %s in all.\n\n",
 		runtime.Version(), runtime.NumCPU(), runtime.GOOS+"/"+runtime.GOARCH, r.chVersion, r.binary, r.protocol,
@@ -897,15 +629,15 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintln(w, "| metric | direct | through clickgate MCP | added | target | met? |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | --- | --- |")
 	fmt.Fprintf(w, "| `run_query` `SELECT 1`, p50 | %s | %s | %s | ≤ 2 ms added | %s |\n",
-		fmtMS(dp50), fmtMS(mp50), fmtAdded(mp50-dp50), yesNo(mp50-dp50 <= targetAddedP50))
+		fmtMS(dp50), fmtMS(mp50), fmtAdded(mp50-dp50), benchkit.YesNo(mp50-dp50 <= targetAddedP50))
 	fmt.Fprintf(w, "| `run_query` `SELECT 1`, p99 | %s | %s | %s | — | — |\n", fmtMS(dp99), fmtMS(mp99), fmtAdded(mp99-dp99))
 	fmt.Fprintf(w, "| `run_query` `SELECT 1`, p50 added, paired by round (median of per-round block-median differences) | | | %s | ≤ 2 ms added | %s |\n",
-		fmtAdded(r.pairedAdded(1)), yesNo(r.pairedAdded(1) <= targetAddedP50))
+		fmtAdded(r.pairedAdded(1)), benchkit.YesNo(r.pairedAdded(1) <= targetAddedP50))
 	if r.bigCalls > 0 {
 		fmt.Fprintf(w, "| peak RSS of clickgate, %d × `run_query` of a %d-row query capped at %d rows | — | %s | %s over the %s before | ≤ 96 MB | %s |\n",
-			r.bigCalls, r.bigRows, defaultMaxRows, fmtMB(r.mem.peak()), fmtMB(r.mem.peak()-r.mem.before.rss), fmtMB(r.mem.before.rss),
-			yesNo(r.mem.peak() <= targetRSS))
-		bd, bm := percentile(r.bigDirect, 50), percentile(r.bigMCP, 50)
+			r.bigCalls, r.bigRows, defaultMaxRows, fmtMB(r.mem.peak()), fmtMB(r.mem.peak()-r.mem.before.RSS), fmtMB(r.mem.before.RSS),
+			benchkit.YesNo(r.mem.peak() <= targetRSS))
+		bd, bm := benchkit.Percentile(r.bigDirect, 50), benchkit.Percentile(r.bigMCP, 50)
 		fmt.Fprintf(w, "| that capped query, p50 (direct: read the first %d rows, then close) | %s | %s | %s | — | — |\n",
 			defaultMaxRows, fmtMS(bd), fmtMS(bm), fmtAdded(bm-bd))
 	}
@@ -917,12 +649,12 @@ func (r *report) print(w io.Writer) {
 		n := time.Duration(len(x.samples))
 		added, paired := "—", "—"
 		if i > 0 {
-			added = fmtAdded(percentile(x.samples, 50) - dp50)
+			added = fmtAdded(benchkit.Percentile(x.samples, 50) - dp50)
 			paired = fmtAdded(r.pairedAdded(i))
 		}
 		us := func(t time.Duration) string { return fmt.Sprintf("%.0f µs", float64(t/n)/1e3) }
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", x.name,
-			fmtMS(percentile(x.samples, 50)), fmtMS(percentile(x.samples, 90)), fmtMS(percentile(x.samples, 99)), fmtMS(mean(x.samples)),
+			fmtMS(benchkit.Percentile(x.samples, 50)), fmtMS(benchkit.Percentile(x.samples, 90)), fmtMS(benchkit.Percentile(x.samples, 99)), fmtMS(mean(x.samples)),
 			added, paired, us(x.cpuCG), us(x.cpuCH), us(x.cpuSelf))
 	}
 	fmt.Fprintln(w)
@@ -930,15 +662,15 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "- %s: %s\n", x.name, x.desc)
 	}
 	fmt.Fprintf(w, "\n`SELECT 1` sent directly as ch_reader (profile readonly=1) — %s.\n", r.readonlyProbe)
-	fmt.Fprintf(w, "clickgate after the SELECT 1 phase: VmRSS %s, VmHWM %s.\n", fmtMB(r.afterSmall.rss), fmtMB(r.afterSmall.hwm))
+	fmt.Fprintf(w, "clickgate after the SELECT 1 phase: VmRSS %s, VmHWM %s.\n", fmtMB(r.afterSmall.RSS), fmtMB(r.afterSmall.HWM))
 	if r.bigCalls > 0 {
 		fmt.Fprintf(w, "Capped phase (`%s`; %d calls through clickgate with the SDK client, %d as raw POSTs of the same request, %d direct, interleaved): VmRSS %s before; largest of %d samples every %v: %s; VmHWM after (peak reset before the phase): %s; VmRSS after: %s; ClickHouse queries still running afterwards: %s.\n",
-			r.bigSQL, len(r.bigMCP), len(r.bigRaw), len(r.bigDirect), fmtMB(r.mem.before.rss), r.mem.samples, sampleEvery, fmtMB(r.mem.maxRSS),
-			fmtMB(r.mem.after.hwm), fmtMB(r.mem.after.rss), r.mem.leftRunning)
+			r.bigSQL, len(r.bigMCP), len(r.bigRaw), len(r.bigDirect), fmtMB(r.mem.before.RSS), r.mem.samples, sampleEvery, fmtMB(r.mem.maxRSS),
+			fmtMB(r.mem.after.HWM), fmtMB(r.mem.after.RSS), r.mem.leftRunning)
 		fmt.Fprintf(w, "Capped calls, p50 / max: direct (first %d rows, then close) %s / %s; raw POST through clickgate %s / %s; SDK client through clickgate %s / %s.\n",
-			defaultMaxRows, fmtMS(percentile(r.bigDirect, 50)), fmtMS(percentile(r.bigDirect, 100)),
-			fmtMS(percentile(r.bigRaw, 50)), fmtMS(percentile(r.bigRaw, 100)),
-			fmtMS(percentile(r.bigMCP, 50)), fmtMS(percentile(r.bigMCP, 100)))
+			defaultMaxRows, fmtMS(benchkit.Percentile(r.bigDirect, 50)), fmtMS(benchkit.Percentile(r.bigDirect, 100)),
+			fmtMS(benchkit.Percentile(r.bigRaw, 50)), fmtMS(benchkit.Percentile(r.bigRaw, 100)),
+			fmtMS(benchkit.Percentile(r.bigMCP, 50)), fmtMS(benchkit.Percentile(r.bigMCP, 100)))
 	}
 	fmt.Fprintln(w)
 }
