@@ -6,6 +6,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -180,22 +182,82 @@ type Broker struct {
 	Upstream string `yaml:"upstream"`
 }
 
-// DevIdP configures the built-in development identity provider.
+// DevIdP configures the built-in development identity provider, an OpenID
+// provider served under /idp (issuer public_url + /idp).
 type DevIdP struct {
 	Enabled bool      `yaml:"enabled"`
 	Users   []DevUser `yaml:"users"`
+	// Clients are the applications allowed to use it, besides the built-in
+	// public client "clickgate-cli" (clickgate login).
+	Clients []DevClient `yaml:"clients"`
+	// KeyFile keeps the signing keys (created on first start, mode 0600);
+	// default DefaultDevIdPKeyFile().
+	KeyFile string `yaml:"key_file"`
+	// TokenTTL is the lifetime of access and ID tokens.
+	TokenTTL time.Duration `yaml:"token_ttl"`
+	// RefreshTokenTTL is how long a refresh token may be used.
+	RefreshTokenTTL time.Duration `yaml:"refresh_token_ttl"`
+	// Audiences go into every person's access token; default
+	// clickhouse.audience (or "clickhouse") and the MCP resource.
+	Audiences []string `yaml:"audiences"`
 }
 
 // DevUser is one person known to the development IdP.
 type DevUser struct {
-	Username string   `yaml:"username"`
+	Username string `yaml:"username"`
+	// Password is plain text or a bcrypt hash ($2a$, $2b$ or $2y$).
 	Password string   `yaml:"password"`
 	Email    string   `yaml:"email"`
 	Groups   []string `yaml:"groups"`
+	Name     string   `yaml:"name"`
+	// EmailVerified is the email_verified claim; default true.
+	EmailVerified *bool `yaml:"email_verified"`
+}
+
+// DevClient is an application registered at the development IdP.
+type DevClient struct {
+	ClientID string `yaml:"client_id"`
+	// ClientSecret is plain text or a bcrypt hash; empty makes a public
+	// client, which must use PKCE.
+	ClientSecret string   `yaml:"client_secret"`
+	RedirectURIs []string `yaml:"redirect_uris"`
+	// GrantTypes are some of authorization_code, refresh_token,
+	// client_credentials, device_code, token_exchange; default all that
+	// the client's kind allows.
+	GrantTypes []string `yaml:"grant_types"`
+	// Groups are the groups claim of client credentials tokens.
+	Groups []string `yaml:"groups"`
+	// Audiences of client credentials tokens; default dev_idp.audiences.
+	Audiences []string `yaml:"audiences"`
 }
 
 // Audit configures the session log.
 type Audit struct {
 	// File receives JSON lines; "-" means stderr, "" turns the log off.
 	File string `yaml:"file"`
+}
+
+// DevIdPPath is where the development IdP is served; its issuer is
+// server.public_url + DevIdPPath.
+const DevIdPPath = "/idp"
+
+// DevIdPIssuer is the development IdP's issuer URL.
+func (c *Config) DevIdPIssuer() string { return c.Server.PublicURL + DevIdPPath }
+
+// DefaultDevIdPKeyFile is where the development IdP keeps its signing keys
+// when dev_idp.key_file is not set: dev-idp-keys.json in clickgate's state
+// directory ($CLICKGATE_STATE_DIR, else $XDG_STATE_HOME/clickgate, else
+// ~/.local/state/clickgate, else .clickgate in the working directory).
+func DefaultDevIdPKeyFile() string {
+	dir := os.Getenv("CLICKGATE_STATE_DIR")
+	if dir == "" {
+		if x := os.Getenv("XDG_STATE_HOME"); x != "" {
+			dir = filepath.Join(x, "clickgate")
+		} else if home, err := os.UserHomeDir(); err == nil && home != "" {
+			dir = filepath.Join(home, ".local", "state", "clickgate")
+		} else {
+			dir = ".clickgate"
+		}
+	}
+	return filepath.Join(dir, "dev-idp-keys.json")
 }

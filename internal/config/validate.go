@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Defaults that apply when a key is absent.
@@ -76,6 +78,7 @@ func (c *Config) applyDefaults() {
 	if c.MCP.MaxConcurrentQueries == 0 {
 		c.MCP.MaxConcurrentQueries = 4
 	}
+	c.applyDevIdPDefaults()
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -181,6 +184,7 @@ func (c *Config) validate() []string {
 			v.add("broker.upstream", "%q is not a processor in token_processors", c.Broker.Upstream)
 		}
 	}
+	c.validateDevIdP(&v)
 	return v.problems
 }
 
@@ -363,5 +367,180 @@ func (c *Config) acceptMCPAudience() {
 		if len(p.Audiences) > 0 && !slices.Contains(p.Audiences, resource) {
 			p.Audiences = append(p.Audiences, resource)
 		}
+	}
+}
+
+// Development IdP defaults and checks.
+
+// DevIdPCLIClient is the development IdP's built-in public client, used by
+// clickgate login (loopback redirects on any port, device flow).
+const DevIdPCLIClient = "clickgate-cli"
+
+// Grant types a dev_idp client may name.
+const (
+	GrantAuthorizationCode = "authorization_code"
+	GrantRefreshToken      = "refresh_token"
+	GrantClientCredentials = "client_credentials"
+	GrantDeviceCode        = "device_code"
+	GrantTokenExchange     = "token_exchange"
+)
+
+// DevIdPGrantTypes are the grant types the development IdP supports.
+var DevIdPGrantTypes = []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials, GrantDeviceCode, GrantTokenExchange}
+
+// Development IdP defaults.
+const (
+	DefaultDevIdPTokenTTL        = 10 * time.Minute
+	DefaultDevIdPRefreshTokenTTL = 24 * time.Hour
+)
+
+func (c *Config) applyDevIdPDefaults() {
+	d := &c.DevIdP
+	if !d.Enabled {
+		return
+	}
+	if d.KeyFile == "" {
+		d.KeyFile = DefaultDevIdPKeyFile()
+	}
+	if d.TokenTTL == 0 {
+		d.TokenTTL = DefaultDevIdPTokenTTL
+	}
+	if d.RefreshTokenTTL == 0 {
+		d.RefreshTokenTTL = DefaultDevIdPRefreshTokenTTL
+	}
+	if len(d.Audiences) == 0 {
+		aud := "clickhouse"
+		if c.ClickHouse != nil && c.ClickHouse.Audience != "" {
+			aud = c.ClickHouse.Audience
+		}
+		d.Audiences = []string{aud, c.MCPResource()}
+	}
+	for i := range d.Clients {
+		cl := &d.Clients[i]
+		if len(cl.GrantTypes) > 0 {
+			continue
+		}
+		if len(cl.RedirectURIs) > 0 {
+			cl.GrantTypes = append(cl.GrantTypes, GrantAuthorizationCode, GrantRefreshToken)
+		}
+		cl.GrantTypes = append(cl.GrantTypes, GrantDeviceCode)
+		if cl.ClientSecret != "" {
+			cl.GrantTypes = append(cl.GrantTypes, GrantClientCredentials, GrantTokenExchange)
+		}
+	}
+}
+
+// IsBcryptHash reports whether a dev_idp password or client secret is a
+// bcrypt hash rather than plain text.
+func IsBcryptHash(s string) bool {
+	return len(s) == 60 && (strings.HasPrefix(s, "$2a$") || strings.HasPrefix(s, "$2b$") || strings.HasPrefix(s, "$2y$"))
+}
+
+func (c *Config) validateDevIdP(v *validator) {
+	d := &c.DevIdP
+	if !d.Enabled {
+		return
+	}
+	badName := func(s string) bool {
+		return s == "" || strings.IndexFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0
+	}
+	checkSecret := func(path, s string) {
+		if strings.HasPrefix(s, "$2") && !IsBcryptHash(s) {
+			v.add(path, "looks like a bcrypt hash but is not one (60 characters starting $2a$, $2b$ or $2y$); hash with: htpasswd -bnBC 10 \"\" PASSWORD | tr -d ':\\n'")
+		} else if IsBcryptHash(s) {
+			if _, err := bcrypt.Cost([]byte(s)); err != nil {
+				v.add(path, "is not a valid bcrypt hash: %v", err)
+			}
+		}
+	}
+	users := map[string]bool{}
+	emails := map[string]bool{}
+	for i, u := range d.Users {
+		path := fmt.Sprintf("dev_idp.users[%d]", i)
+		if badName(u.Username) {
+			v.add(path+".username", "%q is not a user name (not empty, no spaces or control characters)", u.Username)
+		} else if users[strings.ToLower(u.Username)] {
+			v.add(path+".username", "%q is listed twice", u.Username)
+		}
+		users[strings.ToLower(u.Username)] = true
+		if u.Password == "" {
+			v.add(path+".password", "missing; give the password in plain text or as a bcrypt hash")
+		}
+		checkSecret(path+".password", u.Password)
+		if u.Email != "" {
+			if at := strings.Index(u.Email, "@"); at <= 0 || at == len(u.Email)-1 || strings.ContainsAny(u.Email, " \t\r\n") {
+				v.add(path+".email", "%q is not an email address", u.Email)
+			} else if emails[strings.ToLower(u.Email)] {
+				v.add(path+".email", "%q belongs to two users", u.Email)
+			}
+			emails[strings.ToLower(u.Email)] = true
+		}
+		for j, g := range u.Groups {
+			if strings.TrimSpace(g) == "" {
+				v.add(fmt.Sprintf("%s.groups[%d]", path, j), "is empty")
+			}
+		}
+	}
+	clients := map[string]bool{}
+	for i, cl := range d.Clients {
+		path := fmt.Sprintf("dev_idp.clients[%d]", i)
+		switch {
+		case badName(cl.ClientID):
+			v.add(path+".client_id", "%q is not a client id (not empty, no spaces or control characters)", cl.ClientID)
+		case cl.ClientID == DevIdPCLIClient:
+			v.add(path+".client_id", "%q is the built-in client of clickgate login; choose another id", cl.ClientID)
+		case clients[cl.ClientID]:
+			v.add(path+".client_id", "%q is listed twice", cl.ClientID)
+		case users[strings.ToLower(cl.ClientID)]:
+			v.add(path+".client_id", "%q is also a user name; tokens of the two would have the same subject", cl.ClientID)
+		}
+		clients[cl.ClientID] = true
+		checkSecret(path+".client_secret", cl.ClientSecret)
+		for j, raw := range cl.RedirectURIs {
+			u, err := url.Parse(raw)
+			if err != nil || u.Scheme == "" || u.Fragment != "" || (u.Host == "" && (u.Scheme == "http" || u.Scheme == "https")) {
+				v.add(fmt.Sprintf("%s.redirect_uris[%d]", path, j), "%q is not an absolute URL without fragment", raw)
+			}
+		}
+		for j, g := range cl.GrantTypes {
+			gp := fmt.Sprintf("%s.grant_types[%d]", path, j)
+			switch {
+			case !slices.Contains(DevIdPGrantTypes, g):
+				v.add(gp, "%q is not a grant type; use some of %s", g, strings.Join(DevIdPGrantTypes, ", "))
+			case g == GrantAuthorizationCode && len(cl.RedirectURIs) == 0:
+				v.add(gp, "authorization_code needs redirect_uris")
+			case (g == GrantClientCredentials || g == GrantTokenExchange) && cl.ClientSecret == "":
+				v.add(gp, "%s needs a client_secret (a public client cannot keep one)", g)
+			}
+		}
+		for j, a := range cl.Audiences {
+			if strings.TrimSpace(a) == "" {
+				v.add(fmt.Sprintf("%s.audiences[%d]", path, j), "is empty")
+			}
+		}
+	}
+	if d.TokenTTL < time.Minute || d.TokenTTL > 24*time.Hour {
+		v.add("dev_idp.token_ttl", "%s is outside 1m…24h", d.TokenTTL)
+	}
+	if d.RefreshTokenTTL < d.TokenTTL || d.RefreshTokenTTL > 90*24*time.Hour {
+		v.add("dev_idp.refresh_token_ttl", "%s is outside token_ttl…2160h (90 days)", d.RefreshTokenTTL)
+	}
+	for i, a := range d.Audiences {
+		if strings.TrimSpace(a) == "" {
+			v.add(fmt.Sprintf("dev_idp.audiences[%d]", i), "is empty")
+		}
+	}
+	if len(d.Users) == 0 && len(d.Clients) == 0 {
+		c.Warnings = append(c.Warnings, "dev_idp is on without users or clients: nobody can sign in at it (add dev_idp.users)")
+	}
+	issuer := c.DevIdPIssuer()
+	trusted := false
+	for _, p := range c.TokenProcessors {
+		if p != nil && strings.TrimRight(p.Issuer, "/") == issuer {
+			trusted = true
+		}
+	}
+	if !trusted {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("dev_idp is on but no token processor trusts its tokens; add one: {type: oidc, issuer: %s, audiences: [%s], username_claim: email}", issuer, d.Audiences[0]))
 	}
 }

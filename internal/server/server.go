@@ -22,6 +22,7 @@ import (
 	"github.com/clickgate/clickgate/internal/chauth"
 	"github.com/clickgate/clickgate/internal/clickhouse"
 	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/devidp"
 	"github.com/clickgate/clickgate/internal/gateway"
 	"github.com/clickgate/clickgate/internal/identity"
 	"github.com/clickgate/clickgate/internal/mcp"
@@ -100,6 +101,13 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		if *cfg.MCP.Enabled {
 			s.mountMCP(mux, up, &http.Client{Transport: transport}, opt)
 		}
+	}
+	if cfg.DevIdP.Enabled {
+		idp, err := devidp.New(cfg, devidp.Options{Logger: opt.Logger, Now: opt.Now})
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle(config.DevIdPPath+"/", idp)
 	}
 	mux.Handle("/", root)
 	mux.Handle("/clickhouse/auth", chauth.Handler(s.auth, tickets, auditLog))
