@@ -11,6 +11,7 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
+	"github.com/clickgate/clickgate/internal/chdb"
 	"github.com/clickgate/clickgate/internal/config"
 )
 
@@ -31,12 +32,22 @@ type Upstreams struct {
 	Service *Client
 	// Tickets verifies http_auth tickets; nil in other modes.
 	Tickets *Tickets
-	// Target is ClickHouse's HTTP interface.
+	// Target is ClickHouse's HTTP interface; nil with Engine.
 	Target *url.URL
+	// Engine runs queries inside clickgate when clickhouse.url is
+	// chdb://<dir>; nil otherwise.
+	Engine Engine
 }
 
 // New builds the mode cfg describes.
 func New(cfg *config.ClickHouse, d Deps) (*Upstreams, error) {
+	if dir, ok := config.ChDBPath(cfg.URL); ok {
+		e, err := chdb.Open(dir)
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse.url: %w", err)
+		}
+		return &Upstreams{Mode: embeddedMode{}, Engine: e}, nil
+	}
 	target, err := url.Parse(cfg.URL)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse.url: %w", err)
@@ -112,3 +123,10 @@ func New(cfg *config.ClickHouse, d Deps) (*Upstreams, error) {
 	}
 	return u, nil
 }
+
+// embeddedMode is service mode on the engine inside clickgate (chdb://,
+// which config allows in service mode only): one user, and neither quotas
+// nor a query_log for quota_key and log_comment to name the person in.
+type embeddedMode struct{}
+
+func (embeddedMode) Upstream(context.Context, *Caller) (*Upstream, error) { return &Upstream{}, nil }

@@ -2,11 +2,15 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+
+	"github.com/clickgate/clickgate/internal/chdb"
 )
 
 // Querier sends clickgate's own queries for a caller (MCP tools): the
@@ -17,6 +21,14 @@ type Querier struct {
 	HTTP   *http.Client
 	// Fixed are clickhouse.settings, applied to every query.
 	Fixed map[string]string
+	// Engine, when set, runs the queries in-process instead of at Target.
+	Engine Engine
+}
+
+// Engine is ClickHouse inside clickgate (clickhouse.url chdb://…, package
+// chdb).
+type Engine interface {
+	Query(ctx context.Context, sql, format string, s chdb.Settings) (io.ReadCloser, error)
 }
 
 // Query runs sql as up and returns ClickHouse's streamed answer and its
@@ -32,6 +44,10 @@ func (q *Querier) Query(ctx context.Context, up *Upstream, sql string, settings 
 	}
 	for k, v := range up.Settings {
 		params[k] = v
+	}
+	if q.Engine != nil {
+		body, err := q.queryEngine(ctx, up.QueryPrefix+sql, params)
+		return body, nil, err
 	}
 	u := *q.Target
 	u.RawQuery = params.Encode()
@@ -55,4 +71,47 @@ func (q *Querier) Query(ctx context.Context, up *Upstream, sql string, settings 
 		return nil, nil, parseException(resp.Header, body)
 	}
 	return resp.Body, resp.Header, nil
+}
+
+// queryEngine runs sql on the engine with the parameters the HTTP
+// interface would have had: default_format is the output format
+// (TabSeparated when absent, as there), readonly the session's readonly
+// level, the rest settings. ClickHouse's refusals come back as *Exception,
+// whether the query fails at once or while its result streams.
+func (q *Querier) queryEngine(ctx context.Context, sql string, params url.Values) (io.ReadCloser, error) {
+	format := "TabSeparated"
+	s := chdb.Settings{Values: map[string]string{}}
+	for k, v := range params {
+		switch val := v[len(v)-1]; k {
+		case "default_format":
+			format = val
+		case "readonly":
+			n, err := strconv.Atoi(val)
+			if err != nil {
+				return nil, fmt.Errorf("clickhouse: readonly %q is not a number", val)
+			}
+			s.Readonly = n
+		default:
+			s.Values[k] = val
+		}
+	}
+	body, err := q.Engine.Query(ctx, sql, format, s)
+	if err != nil {
+		return nil, engineError(err)
+	}
+	return engineBody{body}, nil
+}
+
+type engineBody struct{ io.ReadCloser }
+
+func (b engineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	return n, engineError(err)
+}
+
+func engineError(err error) error {
+	if ce, ok := errors.AsType[*chdb.Error](err); ok {
+		return &Exception{Code: ce.Code, Message: ce.Message}
+	}
+	return err
 }

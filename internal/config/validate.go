@@ -293,8 +293,12 @@ func (ch *ClickHouse) validate(v *validator) {
 	if !slices.Contains(modes, ch.Mode) {
 		v.add("clickhouse.mode", "%q is not a mode; use one of %s", ch.Mode, strings.Join(modes, ", "))
 	}
-	if ch.URL != "" {
+	embedded := strings.HasPrefix(ch.URL, "chdb:")
+	if ch.URL != "" && !embedded {
 		v.url("clickhouse.url", ch.URL)
+	}
+	if embedded {
+		ch.validateChDB(v)
 	}
 	switch ch.Mode {
 	case ModeMapped:
@@ -307,7 +311,9 @@ func (ch *ClickHouse) validate(v *validator) {
 			}
 		}
 	case ModeService, ModeImpersonate:
-		v.required("clickhouse.user", ch.User, "the service account clickgate runs queries as")
+		if !embedded {
+			v.required("clickhouse.user", ch.User, "the service account clickgate runs queries as")
+		}
 	case ModeHTTPAuth:
 		if ch.Provisioning.CreateUsers || ch.Provisioning.SyncRoles {
 			v.required("clickhouse.user", ch.User, "the account that creates users and grants roles")
@@ -327,6 +333,37 @@ func (ch *ClickHouse) validate(v *validator) {
 		if k == "user" || k == "password" || k == "query" || k == "session_id" {
 			v.add("clickhouse.settings."+k, "is not a setting clickgate may fix")
 		}
+	}
+}
+
+// ChDBScheme starts a clickhouse.url that runs ClickHouse inside clickgate
+// (package chdb): chdb://<data directory>, e.g. chdb:///var/lib/clickgate/chdb
+// or chdb://data (relative to the working directory).
+const ChDBScheme = "chdb://"
+
+// ChDBPath returns the data directory of a chdb:// url, and whether url is
+// one.
+func ChDBPath(url string) (dir string, ok bool) {
+	dir, ok = strings.CutPrefix(url, ChDBScheme)
+	return dir, ok && dir != ""
+}
+
+// validateChDB checks a chdb:// url. The embedded engine is one
+// ClickHouse with a single all-powerful user and no authentication: there
+// are no accounts to map people to, no tokens it would check and no users to
+// create or impersonate, so only service mode applies (every person's
+// queries run as that one user, with clickgate's readonly and limits, and
+// clickgate's audit log naming the person), and a user or password would
+// mean nothing.
+func (ch *ClickHouse) validateChDB(v *validator) {
+	if _, ok := ChDBPath(ch.URL); !ok {
+		v.add("clickhouse.url", "%q names no data directory; write chdb:///absolute/dir or chdb://relative/dir", ch.URL)
+	}
+	if ch.Mode != "" && ch.Mode != ModeService {
+		v.add("clickhouse.mode", "chdb:// needs mode service, not %s: the embedded engine has one user and no authentication, so there is no account, token or user for %s mode to use", ch.Mode, ch.Mode)
+	}
+	if ch.User != "" || ch.Password != "" {
+		v.add("clickhouse.user", "chdb:// has no users; remove user and password")
 	}
 }
 

@@ -94,10 +94,14 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 			tickets = up.Tickets
 		}
 		s.clickhouse = up
-		root = gateway.New(gateway.Options{
-			Target: up.Target, Auth: s.auth, Mode: up.Mode, Settings: cfg.ClickHouse.Settings,
-			Transport: transport, Logger: opt.Logger,
-		})
+		if up.Engine != nil {
+			root = http.HandlerFunc(gatewayEmbedded)
+		} else {
+			root = gateway.New(gateway.Options{
+				Target: up.Target, Auth: s.auth, Mode: up.Mode, Settings: cfg.ClickHouse.Settings,
+				Transport: transport, Logger: opt.Logger,
+			})
+		}
 		if *cfg.MCP.Enabled {
 			s.mountMCP(mux, up, &http.Client{Transport: transport}, opt)
 		}
@@ -126,7 +130,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 func (s *Server) mountMCP(mux *http.ServeMux, up *clickhouse.Upstreams, client *http.Client, opt Options) {
 	cfg := s.cfg
 	m := mcp.New(mcp.Options{
-		Mode: up.Mode, Querier: &clickhouse.Querier{Target: up.Target, HTTP: client, Fixed: cfg.ClickHouse.Settings},
+		Mode: up.Mode, Querier: &clickhouse.Querier{Target: up.Target, HTTP: client, Fixed: cfg.ClickHouse.Settings, Engine: up.Engine},
 		ReadOnly: *cfg.MCP.ReadOnly, MaxResultRows: cfg.MCP.MaxResultRows, MaxResultBytes: cfg.MCP.MaxResultBytes,
 		QueryTimeout: cfg.MCP.QueryTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentQueries, Version: opt.Version, Logger: opt.Logger,
 	})
@@ -276,6 +280,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 // pingClickHouse asks ClickHouse's /ping, which needs no credentials.
 func (s *Server) pingClickHouse(ctx context.Context) error {
+	if s.clickhouse.Engine != nil {
+		return nil // inside this process, started with it
+	}
 	u := *s.clickhouse.Target
 	u.Path = strings.TrimRight(u.Path, "/") + "/ping"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
@@ -295,6 +302,15 @@ func (s *Server) pingClickHouse(ctx context.Context) error {
 
 func (s *Server) gatewayOff(w http.ResponseWriter, r *http.Request) {
 	http.Error(w, "clickgate: the ClickHouse gateway is off because the configuration has no clickhouse section", http.StatusNotFound)
+}
+
+// gatewayEmbedded answers gateway paths when clickhouse.url is chdb://:
+// the engine runs inside clickgate, with no HTTP interface to proxy to, and
+// serving ClickHouse's HTTP protocol (sessions, compression, formats,
+// progress) from it is not done.
+func gatewayEmbedded(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("X-ClickHouse-Exception-Code", "48")
+	http.Error(w, "Code: 48. DB::Exception: clickgate: the ClickHouse gateway is off because clickhouse.url is chdb://, an engine inside clickgate with no HTTP interface; use the MCP tools at /mcp. (NOT_IMPLEMENTED)", http.StatusNotImplemented)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -15,11 +15,13 @@
 // Why it runs first: since Go 1.21 the specification fixes the order of package
 // initialization ("the first uninitialized package in the list sorted by
 // import path for which all imports are already initialized"). This package
-// imports only packages that os/exec itself depends on, so it is ready no later
-// than os/exec, and its import path (github.com/clickgate/…) sorts before
-// os/exec; chdb-purego imports os/exec, so it is initialized after this
-// package. Adding an import here that os/exec does not depend on (fmt, for one)
-// would break that argument: keep the imports as they are.
+// imports only packages that os/exec itself depends on (and
+// internal/chdb/signals, which imports only syscall and unsafe and also sorts
+// before os/exec), so it is ready no later than os/exec, and its import path
+// (github.com/clickgate/…) sorts before os/exec; chdb-purego imports os/exec,
+// so it is initialized after this package. Adding an import here that os/exec
+// does not depend on (fmt, for one) would break that argument: keep the
+// imports as they are.
 //
 // The package is internal to chdbtest, which imports it; nothing else should.
 package preload

@@ -1,4 +1,4 @@
-package preload
+package signals
 
 import (
 	"syscall"
@@ -19,17 +19,15 @@ type kernelSigaction struct {
 	mask     uint64
 }
 
-// SignalSet is the disposition of every signal, as the kernel reports it.
-type SignalSet struct {
+// Set is the disposition of every signal, as the kernel reports it.
+type Set struct {
 	act [numSignals + 1]kernelSigaction
 	ok  [numSignals + 1]bool
 }
 
-func snapshotSignals() *SignalSet { return Snapshot() }
-
 // Snapshot reads the current disposition of every signal.
-func Snapshot() *SignalSet {
-	s := new(SignalSet)
+func Snapshot() *Set {
+	s := new(Set)
 	for sig := 1; sig <= numSignals; sig++ {
 		_, _, errno := syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), 0,
 			uintptr(unsafe.Pointer(&s.act[sig])), 8, 0, 0)
@@ -39,7 +37,7 @@ func Snapshot() *SignalSet {
 }
 
 // Changed lists the signals whose disposition differs between s and now.
-func (s *SignalSet) Changed(now *SignalSet) []int {
+func (s *Set) Changed(now *Set) []int {
 	var out []int
 	for sig := 1; sig <= numSignals; sig++ {
 		if s.ok[sig] && now.ok[sig] && s.act[sig] != now.act[sig] {
@@ -50,7 +48,7 @@ func (s *SignalSet) Changed(now *SignalSet) []int {
 }
 
 // Restore puts back the recorded disposition of each signal in sigs.
-func (s *SignalSet) Restore(sigs []int) error {
+func (s *Set) Restore(sigs []int) error {
 	for _, sig := range sigs {
 		if sig == int(syscall.SIGKILL) || sig == int(syscall.SIGSTOP) || !s.ok[sig] {
 			continue
