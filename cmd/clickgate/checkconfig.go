@@ -74,7 +74,10 @@ func explain(w io.Writer, path string, cfg *config.Config, dir *identity.Directo
 	}
 	p("  - example: groups [%s] become roles [%s]", strings.Join(example, ", "), strings.Join(dir.Roles(example), ", "))
 	p("")
-	if ch := cfg.ClickHouse; ch != nil {
+	if ch := cfg.ClickHouse; ch != nil && strings.HasPrefix(ch.URL, config.ChDBScheme) {
+		p("ClickHouse: the embedded engine (chDB, ClickHouse 26.7 in-process) on %s serves the MCP tools; the HTTP gateway is off.", strings.TrimPrefix(ch.URL, config.ChDBScheme))
+		p("  - it needs libchdb.so (npm install chdb; CHDB_LIB_PATH); every person acts as the engine's one user, and file() reads any file clickgate can read: for trusted, local use")
+	} else if ch != nil {
 		p("ClickHouse gateway: every path not reserved by clickgate goes to %s in %s mode:", ch.URL, ch.Mode)
 		for _, line := range describeMode(ch, cfg.Server.PublicURL) {
 			p("  - %s", line)

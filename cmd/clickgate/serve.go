@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/server"
@@ -54,7 +55,10 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 		return fmt.Errorf("server.listen: %w", err)
 	}
 	gateway := "off (no clickhouse section)"
-	if cfg.ClickHouse != nil {
+	switch {
+	case cfg.ClickHouse != nil && strings.HasPrefix(cfg.ClickHouse.URL, config.ChDBScheme):
+		gateway = "off (embedded engine " + cfg.ClickHouse.URL + " serves the MCP tools only)"
+	case cfg.ClickHouse != nil:
 		gateway = cfg.ClickHouse.URL + " in " + cfg.ClickHouse.Mode + " mode"
 	}
 	logger.Info("clickgate listening", "address", l.Addr().String(), "public_url", cfg.Server.PublicURL,
