@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need, idempotently: Go modules, Debian's
-# ClickHouse server (18.16) and the npm packages of package.json.
+# ClickHouse server (18.16), the npm packages of package.json and Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,3 +16,6 @@ echo "install-test-deps: ClickHouse server"
 
 echo "install-test-deps: npm packages (chDB, the ClickHouse 26.7 engine; @clickhouse/client)"
 ./scripts/install-npm.sh
+
+echo "install-test-deps: Chromium (browser sign-in tests)"
+./scripts/install-chromium.sh

@@ -36,6 +36,11 @@ func init() {
 		"check-config": {"validate a configuration and explain what it does", runCheckConfig},
 		"demo":         {"run clickgate locally on embedded defaults and show how to use it", runDemo},
 		"version":      {"print the version", runVersion},
+		"login":        {"sign in at the IdP (browser with PKCE, or --device) and cache the tokens", runLogin},
+		"logout":       {"remove the cached tokens and revoke them at the IdP", runLogout},
+		"token":        {"print a fresh access token (refreshed when near expiry), for scripts", runToken},
+		"whoami":       {"show who a clickgate server takes you for: identity, ClickHouse user, roles", runWhoami},
+		"query":        {"run SQL through a clickgate server's gateway with your token", runQuery},
 	}
 }
 
