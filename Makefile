@@ -9,9 +9,15 @@ all: build
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/clickgate
 
-## demo: run clickgate locally on embedded defaults and print what to try
+## demo: the whole stack on this machine: ClickHouse (Debian's clickhouse-server,
+## installed first when missing, unless CLICKHOUSE_URL names yours), a dataset,
+## clickgate with its dev IdP, gateway and MCP; prints what to try; Ctrl-C stops
+## it all. DEMO_FLAGS=--once checks it as both demo people and exits.
 demo: build
-	./$(BIN) demo
+	@if [ -z "$$CLICKHOUSE_URL" ] && [ ! -x /usr/sbin/clickhouse-server ] && ! command -v clickhouse-server >/dev/null 2>&1; then \
+	  ./scripts/install-clickhouse.sh || echo "make demo: could not install clickhouse-server (see above)"; \
+	fi
+	./$(BIN) demo $(DEMO_FLAGS)
 
 ## test: install what the tests need, then run vet, the tests (race detector)
 ## and each benchmark once so that they keep working

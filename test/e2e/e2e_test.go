@@ -294,13 +294,3 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		t.Errorf("version: exit %d %q", code, out)
 	}
 }
-
-func TestDemoOnce(t *testing.T) {
-	dir := t.TempDir()
-	for run := 1; run <= 2; run++ { // the second run reuses the first one's key
-		out, code := clickgate(t, "demo", "--once", "--dir", dir, "--listen", freePort(t))
-		if code != 0 || strings.Count(out, "\nok ") != 4 || !strings.Contains(out, "curl -s -H \"Authorization: Bearer $ALICE_TOKEN\"") {
-			t.Fatalf("run %d: exit %d\n%s", run, code, out)
-		}
-	}
-}

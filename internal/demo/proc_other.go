@@ -1,0 +1,10 @@
+//go:build !unix
+
+package demo
+
+import "os/exec"
+
+func setProcAttr(cmd *exec.Cmd) {}
+
+// signalGroup ends the server; there are no process groups or SIGTERM here.
+func signalGroup(cmd *exec.Cmd, kill bool) { _ = cmd.Process.Kill() }

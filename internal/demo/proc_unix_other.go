@@ -1,0 +1,13 @@
+//go:build unix && !linux
+
+package demo
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// setProcAttr puts the server in its own process group.
+func setProcAttr(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+}
