@@ -85,8 +85,16 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	} else {
 		sess, err = login.Browser(ctx, p, o)
 	}
-	if err != nil {
-		return err
+	var de *login.DiscoveryError
+	switch {
+	case err == nil:
+	case errors.Is(err, context.Canceled):
+		return errors.New("sign-in cancelled")
+	case errors.As(err, &de) && *issuer == "":
+		return fmt.Errorf("%s\n(is 'clickgate serve' running at %s with dev_idp enabled? To sign in at your company's IdP, use --issuer URL --client-id ID)",
+			strings.TrimPrefix(err.Error(), "login: "), srv)
+	default:
+		return errors.New(strings.TrimPrefix(err.Error(), "login: "))
 	}
 	if err := store.Save(sess); err != nil {
 		return err

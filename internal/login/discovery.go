@@ -21,9 +21,28 @@ type Metadata struct {
 	CodeChallengeMethodsSupported []string `json:"code_challenge_methods_supported"`
 }
 
+// DiscoveryError is why an issuer's discovery document could not be had:
+// the provider is unreachable, or the URL is not an issuer's.
+type DiscoveryError struct {
+	Issuer string
+	Err    error
+}
+
+func (e *DiscoveryError) Error() string { return e.Err.Error() }
+func (e *DiscoveryError) Unwrap() error { return e.Err }
+
 // Discover fetches issuer's discovery document and checks that it speaks
-// for issuer (OpenID Connect Discovery 1.0, section 4.3).
+// for issuer (OpenID Connect Discovery 1.0, section 4.3). Its errors are
+// *DiscoveryError.
 func Discover(ctx context.Context, client *http.Client, issuer string) (*Metadata, error) {
+	m, err := discover(ctx, client, issuer)
+	if err != nil {
+		return nil, &DiscoveryError{Issuer: issuer, Err: err}
+	}
+	return m, nil
+}
+
+func discover(ctx context.Context, client *http.Client, issuer string) (*Metadata, error) {
 	if client == nil {
 		client = defaultHTTPClient
 	}

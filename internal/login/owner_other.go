@@ -6,6 +6,3 @@ import "io/fs"
 
 // checkOwner has nothing to check where files have no Unix owner.
 func checkOwner(fs.FileInfo) error { return nil }
-
-// lockFile does not lock where flock is not available.
-func lockFile(string) (func(), error) { return func() {}, nil }

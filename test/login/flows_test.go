@@ -1,6 +1,7 @@
 package login
 
 import (
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -222,6 +223,22 @@ func testDeviceLogin(t *testing.T, base string) {
 	}
 	if out := mustRun(t, dir, "query", currentUser()); out != "ch_admin\n" {
 		t.Fatalf("query as bob: %q", out)
+	}
+
+	// When the IdP no longer accepts the refresh token (revoked here by an
+	// administrator), an expired access token cannot be renewed: token
+	// says to sign in again.
+	file := cacheFile(t, dir)
+	c, raw := readCache(t, file)
+	resp, err := http.PostForm(base+"/idp/revoke", url.Values{"token": {c.RefreshToken}, "token_type_hint": {"refresh_token"}, "client_id": {"clickgate-cli"}})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("revoking bob's refresh token: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	raw["expiry"] = time.Now().Add(-time.Second).Format(time.RFC3339)
+	writeCache(t, file, raw)
+	if out, errOut, code := run(t, dir, "token"); code != 1 || out != "" || !strings.Contains(errOut, "no longer accepts the refresh token") || !strings.Contains(errOut, "run 'clickgate login'") {
+		t.Fatalf("token with a revoked refresh token: exit %d %q %s", code, out, errOut)
 	}
 }
 
