@@ -293,9 +293,9 @@ func writePrivate(path string, b []byte) error {
 // of the ID token or a JWT access token: preferred_username, email, name or
 // sub; "" when neither says.
 func (s *Session) Who() string {
-	for _, tok := range []string{s.IDToken, s.AccessToken} {
-		c := jwtClaims(tok)
-		for _, k := range []string{"email", "preferred_username", "name", "sub"} {
+	id, access := jwtClaims(s.IDToken), jwtClaims(s.AccessToken)
+	for _, k := range []string{"email", "preferred_username", "name", "sub"} {
+		for _, c := range []map[string]any{id, access} {
 			if v, ok := c[k].(string); ok && v != "" {
 				return v
 			}

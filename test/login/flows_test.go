@@ -256,7 +256,7 @@ func testOtherProvider(t *testing.T, issuer, server, devServer string) {
 		t.Fatalf("after signing in the browser shows %s", p)
 	}
 	login.wait(t, 10*time.Second)
-	if out := login.stdout.String(); !strings.HasPrefix(out, "Signed in as ") || !strings.HasSuffix(out, " at "+issuer+".\n") {
+	if out := login.stdout.String(); out != "Signed in as alice@example.com at "+issuer+".\n" {
 		t.Fatalf("login printed %q", out)
 	}
 
