@@ -141,12 +141,13 @@ func demoUsage(fs interface{ PrintDefaults() }, w io.Writer) func() {
 	return func() {
 		fmt.Fprintf(w, `Usage: clickgate demo [--dir .clickgate-demo] [--listen 127.0.0.1:8443] [--once]
 
-%s
+Runs the whole system on this machine and shows how to use it.
 
 Starts ClickHouse (Debian's clickhouse-server as its own process, data in
 <dir>/clickhouse), loads a dataset of daily LLM token usage, and runs clickgate
 with its development IdP (alice, an analyst; bob, an admin), the gateway in
-mapped mode and MCP. A second run reuses the data. Ctrl-C stops everything.
+mapped mode and MCP. A second run reuses the data (delete <dir> to start
+afresh). Ctrl-C stops everything.
 
 To use a ClickHouse of yours instead:
   CLICKHOUSE_URL             its HTTP interface, e.g. http://127.0.0.1:8123
@@ -156,7 +157,7 @@ To use a ClickHouse of yours instead:
                              (by default the demo creates %s with SQL)
 
 Flags:
-`, commands["demo"].summary, demo.ExternalAnalyst)
+`, demo.ExternalAnalyst)
 		fs.PrintDefaults()
 	}
 }
