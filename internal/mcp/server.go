@@ -40,9 +40,9 @@ type Server struct {
 	sdk    *mcp.Server
 	schema schemaInfo
 	slots  sync.Map // principal user → chan struct{} (a semaphore)
-	// fixedReadonly holds the people whose ClickHouse account is readonly
-	// = 1 by profile and so may not set max_execution_time.
-	fixedReadonly sync.Map
+	// settingsStep holds, per person and read/write, the index of the
+	// first settingSteps entry their ClickHouse account accepts.
+	settingsStep sync.Map
 }
 
 // New builds the MCP server with its tools, resources and prompts.
@@ -151,31 +151,11 @@ func (s *Server) run(ctx context.Context, c *clickhouse.Caller, q queryRun) (*Re
 	if q.maxBytes == 0 {
 		q.maxBytes = s.opt.MaxResultBytes
 	}
-	settings := url.Values{
-		"default_format":     {resultFormat},
-		"max_execution_time": {fmt.Sprint(int(s.opt.QueryTimeout.Seconds()))},
-	}
-	readonly := !q.write || s.opt.ReadOnly
-	if _, fixed := s.fixedReadonly.Load(c.Principal.User); fixed && readonly {
-		settings.Del("max_execution_time")
-	}
-	if readonly {
-		// readonly = 1: reads only; no table functions (url(), remote()),
-		// no KILL of other people's queries on a shared account, and no
-		// changing settings afterwards. ClickHouse applies URL settings in
-		// order, and Encode sorts max_execution_time before readonly.
-		settings.Set("readonly", "1")
+	settings, err := s.settings(ctx, c, up, !q.write || s.opt.ReadOnly)
+	if err != nil {
+		return nil, toolError(ctx, err)
 	}
 	body, header, err := s.opt.Querier.Query(ctx, up, q.sql, settings)
-	var ex *clickhouse.Exception
-	if readonly && errors.As(err, &ex) && ex.Code == codeReadonly && strings.Contains(ex.Message, "setting") && settings.Has("max_execution_time") {
-		// The account is readonly = 1 already and may not set the time
-		// limit; the context deadline bounds the query instead. Remember,
-		// so the next call does not ask twice.
-		s.fixedReadonly.Store(c.Principal.User, true)
-		settings.Del("max_execution_time")
-		body, header, err = s.opt.Querier.Query(ctx, up, q.sql, settings)
-	}
 	if err != nil {
 		return nil, toolError(ctx, err)
 	}
@@ -188,6 +168,55 @@ func (s *Server) run(ctx context.Context, c *clickhouse.Caller, q queryRun) (*Re
 		return nil, toolError(ctx, err)
 	}
 	return res, nil
+}
+
+// settingSteps are the settings a query may be sent with, strictest
+// first: the time limit and readonly = 1 (reads only; no table functions
+// such as url(); no KILL of other people's queries on a shared account);
+// an account whose profile is readonly = 1 may not set the time limit,
+// and one at readonly = 2 may not set readonly either — its profile then
+// forbids writes. ClickHouse applies URL settings in order, and Encode
+// sorts max_execution_time before readonly.
+var (
+	readSteps  = []url.Values{{"max_execution_time": {""}, "readonly": {"1"}}, {"readonly": {"1"}}, {}}
+	writeSteps = []url.Values{{"max_execution_time": {""}}, {}}
+)
+
+// settings returns the strictest settings the caller's account accepts,
+// found once per person with SELECT 1 (never with the caller's own query,
+// whose SETTINGS clause could otherwise talk clickgate out of readonly).
+func (s *Server) settings(ctx context.Context, c *clickhouse.Caller, up *clickhouse.Upstream, readonly bool) (url.Values, error) {
+	steps, key := writeSteps, c.Principal.User+"\x00write"
+	if readonly {
+		steps, key = readSteps, c.Principal.User+"\x00read"
+	}
+	with := func(step url.Values) url.Values {
+		v := url.Values{"default_format": {resultFormat}}
+		for k, vals := range step {
+			v[k] = vals
+		}
+		if v.Has("max_execution_time") {
+			v.Set("max_execution_time", fmt.Sprint(int(s.opt.QueryTimeout.Seconds())))
+		}
+		return v
+	}
+	if i, ok := s.settingsStep.Load(key); ok {
+		return with(steps[i.(int)]), nil
+	}
+	for i, step := range steps {
+		body, _, err := s.opt.Querier.Query(ctx, up, "SELECT 1", with(step))
+		var ex *clickhouse.Exception
+		if errors.As(err, &ex) && ex.Code == codeReadonly {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		body.Close()
+		s.settingsStep.Store(key, i)
+		return with(step), nil
+	}
+	return nil, errors.New("clickgate: ClickHouse refused every combination of readonly and max_execution_time for this account")
 }
 
 // resultFormat is what tools ask ClickHouse for: streamable, typed.
