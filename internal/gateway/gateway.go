@@ -154,76 +154,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := context.WithValue(r.Context(), upstreamKey{}, up)
 	ctx = context.WithValue(ctx, rewriteKey{}, query)
-	cw := &coalescingWriter{ResponseWriter: w}
-	defer cw.finish()
-	g.proxy.ServeHTTP(cw, r.WithContext(ctx))
+	g.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
-
-// flushDelay is how long a flush may wait for more data. ReverseProxy
-// flushes after every write of a chunked response (all of ClickHouse's),
-// which costs a syscall and a packet per few kilobytes; waiting this long
-// merges them while progress and slow rows still reach the client at once
-// to a person's eye.
-const flushDelay = 500 * time.Microsecond
-
-// coalescingWriter delays each flush by flushDelay, merging the flushes
-// that come in the meantime into one.
-type coalescingWriter struct {
-	http.ResponseWriter
-	mu      sync.Mutex
-	timer   *time.Timer
-	pending bool
-	done    bool
-}
-
-func (c *coalescingWriter) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ResponseWriter.Write(b)
-}
-
-func (c *coalescingWriter) WriteHeader(status int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.ResponseWriter.WriteHeader(status)
-}
-
-func (c *coalescingWriter) Flush() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.pending || c.done {
-		return
-	}
-	c.pending = true
-	if c.timer == nil {
-		c.timer = time.AfterFunc(flushDelay, c.flushNow)
-		return
-	}
-	c.timer.Reset(flushDelay)
-}
-
-func (c *coalescingWriter) flushNow() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.pending && !c.done {
-		http.NewResponseController(c.ResponseWriter).Flush()
-	}
-	c.pending = false
-}
-
-// finish stops delayed flushes; the server flushes what is left when the
-// handler returns.
-func (c *coalescingWriter) finish() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.done = true
-	if c.timer != nil {
-		c.timer.Stop()
-	}
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (c *coalescingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 // rewriteQuery returns the upstream query string: client credentials
 // removed, session_id namespaced per principal, fixed settings applied
