@@ -34,7 +34,7 @@ func init() {
 		"serve":        {"run the server: auth endpoint, whoami, gateway, MCP (one process)", runServe},
 		"mcp":          {"serve MCP over stdio for a local agent (token from CLICKGATE_TOKEN)", runMCP},
 		"check-config": {"validate a configuration and explain what it does", runCheckConfig},
-		"demo":         {"run clickgate locally on embedded defaults and show how to use it", runDemo},
+		"demo":         {"run the whole stack locally (ClickHouse, dev IdP, gateway, MCP, sample data) and show how to use it", runDemo},
 		"version":      {"print the version", runVersion},
 		"login":        {"sign in at the IdP (browser with PKCE, or --device) and cache the tokens", runLogin},
 		"logout":       {"remove the cached tokens and revoke them at the IdP", runLogout},
