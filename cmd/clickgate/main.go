@@ -35,6 +35,7 @@ func init() {
 		"mcp":          {"serve MCP over stdio for a local agent (token from CLICKGATE_TOKEN)", runMCP},
 		"check-config": {"validate a configuration and explain what it does", runCheckConfig},
 		"demo":         {"run the whole stack locally (ClickHouse, dev IdP, gateway, MCP, sample data) and show how to use it", runDemo},
+		"idp":          {"development IdP maintenance: idp rotate-key", runIdP},
 		"version":      {"print the version", runVersion},
 		"login":        {"sign in at the IdP (browser with PKCE, or --device) and cache the tokens", runLogin},
 		"logout":       {"remove the cached tokens and revoke them at the IdP", runLogout},
