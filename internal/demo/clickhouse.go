@@ -253,13 +253,11 @@ const configXML = `<?xml version="1.0"?>
 </yandex>
 `
 
-// AnalystReadonly is the analyst profile's readonly level. Drivers want 2
-// (they send settings such as max_execution_time, which 1 forbids), but
-// clickgate's MCP tools set readonly = 1 on every query, and ClickHouse
-// refuses that on an account whose profile says 2 ("Setting 'readonly'
-// cannot be overrided"). Until the tools accept such accounts the demo
-// uses 1: the gateway, curl and MCP work; drivers that set settings do not.
-const AnalystReadonly = 1
+// AnalystReadonly is the analyst profile's readonly level: 2 forbids
+// writes yet lets drivers send their settings (such as
+// max_execution_time, which 1 forbids); clickgate's MCP tools detect the
+// level an account accepts.
+const AnalystReadonly = 2
 
 // usersXML has the demo's two accounts and nothing else (no passwordless
 // default user). ClickHouse 18.16 has no SQL users or grants: the analyst's
