@@ -253,11 +253,12 @@ const configXML = `<?xml version="1.0"?>
 </yandex>
 `
 
-// AnalystReadonly is the analyst profile's readonly level: 2 forbids
-// writes yet lets drivers send their settings (such as
-// max_execution_time, which 1 forbids); clickgate's MCP tools detect the
-// level an account accepts.
-const AnalystReadonly = 2
+// AnalystReadonly is the analyst profile's readonly level. 1, not 2:
+// readonly = 2 still allows table functions such as url(), which would let
+// an agent make ClickHouse fetch arbitrary addresses, and an account's
+// profile level is the one clickgate cannot tighten. The price: drivers
+// that send their own settings need an account at 2.
+const AnalystReadonly = 1
 
 // usersXML has the demo's two accounts and nothing else (no passwordless
 // default user). ClickHouse 18.16 has no SQL users or grants: the analyst's
