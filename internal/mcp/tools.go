@@ -5,8 +5,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
+	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/clickgate/clickgate/internal/clickhouse"
@@ -58,25 +60,49 @@ const tablePageSize = 100
 
 func ptr[T any](v T) *T { return &v }
 
-func readOnlyTool(name, title, desc string) *mcp.Tool {
-	return &mcp.Tool{Name: name, Title: title, Description: desc, Annotations: &mcp.ToolAnnotations{
+func readOnlyTool[Out any](name, title, desc string) *mcp.Tool {
+	return &mcp.Tool{Name: name, Title: title, Description: desc, OutputSchema: outputSchema[Out](), Annotations: &mcp.ToolAnnotations{
 		Title: title, ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: ptr(false),
 	}}
 }
 
+// outputSchema is Out's inferred schema, made precise where inference is
+// loose: lists are never null, and a row's cells are strings, numbers,
+// booleans or null. Strict clients reject "items": true.
+func outputSchema[Out any]() *jsonschema.Schema {
+	s, err := jsonschema.For[Out](nil)
+	if err != nil {
+		panic(fmt.Sprintf("output schema of %T: %v", *new(Out), err))
+	}
+	tighten(s)
+	return s
+}
+
+func tighten(s *jsonschema.Schema) {
+	for name, p := range s.Properties {
+		if slices.Contains(p.Types, "array") {
+			p.Types, p.Type = nil, "array"
+		}
+		if name == "rows" && p.Type == "array" {
+			p.Items = &jsonschema.Schema{Type: "array", Items: &jsonschema.Schema{Types: []string{"string", "number", "boolean", "null"}}}
+		}
+		tighten(p)
+	}
+}
+
 func (s *Server) addTools() {
-	mcp.AddTool(s.sdk, readOnlyTool(toolListDatabases, "List databases",
+	mcp.AddTool(s.sdk, readOnlyTool[Result](toolListDatabases, "List databases",
 		"Lists the databases you can see."), s.listDatabases)
-	mcp.AddTool(s.sdk, readOnlyTool(toolListTables, "List tables",
+	mcp.AddTool(s.sdk, readOnlyTool[TablePage](toolListTables, "List tables",
 		"Lists a database's tables with engine, rows, bytes and comment where the server knows them, 100 at a time."), s.listTables)
-	mcp.AddTool(s.sdk, readOnlyTool(toolDescribeTable, "Describe a table",
+	mcp.AddTool(s.sdk, readOnlyTool[TableDescription](toolDescribeTable, "Describe a table",
 		"Shows a table's columns (types, defaults, comments, key membership) and its engine and keys."), s.describeTable)
-	mcp.AddTool(s.sdk, readOnlyTool(toolRunQuery, "Run a read-only query",
+	mcp.AddTool(s.sdk, readOnlyTool[Result](toolRunQuery, "Run a read-only query",
 		fmt.Sprintf("Runs one read-only SQL query. ClickHouse refuses writes (readonly). At most %d rows or %d bytes come back; the answer says when it was cut. Add LIMIT and aggregate in SQL.", s.opt.MaxResultRows, s.opt.MaxResultBytes)), s.runQuery)
-	mcp.AddTool(s.sdk, readOnlyTool(toolExplainQuery, "Explain a query",
+	mcp.AddTool(s.sdk, readOnlyTool[Result](toolExplainQuery, "Explain a query",
 		"Shows how ClickHouse would run a query: EXPLAIN PLAN (default), PIPELINE, SYNTAX or ESTIMATE."), s.explainQuery)
 	if !s.opt.ReadOnly {
-		mcp.AddTool(s.sdk, &mcp.Tool{Name: toolWriteQuery, Title: "Run a writing query",
+		mcp.AddTool(s.sdk, &mcp.Tool{Name: toolWriteQuery, Title: "Run a writing query", OutputSchema: outputSchema[Result](),
 			Description: "Runs one SQL statement that may change data or schema (INSERT, CREATE, ALTER, DROP…), as you, with your grants.",
 			Annotations: &mcp.ToolAnnotations{Title: "Run a writing query", DestructiveHint: ptr(true), OpenWorldHint: ptr(false)},
 		}, s.writeQuery)
