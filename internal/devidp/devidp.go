@@ -249,15 +249,24 @@ func (p *IdP) signIn(r *http.Request, login, password string) (*user, *refusal) 
 	return u, nil
 }
 
-func (p *IdP) login(w http.ResponseWriter, r *http.Request) {
+// readForm accepts GET and POST and parses a small form; it answers the
+// request itself and returns false when it cannot.
+func (p *IdP) readForm(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
+		return false
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil {
 		p.message(w, http.StatusBadRequest, "Sign-in failed", "The form could not be read.")
+		return false
+	}
+	return true
+}
+
+func (p *IdP) login(w http.ResponseWriter, r *http.Request) {
+	if !p.readForm(w, r) {
 		return
 	}
 	id := r.FormValue("authRequestID")
@@ -289,14 +298,7 @@ func (p *IdP) login(w http.ResponseWriter, r *http.Request) {
 // device is the verification page of the device flow: the code shown on
 // the device, then the person's user name and password.
 func (p *IdP) device(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodPost {
-		w.Header().Set("Allow", "GET, POST")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	if err := r.ParseForm(); err != nil {
-		p.message(w, http.StatusBadRequest, "Sign-in failed", "The form could not be read.")
+	if !p.readForm(w, r) {
 		return
 	}
 	page := devicePage{UserCode: r.FormValue("user_code"), Username: r.PostFormValue("username")}
