@@ -5,6 +5,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -152,9 +153,37 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeModeError(w, err)
 		return
 	}
+	if err := bufferSmallBody(r); err != nil {
+		writeException(w, http.StatusBadRequest, 33, "CANNOT_READ_ALL_DATA", "clickgate: reading the request body: "+err.Error())
+		return
+	}
 	ctx := context.WithValue(r.Context(), upstreamKey{}, up)
 	ctx = context.WithValue(ctx, rewriteKey{}, query)
 	g.proxy.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// maxBufferedBody is the largest request body read into memory before it
+// is sent on; larger ones (big INSERTs) stream.
+const maxBufferedBody = 1 << 20
+
+// bufferSmallBody reads a small request body into memory. ClickHouse may
+// answer (a refused INSERT, say) before it has read the body; the
+// transport then finishes writing the body in the background, and if it
+// were still reading the client's connection when this handler returns,
+// the server would close that body under it and the failed write would
+// close the upstream connection — by then reused for someone else's
+// request, whose answer is cut. From memory the write never fails.
+func bufferSmallBody(r *http.Request) error {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength < 0 || r.ContentLength > maxBufferedBody {
+		return nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, r.ContentLength))
+	if err != nil {
+		return err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	return nil
 }
 
 // rewriteQuery returns the upstream query string: client credentials
