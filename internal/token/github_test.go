@@ -456,19 +456,6 @@ func TestGitHubVerify(t *testing.T) {
 	}
 }
 
-func TestGitHubUnreachable(t *testing.T) {
-	srv := httptest.NewServer(http.NotFoundHandler())
-	srv.Close()
-	p := githubProcessor(t, srv.URL, nil)
-	_, err := p.Verify(context.Background(), parseToken(t, githubToken))
-	if token.ReasonOf(err) != token.ReasonUnavailable || !token.IsTemporary(err) {
-		t.Fatalf("got %v (%s), want a temporary %s", err, token.ReasonOf(err), token.ReasonUnavailable)
-	}
-	if strings.Contains(err.Error(), githubToken) {
-		t.Errorf("error message contains the token: %v", err)
-	}
-}
-
 func TestGitHubConfig(t *testing.T) {
 	for name, cfg := range map[string]*config.TokenProcessor{
 		"client_id without client_secret": {Type: config.TypeGitHub, ClientID: githubClientID},

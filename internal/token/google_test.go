@@ -299,17 +299,25 @@ func TestGoogleVerify(t *testing.T) {
 	}
 }
 
-func TestGoogleUnreachable(t *testing.T) {
+// An unreachable GitHub or Google API is a temporary refusal whose
+// message never carries the token (Google's tokeninfo URL holds it).
+func TestSaaSUnreachable(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	srv.Close()
-	p := googleProcessor(t, srv.URL, nil)
-	_, err := p.Verify(context.Background(), parseToken(t, googleToken))
-	if token.ReasonOf(err) != token.ReasonUnavailable || !token.IsTemporary(err) {
-		t.Fatalf("got %v (%s), want a temporary %s", err, token.ReasonOf(err), token.ReasonUnavailable)
-	}
-	// The tokeninfo URL carries the token; it must not reach the message.
-	if strings.Contains(err.Error(), googleToken) {
-		t.Errorf("error message contains the token: %v", err)
+	for name, tc := range map[string]struct {
+		p   token.Processor
+		raw string
+	}{
+		"github": {githubProcessor(t, srv.URL, nil), githubToken},
+		"google": {googleProcessor(t, srv.URL, nil), googleToken},
+	} {
+		_, err := tc.p.Verify(context.Background(), parseToken(t, tc.raw))
+		if token.ReasonOf(err) != token.ReasonUnavailable || !token.IsTemporary(err) {
+			t.Fatalf("%s: got %v (%s), want a temporary %s", name, err, token.ReasonOf(err), token.ReasonUnavailable)
+		}
+		if strings.Contains(err.Error(), tc.raw) {
+			t.Errorf("%s: error message contains the token: %v", name, err)
+		}
 	}
 }
 
