@@ -8,6 +8,7 @@ import (
 
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/devidp"
+	"github.com/clickgate/clickgate/internal/keyring"
 )
 
 // runIdP holds the development IdP's maintenance commands.
@@ -37,7 +38,7 @@ func runIdP(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		ttl = config.DefaultDevIdPTokenTTL
 	}
 	keep := devidp.KeepOldKeys(ttl)
-	kid, err := devidp.RotateKey(cfg.DevIdP.KeyFile, keep)
+	kid, err := keyring.Rotate(cfg.DevIdP.KeyFile, keep)
 	if err != nil {
 		return err
 	}

@@ -15,10 +15,10 @@
 // (http://127.0.0.1:<any port>/callback) or the device flow.
 //
 // The signing key is made on first start and kept in dev_idp.key_file
-// (mode 0600); RotateKey replaces it and keeps the old one published until
-// the tokens it signed have expired. Sign-in, token and device records live
-// in memory and are gone after a restart; tokens already issued keep
-// verifying by signature.
+// (mode 0600, see package keyring); clickgate idp rotate-key replaces it
+// and keeps the old one published until the tokens it signed have expired.
+// Sign-in, token and device records live in memory and are gone after a
+// restart; tokens already issued keep verifying by signature.
 package devidp
 
 import (
@@ -37,6 +37,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/op"
 
 	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/keyring"
 )
 
 // Options are what a caller may supply; zero values are sensible.
@@ -53,7 +54,6 @@ type IdP struct {
 	issuer     string
 	issuerPath string // the issuer's URL path, e.g. /idp
 	keyFile    string
-	keepOld    time.Duration
 	provider   *op.Provider
 	store      *storage
 	limit      *limiter
@@ -108,13 +108,12 @@ func New(cfg *config.Config, opt Options) (*IdP, error) {
 		issuer:     issuer,
 		issuerPath: strings.TrimRight(iu.Path, "/"),
 		keyFile:    keyFile,
-		keepOld:    KeepOldKeys(tokenTTL),
 		limit:      newLimiter(opt.Now),
 		log:        opt.Logger.With("component", "dev_idp"),
 		now:        opt.Now,
 		approvals:  map[string]*approval{},
 	}
-	keys, err := openKeyring(keyFile, time.Now, func(err error) { p.log.Warn(err.Error()) })
+	keys, err := keyring.Open(keyFile, time.Now, func(err error) { p.log.Warn(err.Error()) })
 	if err != nil {
 		return nil, err
 	}
@@ -151,8 +150,8 @@ func New(cfg *config.Config, opt Options) (*IdP, error) {
 		},
 	}
 	opts := []op.Option{
-		op.WithAccessTokenVerifierOpts(op.WithSupportedAccessTokenSigningAlgorithms(string(keyAlgorithm))),
-		op.WithIDTokenHintVerifierOpts(op.WithSupportedIDTokenHintSigningAlgorithms(string(keyAlgorithm))),
+		op.WithAccessTokenVerifierOpts(op.WithSupportedAccessTokenSigningAlgorithms(string(keyring.Algorithm))),
+		op.WithIDTokenHintVerifierOpts(op.WithSupportedIDTokenHintSigningAlgorithms(string(keyring.Algorithm))),
 	}
 	if iu.Scheme == "http" {
 		opts = append(opts, op.WithAllowInsecure())
@@ -182,22 +181,8 @@ func (p *IdP) Issuer() string { return p.issuer }
 // KeyFile is where the signing keys are kept.
 func (p *IdP) KeyFile() string { return p.keyFile }
 
-// RotateKey makes a new signing key now; the old one stays published until
-// the tokens it signed have expired. It returns the new key's id.
-func (p *IdP) RotateKey() (string, error) {
-	kid, err := rotateKey(p.keyFile, p.keepOld, time.Now())
-	if err != nil {
-		return "", err
-	}
-	p.store.keys.mu.Lock()
-	p.store.keys.lastCheck = time.Time{}
-	p.store.keys.mu.Unlock()
-	p.log.Info("signing key rotated", "kid", kid)
-	return kid, nil
-}
-
-// KeepOldKeys is how long RotateKey keeps a replaced key published for the
-// given token lifetime (dev_idp.token_ttl).
+// KeepOldKeys is how long clickgate idp rotate-key keeps a replaced key
+// published for the given token lifetime (dev_idp.token_ttl).
 func KeepOldKeys(tokenTTL time.Duration) time.Duration { return tokenTTL + 5*time.Minute }
 
 func clientAddr(r *http.Request) string {

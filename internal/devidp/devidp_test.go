@@ -32,6 +32,7 @@ import (
 
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/devidp"
+	"github.com/clickgate/clickgate/internal/keyring"
 	"github.com/clickgate/clickgate/internal/server"
 )
 
@@ -922,8 +923,8 @@ func TestUserinfoAndIntrospection(t *testing.T) {
 }
 
 func TestKeyPersistenceAndRotation(t *testing.T) {
-	restore := devidp.SetKeyCheckInterval(0)
-	defer restore()
+	defer func(d time.Duration) { keyring.CheckInterval = d }(keyring.CheckInterval)
+	keyring.CheckInterval = 0
 	keyFile := filepath.Join(t.TempDir(), "keys", "dev-idp.json")
 	first := newStack(t, stackOptions{keyFile: keyFile, service: true})
 	addr := first.srv.Listener.Addr().String()
@@ -950,7 +951,7 @@ func TestKeyPersistenceAndRotation(t *testing.T) {
 	second.whoami(t, oldToken)
 
 	// Rotation through the file, as clickgate idp rotate-key does it.
-	newKid, err := devidp.RotateKey(keyFile, devidp.KeepOldKeys(10*time.Minute))
+	newKid, err := keyring.Rotate(keyFile, devidp.KeepOldKeys(10*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -970,7 +971,7 @@ func TestKeyPersistenceAndRotation(t *testing.T) {
 	}
 
 	// With no time to keep it, the replaced key leaves the JWKS at once.
-	newest, err := devidp.RotateKey(keyFile, 0)
+	newest, err := keyring.Rotate(keyFile, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

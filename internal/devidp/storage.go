@@ -13,6 +13,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/clickgate/clickgate/internal/keyring"
 )
 
 // Lifetimes of the steps of a sign-in.
@@ -31,7 +33,7 @@ type storage struct {
 	issuer    string
 	users     *directory
 	clients   map[string]*client
-	keys      *keyring
+	keys      *keyring.Ring
 	audiences []string
 	tokenTTL  time.Duration
 	refreshTT time.Duration
@@ -463,15 +465,20 @@ func (s *storage) GetRefreshTokenInfo(_ context.Context, clientID, token string)
 }
 
 func (s *storage) SigningKey(context.Context) (op.SigningKey, error) {
-	return s.keys.signingKey(), nil
+	kid, key := s.keys.Signing()
+	return &signingKey{id: kid, key: key}, nil
 }
 
 func (s *storage) SignatureAlgorithms(context.Context) ([]jose.SignatureAlgorithm, error) {
-	return []jose.SignatureAlgorithm{keyAlgorithm}, nil
+	return []jose.SignatureAlgorithm{keyring.Algorithm}, nil
 }
 
 func (s *storage) KeySet(context.Context) ([]op.Key, error) {
-	return s.keys.publicKeys(), nil
+	var keys []op.Key
+	for _, k := range s.keys.Public() {
+		keys = append(keys, &publicKey{k})
+	}
+	return keys, nil
 }
 
 // ---------------------------------------------------------------------------
