@@ -24,6 +24,7 @@ const (
 	InterfaceWhoami       = "whoami"
 	InterfaceGateway      = "gateway"
 	InterfaceMCP          = "mcp"
+	InterfaceBroker       = "oauth_broker" // upstream sign-ins through the OAuth broker
 )
 
 // Record is one session log line. It never holds a token or a secret.

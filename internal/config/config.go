@@ -178,8 +178,39 @@ func (c *Config) MCPResource() string { return c.Server.PublicURL + "/mcp" }
 
 // Broker configures clickgate as OAuth authorization server for MCP clients.
 type Broker struct {
-	Enabled  bool   `yaml:"enabled"`
+	Enabled bool `yaml:"enabled"`
+	// Upstream is the processor whose IdP performs the sign-in: an oidc,
+	// github or google processor with client_id (and usually
+	// client_secret), or an oidc processor trusting the dev IdP.
 	Upstream string `yaml:"upstream"`
+	// UpstreamScopes are asked of the upstream IdP; default by type.
+	UpstreamScopes []string `yaml:"upstream_scopes"`
+	// SealKey (32 bytes, base64 or hex) encrypts and authenticates the
+	// broker's transient state; replicas must share it. Empty: a key kept
+	// in the state directory (one process only).
+	SealKey string `yaml:"seal_key"`
+	// KeyFile keeps the access-token signing keys (ES256, rotated with
+	// clickgate broker rotate-key); replicas must share it.
+	KeyFile string `yaml:"key_file"`
+	// StoreFile remembers used codes and refresh-token families; replicas
+	// on one host or a shared volume may share it.
+	StoreFile       string        `yaml:"store_file"`
+	AccessTokenTTL  time.Duration `yaml:"access_token_ttl"`
+	RefreshTokenTTL time.Duration `yaml:"refresh_token_ttl"`
+	// Clients are pre-registered MCP clients, besides Client ID Metadata
+	// Documents and dynamic registration.
+	Clients []BrokerClient `yaml:"clients"`
+	// AllowPrivateClientURLs lets Client ID Metadata Documents be fetched
+	// from loopback, private and link-local addresses: development only.
+	AllowPrivateClientURLs bool `yaml:"allow_private_client_urls"`
+}
+
+// BrokerClient is a pre-registered client of the broker.
+type BrokerClient struct {
+	ClientID     string   `yaml:"client_id"`
+	ClientSecret string   `yaml:"client_secret"` // empty: a public client
+	ClientName   string   `yaml:"client_name"`
+	RedirectURIs []string `yaml:"redirect_uris"`
 }
 
 // DevIdP configures the built-in development identity provider, an OpenID
@@ -245,19 +276,21 @@ const DevIdPPath = "/idp"
 func (c *Config) DevIdPIssuer() string { return c.Server.PublicURL + DevIdPPath }
 
 // DefaultDevIdPKeyFile is where the development IdP keeps its signing keys
-// when dev_idp.key_file is not set: dev-idp-keys.json in clickgate's state
-// directory ($CLICKGATE_STATE_DIR, else $XDG_STATE_HOME/clickgate, else
-// ~/.local/state/clickgate, else .clickgate in the working directory).
-func DefaultDevIdPKeyFile() string {
-	dir := os.Getenv("CLICKGATE_STATE_DIR")
-	if dir == "" {
-		if x := os.Getenv("XDG_STATE_HOME"); x != "" {
-			dir = filepath.Join(x, "clickgate")
-		} else if home, err := os.UserHomeDir(); err == nil && home != "" {
-			dir = filepath.Join(home, ".local", "state", "clickgate")
-		} else {
-			dir = ".clickgate"
-		}
+// when dev_idp.key_file is not set: dev-idp-keys.json in StateDir.
+func DefaultDevIdPKeyFile() string { return filepath.Join(StateDir(), "dev-idp-keys.json") }
+
+// StateDir is where clickgate keeps keys and state it creates itself:
+// $CLICKGATE_STATE_DIR, else $XDG_STATE_HOME/clickgate, else
+// ~/.local/state/clickgate, else .clickgate in the working directory.
+func StateDir() string {
+	if dir := os.Getenv("CLICKGATE_STATE_DIR"); dir != "" {
+		return dir
 	}
-	return filepath.Join(dir, "dev-idp-keys.json")
+	if x := os.Getenv("XDG_STATE_HOME"); x != "" {
+		return filepath.Join(x, "clickgate")
+	}
+	if home, err := os.UserHomeDir(); err == nil && home != "" {
+		return filepath.Join(home, ".local", "state", "clickgate")
+	}
+	return ".clickgate"
 }

@@ -79,6 +79,7 @@ func (c *Config) applyDefaults() {
 		c.MCP.MaxConcurrentQueries = 4
 	}
 	c.applyDevIdPDefaults()
+	c.applyBrokerDefaults()
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -179,11 +180,7 @@ func (c *Config) validate() []string {
 	if c.MCP.MaxResultRows < 0 || c.MCP.MaxResultBytes < 0 || c.MCP.QueryTimeout < 0 {
 		v.add("mcp", "max_result_rows, max_result_bytes and query_timeout must not be negative")
 	}
-	if c.Broker.Enabled {
-		if _, ok := c.TokenProcessors[c.Broker.Upstream]; !ok {
-			v.add("broker.upstream", "%q is not a processor in token_processors", c.Broker.Upstream)
-		}
-	}
+	c.validateBroker(&v)
 	c.validateDevIdP(&v)
 	return v.problems
 }

@@ -76,6 +76,22 @@ func newCLIClient(loginURL func(string) string, ttl time.Duration) *client {
 	}
 }
 
+// newBrokerClient is the built-in client of clickgate's own OAuth broker
+// when it signs people in here: public (PKCE), redirecting to the
+// broker's callback on public_url, which may be plain http in
+// development.
+func newBrokerClient(callback string, loginURL func(string) string, ttl time.Duration) *client {
+	return &client{
+		id:       config.DevIdPBrokerClient,
+		public:   true,
+		redirect: []string{callback},
+		grants:   []oidc.GrantType{oidc.GrantTypeCode},
+		loginURL: loginURL,
+		idTTL:    ttl,
+		devMode:  true,
+	}
+}
+
 func (c *client) can(g oidc.GrantType) bool { return slices.Contains(c.grants, g) }
 
 func (c *client) GetID() string                    { return c.id }

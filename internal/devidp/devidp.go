@@ -126,6 +126,9 @@ func New(cfg *config.Config, opt Options) (*IdP, error) {
 	store.refreshTT = refreshTTL
 	loginURL := func(id string) string { return issuer + "/login?" + url.Values{"authRequestID": {id}}.Encode() }
 	store.clients[CLIClientID] = newCLIClient(loginURL, tokenTTL)
+	if cfg.BrokerUpstreamIsDevIdP() {
+		store.clients[config.DevIdPBrokerClient] = newBrokerClient(cfg.Server.PublicURL+"/oauth/callback", loginURL, tokenTTL)
+	}
 	for _, c := range d.Clients {
 		store.clients[c.ClientID] = newClient(c, loginURL, tokenTTL)
 	}

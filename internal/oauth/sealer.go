@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -20,6 +21,8 @@ const (
 	PurposePending = "pending" // pending authorization (between /authorize and /callback)
 	PurposeCode    = "code"    // authorization code
 	PurposeClient  = "client"  // dynamically registered client (its client_id)
+	PurposeConsent = "consent" // a validated request shown on the consent page
+	PurposeRefresh = "refresh" // refresh token
 )
 
 // SealKeySize is the size of the key given to NewSealer.
@@ -130,4 +133,18 @@ func (s *Sealer) Open(purpose, blob string, v any) error {
 		return fmt.Errorf("oauth: sealed value does not decode: %w", err)
 	}
 	return nil
+}
+
+// Derive returns a value that only holders of the key can compute from
+// data, distinct per purpose (HMAC-SHA-256 under an HKDF subkey): used for
+// the client secrets of dynamically registered clients, which need no
+// storage.
+func (s *Sealer) Derive(purpose, data string) string {
+	sub, err := hkdf.Key(sha256.New, s.key, nil, "clickgate/oauth/derive/v1/"+purpose, 32)
+	if err != nil {
+		panic(err) // only for lengths HKDF-SHA-256 cannot produce
+	}
+	m := hmac.New(sha256.New, sub)
+	m.Write([]byte(data))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }

@@ -4,6 +4,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,7 +26,9 @@ import (
 	"github.com/clickgate/clickgate/internal/devidp"
 	"github.com/clickgate/clickgate/internal/gateway"
 	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/keyring"
 	"github.com/clickgate/clickgate/internal/mcp"
+	"github.com/clickgate/clickgate/internal/oauth"
 	"github.com/clickgate/clickgate/internal/token"
 )
 
@@ -51,6 +54,9 @@ type Options struct {
 	HTTPClient *http.Client // for IdP calls
 	Now        func() time.Time
 	Version    string // reported to MCP clients
+	// ClientMetadataRoots are trusted when the broker fetches Client ID
+	// Metadata Documents; nil means the system roots.
+	ClientMetadataRoots *x509.CertPool
 }
 
 // New builds a server from cfg.
@@ -58,9 +64,21 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	verifier, err := token.NewVerifierFromConfig(cfg, token.Options{HTTPClient: opt.HTTPClient, Metrics: token.NewMetrics(reg), Now: opt.Now})
+	tokenOpts := token.Options{HTTPClient: opt.HTTPClient, Metrics: token.NewMetrics(reg), Now: opt.Now}
+	var brokerKeys *keyring.Ring
+	if cfg.Broker.Enabled {
+		k, err := openBrokerKeys(cfg, opt)
+		if err != nil {
+			return nil, err
+		}
+		brokerKeys, tokenOpts.BrokerKeys = k, oauth.VerificationKeys(k)
+	}
+	verifier, err := token.NewVerifierFromConfig(cfg, tokenOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -74,6 +92,9 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: opt.Logger, audit: auditLog}
 	s.auth = authn.New(verifier, dir, auditLog, reg)
+	if *cfg.MCP.Enabled {
+		s.auth.ConfineMCPTokens([]string{cfg.MCPResource()})
+	}
 
 	mux := http.NewServeMux()
 	var tickets chauth.Tickets
@@ -112,6 +133,11 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 			return nil, err
 		}
 		mux.Handle(config.DevIdPPath+"/", idp)
+	}
+	if brokerKeys != nil {
+		if err := s.mountBroker(mux, brokerKeys, opt); err != nil {
+			return nil, err
+		}
 	}
 	mux.Handle("/", root)
 	mux.Handle("/clickhouse/auth", chauth.Handler(s.auth, tickets, auditLog))

@@ -18,6 +18,9 @@ type Options struct {
 	Metrics    *Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// BrokerKeys are the OAuth broker's own signing keys; with them the
+	// verifier also accepts the broker's access tokens.
+	BrokerKeys KeySource
 }
 
 // constructors registers processor types: adding a provider is one file
@@ -58,6 +61,16 @@ func NewVerifierFromConfig(cfg *config.Config, opt Options) (*Verifier, error) {
 		}
 		ps = append(ps, p)
 		ttl[name] = pc.CacheTTL
+	}
+	if cfg.Broker.Enabled {
+		if opt.BrokerKeys == nil {
+			return nil, fmt.Errorf("token: the broker is on but its keys were not given")
+		}
+		pc := cfg.BrokerProcessorConfig()
+		v := jwtVerifierFor(config.BrokerProcessor, pc, opt)
+		v.keys = opt.BrokerKeys
+		ps = append(ps, &jwtProcessor{verifier: v, policy: policyFor(config.BrokerProcessor, pc)})
+		ttl[config.BrokerProcessor] = pc.CacheTTL
 	}
 	return NewVerifier(ps, ttl, opt.Metrics, opt.Now), nil
 }

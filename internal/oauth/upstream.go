@@ -1,0 +1,160 @@
+package oauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+
+	"golang.org/x/oauth2"
+
+	"github.com/clickgate/clickgate/internal/config"
+)
+
+// Upstream is the identity provider where the broker sends people to sign
+// in, as an OAuth client of its own (authorization code with PKCE).
+type Upstream struct {
+	// Processor is the token processor that verifies the upstream's
+	// access tokens; only identities it proves are accepted.
+	Processor string
+	// Issuer is checked against an iss parameter on the callback (RFC
+	// 9207), when the IdP sends one; empty for IdPs without issuers.
+	Issuer string
+
+	client   *http.Client
+	base     oauth2.Config
+	discover string // OpenID discovery URL; empty when the endpoints are known
+
+	mu       sync.Mutex
+	endpoint *oauth2.Endpoint
+}
+
+// Well-known endpoints of IdPs without discovery.
+var (
+	googleEndpoint = oauth2.Endpoint{
+		AuthURL: "https://accounts.google.com/o/oauth2/v2/auth", TokenURL: "https://oauth2.googleapis.com/token",
+		AuthStyle: oauth2.AuthStyleInParams,
+	}
+)
+
+// NewUpstream describes the sign-in at the IdP of processor name (cfg).
+// clientID and secret are the broker's credentials there; redirect is
+// the broker's callback URL.
+func NewUpstream(name string, cfg *config.TokenProcessor, clientID, secret, redirect string, scopes []string, client *http.Client) (*Upstream, error) {
+	if client == nil {
+		client = http.DefaultClient
+	}
+	u := &Upstream{
+		Processor: name, client: client,
+		base: oauth2.Config{ClientID: clientID, ClientSecret: secret, RedirectURL: redirect, Scopes: scopes},
+	}
+	switch cfg.Type {
+	case config.TypeOIDC:
+		u.Issuer = cfg.Issuer
+		u.discover = strings.TrimRight(cfg.Issuer, "/") + "/.well-known/openid-configuration"
+	case config.TypeGitHub:
+		// github.com, or GitHub Enterprise whose API is https://HOST/api/v3.
+		web := "https://github.com"
+		if cfg.APIURL != "" && !strings.HasPrefix(cfg.APIURL, "https://api.github.com") {
+			api, err := url.Parse(cfg.APIURL)
+			if err != nil {
+				return nil, fmt.Errorf("token_processors.%s.api_url: %v", name, err)
+			}
+			web = api.Scheme + "://" + api.Host
+		}
+		u.endpoint = &oauth2.Endpoint{AuthURL: web + "/login/oauth/authorize", TokenURL: web + "/login/oauth/access_token", AuthStyle: oauth2.AuthStyleInParams}
+	case config.TypeGoogle:
+		u.Issuer = "https://accounts.google.com"
+		e := googleEndpoint
+		u.endpoint = &e
+	default:
+		return nil, fmt.Errorf("broker.upstream: processor %s of type %s cannot sign people in", name, cfg.Type)
+	}
+	return u, nil
+}
+
+// config returns the OAuth client configuration, discovering the
+// endpoints on first use (and again after a failure).
+func (u *Upstream) config(ctx context.Context) (*oauth2.Config, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.endpoint == nil {
+		e, err := u.discoverEndpoints(ctx)
+		if err != nil {
+			return nil, err
+		}
+		u.endpoint = e
+	}
+	c := u.base
+	c.Endpoint = *u.endpoint
+	return &c, nil
+}
+
+func (u *Upstream) discoverEndpoints(ctx context.Context) (*oauth2.Endpoint, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.discover, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := u.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("discovery at %s: %v", u.discover, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("discovery at %s answered HTTP %d", u.discover, resp.StatusCode)
+	}
+	var d struct {
+		Issuer                string `json:"issuer"`
+		AuthorizationEndpoint string `json:"authorization_endpoint"`
+		TokenEndpoint         string `json:"token_endpoint"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&d); err != nil {
+		return nil, fmt.Errorf("discovery at %s: %v", u.discover, err)
+	}
+	if d.Issuer != u.Issuer {
+		return nil, fmt.Errorf("discovery at %s names issuer %q, not %q", u.discover, d.Issuer, u.Issuer)
+	}
+	if d.AuthorizationEndpoint == "" || d.TokenEndpoint == "" {
+		return nil, fmt.Errorf("discovery at %s lacks authorization_endpoint or token_endpoint", u.discover)
+	}
+	return &oauth2.Endpoint{AuthURL: d.AuthorizationEndpoint, TokenURL: d.TokenEndpoint}, nil
+}
+
+// AuthCodeURL is where the person signs in; verifier is the broker's own
+// PKCE verifier for this sign-in.
+func (u *Upstream) AuthCodeURL(ctx context.Context, state, verifier string) (string, error) {
+	c, err := u.config(ctx)
+	if err != nil {
+		return "", err
+	}
+	return c.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier)), nil
+}
+
+// Exchange trades the upstream's code for its access token.
+func (u *Upstream) Exchange(ctx context.Context, code, verifier string) (string, error) {
+	c, err := u.config(ctx)
+	if err != nil {
+		return "", err
+	}
+	tok, err := c.Exchange(context.WithValue(ctx, oauth2.HTTPClient, u.client), code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			return "", fmt.Errorf("the IdP refused the sign-in code: %s %s", re.ErrorCode, clip(re.ErrorDescription, 200))
+		}
+		return "", fmt.Errorf("exchanging the sign-in code at the IdP: %v", err)
+	}
+	return tok.AccessToken, nil
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

@@ -1,0 +1,72 @@
+package server
+
+import (
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/keyring"
+	"github.com/clickgate/clickgate/internal/oauth"
+)
+
+// brokerSealKeyFile keeps the seal key of a single process when
+// broker.seal_key is not set; it lives next to the signing keys.
+func brokerSealKeyFile(cfg *config.Config) string {
+	return filepath.Join(filepath.Dir(cfg.Broker.KeyFile), "broker-seal-key")
+}
+
+// openBrokerKeys opens the broker's signing keys (created on first start).
+func openBrokerKeys(cfg *config.Config, opt Options) (*keyring.Ring, error) {
+	return keyring.Open(cfg.Broker.KeyFile, opt.Now, func(err error) { opt.Logger.Warn("broker signing keys", "error", err) })
+}
+
+// mountBroker serves the OAuth broker's endpoints on mux.
+func (s *Server) mountBroker(mux *http.ServeMux, keys *keyring.Ring, opt Options) error {
+	cfg := s.cfg
+	key, err := cfg.BrokerSealKey()
+	if err == nil && key == nil {
+		key, err = oauth.LoadOrCreateSealKey(brokerSealKeyFile(cfg))
+	}
+	if err != nil {
+		return err
+	}
+	sealer, err := oauth.NewSealer(key)
+	if err != nil {
+		return err
+	}
+	sealer.Now = opt.Now
+	store, err := oauth.OpenFileStore(cfg.Broker.StoreFile, opt.Now)
+	if err != nil {
+		return err
+	}
+	pc := cfg.TokenProcessors[cfg.Broker.Upstream]
+	clientID, secret := pc.ClientID, pc.ClientSecret
+	if cfg.BrokerUpstreamIsDevIdP() {
+		clientID = config.DevIdPBrokerClient
+	}
+	httpClient := opt.HTTPClient
+	if httpClient == nil {
+		httpClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	up, err := oauth.NewUpstream(cfg.Broker.Upstream, pc, clientID, secret, cfg.Server.PublicURL+oauth.PathCallback, cfg.Broker.UpstreamScopes, httpClient)
+	if err != nil {
+		return err
+	}
+	var scopes []string
+	for _, sc := range []string{cfg.MCP.Scopes.Read, cfg.MCP.Scopes.Write} {
+		if sc != "" {
+			scopes = append(scopes, sc)
+		}
+	}
+	b := oauth.New(oauth.Options{
+		Issuer: cfg.Server.PublicURL, Resource: cfg.MCPResource(), Scopes: scopes, Upstream: up,
+		Auth: s.auth, Keys: keys, Sealer: sealer, Store: store, Clients: cfg.Broker.Clients,
+		Documents: oauth.NewCIMDFetcher(oauth.CIMDOptions{AllowPrivate: cfg.Broker.AllowPrivateClientURLs, RootCAs: opt.ClientMetadataRoots}),
+		AccessTTL: cfg.Broker.AccessTokenTTL, RefreshTTL: cfg.Broker.RefreshTokenTTL, Logger: opt.Logger, Now: opt.Now,
+	})
+	for _, p := range oauth.Paths {
+		mux.Handle(p, b)
+	}
+	return nil
+}

@@ -1,0 +1,371 @@
+// Package broker tests clickgate's OAuth broker end to end: a clickgate
+// server with its development IdP as the upstream, MCP clients signing in
+// through /oauth/*, and the attacks the broker must stop.
+package broker
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"html"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/server"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// clock is time.Now plus an offset the test moves forward.
+type clock struct{ offset atomic.Int64 }
+
+func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
+
+// stack is a clickgate server with the broker on, signing people in at
+// its development IdP.
+type stack struct {
+	base  string
+	clock *clock
+	logs  *syncBuffer
+	cfg   *config.Config
+}
+
+// brokerConfig is the configuration of a stack: %[1]s is the listen
+// address, %[2]s the base URL, %[3]s a state directory, %[4]s the
+// ClickHouse URL; extra is appended to the broker section.
+const brokerConfig = `
+server:
+  listen: %[1]s
+  public_url: %[2]s
+token_processors:
+  dev:
+    type: oidc
+    issuer: %[2]s/idp
+    audiences: [clickhouse]
+    username_claim: email
+    required_claims: {email_verified: true}
+directory:
+  allowed_domains: [example.com]
+  roles:
+    mapping: {"ch-admins": ch-admin}
+    filter: "^ch-.*$"
+    transform: "s/^ch-//"
+    common: [mcp_reader]
+clickhouse:
+  url: %[4]s
+  mode: mapped
+  accounts:
+    - {role: admin, user: ch_admin, password: admin-pw}
+    - {role: mcp_reader, user: ch_reader, password: reader-pw}
+dev_idp:
+  enabled: true
+  key_file: %[3]s/dev-idp-keys.json
+  users:
+    - {username: alice, password: alice-pw, email: alice@example.com, groups: [ch-analysts]}
+    - {username: bob, password: bob-pw, email: bob@example.com, groups: [ch-admins]}
+    - {username: mallory, password: mallory-pw, email: mallory@evil.example, groups: [ch-admins]}
+broker:
+  enabled: true
+  upstream: dev
+  key_file: %[3]s/broker-keys.json
+  store_file: %[3]s/broker-state.json
+  access_token_ttl: 1m
+  clients:
+    - {client_id: test-client, client_name: Test Client, redirect_uris: ["http://127.0.0.1/callback", "https://app.example/cb"]}
+    - {client_id: secret-client, client_secret: s3cret-s3cret, redirect_uris: ["https://app.example/cb"]}
+`
+
+type stackOptions struct {
+	clickhouseURL string // default: nothing listens there
+	extra         string // appended to the configuration (under broker: indent 2)
+	stateDir      string // default: a temporary directory
+}
+
+func newStack(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + l.Addr().String()
+	if o.clickhouseURL == "" {
+		o.clickhouseURL = "http://127.0.0.1:9"
+	}
+	if o.stateDir == "" {
+		o.stateDir = t.TempDir()
+	}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(brokerConfig, l.Addr().String(), base, o.stateDir, o.clickhouseURL) + o.extra))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{base: base, clock: &clock{}, logs: &syncBuffer{}, cfg: cfg}
+	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(s.logs, nil)), Now: s.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.Listener.Close()
+	hs.Listener = l
+	hs.Start()
+	t.Cleanup(func() {
+		hs.CloseClientConnections()
+		hs.Close()
+		if t.Failed() {
+			t.Logf("clickgate log:\n%s", s.logs)
+		}
+	})
+	return s
+}
+
+// browser is a cookie-keeping HTTP client that does not follow redirects.
+type browser struct {
+	*http.Client
+}
+
+func newBrowser(t *testing.T) *browser {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &browser{&http.Client{Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+type response struct {
+	status   int
+	location string
+	body     string
+	header   http.Header
+}
+
+func (b *browser) do(t *testing.T, method, target string, form url.Values) response {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, target, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := b.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	loc := resp.Header.Get("Location")
+	if loc != "" {
+		u, err := req.URL.Parse(loc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loc = u.String()
+	}
+	return response{status: resp.StatusCode, location: loc, body: string(data), header: resp.Header}
+}
+
+// client is an MCP client's side of a sign-in.
+type client struct {
+	id, secret, redirect string
+	verifier             string
+	state                string
+}
+
+func newClient(id, redirect string) *client {
+	return &client{id: id, redirect: redirect, verifier: strings.Repeat("v", 20) + randomish(), state: "st-" + randomish()}
+}
+
+func randomish() string { return fmt.Sprintf("%d", time.Now().UnixNano()) + strings.Repeat("x", 30) }
+
+func challenge(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// authorizeURL is the client's authorization request; set overrides or
+// removes (empty value) parameters.
+func (s *stack) authorizeURL(c *client, set map[string]string) string {
+	q := url.Values{
+		"response_type": {"code"}, "client_id": {c.id}, "redirect_uri": {c.redirect},
+		"code_challenge": {challenge(c.verifier)}, "code_challenge_method": {"S256"},
+		"state": {c.state}, "resource": {s.base + "/mcp"},
+	}
+	for k, v := range set {
+		if v == "" {
+			q.Del(k)
+		} else {
+			q.Set(k, v)
+		}
+	}
+	return s.base + "/oauth/authorize?" + q.Encode()
+}
+
+var (
+	hiddenRequest = regexp.MustCompile(`name="request" value="([^"]+)"`)
+	hiddenCSRF    = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+	hiddenAuthReq = regexp.MustCompile(`name="authRequestID" value="([^"]+)"`)
+)
+
+func field(t *testing.T, re *regexp.Regexp, page string) string {
+	t.Helper()
+	m := re.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no %s in page:\n%s", re, page)
+	}
+	return html.UnescapeString(m[1])
+}
+
+// consentForm opens the consent page and returns its form values.
+func (s *stack) consentForm(t *testing.T, b *browser, authorizeURL string) url.Values {
+	t.Helper()
+	r := b.do(t, "GET", authorizeURL, nil)
+	if r.status != http.StatusOK || !strings.Contains(r.body, "Allow access to ClickHouse?") {
+		t.Fatalf("consent page: %d %s %s", r.status, r.location, r.body)
+	}
+	return url.Values{"request": {field(t, hiddenRequest, r.body)}, "csrf": {field(t, hiddenCSRF, r.body)}, "action": {"allow"}}
+}
+
+// follow follows redirects within the stack and returns the first
+// redirect that leaves it (to the client), or the last page.
+func (s *stack) follow(t *testing.T, b *browser, r response) response {
+	t.Helper()
+	for i := 0; i < 10 && r.location != "" && strings.HasPrefix(r.location, s.base+"/"); i++ {
+		r = b.do(t, "GET", r.location, nil)
+	}
+	return r
+}
+
+// upstreamSignIn goes from the consent form to the dev IdP's login and
+// returns the response that leaves the stack (the redirect to the client)
+// or the last page, plus the broker callback URL it passed through.
+func (s *stack) upstreamSignIn(t *testing.T, b *browser, form url.Values, user, password string) (response, string) {
+	t.Helper()
+	r := s.follow(t, b, b.do(t, "POST", s.base+"/oauth/authorize", form))
+	if !strings.Contains(r.body, `name="authRequestID"`) {
+		t.Fatalf("expected the dev IdP login page, got %d %s %s", r.status, r.location, r.body)
+	}
+	r = b.do(t, "POST", s.base+"/idp/login", url.Values{"authRequestID": {field(t, hiddenAuthReq, r.body)}, "username": {user}, "password": {password}})
+	var callback string
+	for i := 0; i < 10 && strings.HasPrefix(r.location, s.base+"/"); i++ {
+		if strings.HasPrefix(r.location, s.base+"/oauth/callback") {
+			callback = r.location
+		}
+		r = b.do(t, "GET", r.location, nil)
+	}
+	return r, callback
+}
+
+// signIn runs a whole sign-in and returns the redirect to the client's
+// redirect_uri, parsed.
+func (s *stack) signIn(t *testing.T, b *browser, c *client, user, password string) url.Values {
+	t.Helper()
+	r, _ := s.upstreamSignIn(t, b, s.consentForm(t, b, s.authorizeURL(c, nil)), user, password)
+	return s.clientRedirect(t, c, r)
+}
+
+// clientRedirect checks that r sends the browser to c's redirect_uri and
+// returns its query.
+func (s *stack) clientRedirect(t *testing.T, c *client, r response) url.Values {
+	t.Helper()
+	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location, c.redirect+"?") {
+		t.Fatalf("want a redirect to %s, got %d %q %s", c.redirect, r.status, r.location, r.body)
+	}
+	u, _ := url.Parse(r.location)
+	q := u.Query()
+	if q.Get("iss") != s.base {
+		t.Errorf("iss = %q, want %q (RFC 9207)", q.Get("iss"), s.base)
+	}
+	if q.Get("state") != c.state {
+		t.Errorf("state = %q, want %q", q.Get("state"), c.state)
+	}
+	return q
+}
+
+// tokenRequest posts form to the token endpoint and decodes the answer.
+func (s *stack) tokenRequest(t *testing.T, form url.Values) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.PostForm(s.base+"/oauth/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("token endpoint answered %d with non-JSON: %v", resp.StatusCode, err)
+	}
+	return resp.StatusCode, out
+}
+
+// redeem trades code for tokens as c.
+func (s *stack) redeem(t *testing.T, c *client, code string) (int, map[string]any) {
+	t.Helper()
+	return s.tokenRequest(t, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {c.id},
+		"redirect_uri": {c.redirect}, "code_verifier": {c.verifier}, "resource": {s.base + "/mcp"}})
+}
+
+func (s *stack) refresh(t *testing.T, c *client, refreshToken string) (int, map[string]any) {
+	t.Helper()
+	return s.tokenRequest(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}, "client_id": {c.id}})
+}
+
+// tokens runs a sign-in as alice and redeems the code.
+func (s *stack) tokens(t *testing.T, c *client) map[string]any {
+	t.Helper()
+	q := s.signIn(t, newBrowser(t), c, "alice", "alice-pw")
+	status, tok := s.redeem(t, c, q.Get("code"))
+	if status != http.StatusOK {
+		t.Fatalf("token: %d %v", status, tok)
+	}
+	return tok
+}
+
+// get sends a GET with a bearer token.
+func (s *stack) get(t *testing.T, path, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", s.base+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func stateDir(t *testing.T) string { return filepath.Join(t.TempDir(), "state") }
