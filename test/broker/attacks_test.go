@@ -1,0 +1,417 @@
+package broker
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Each attack the broker must stop is its own test.
+
+func TestPKCEVerifierMissingOrWrong(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	for _, tc := range []struct{ name, verifier string }{
+		{"missing", ""},
+		{"wrong", strings.Repeat("w", 50)},
+		{"too short", "abc"},
+		{"the challenge itself", ""}, // filled below
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClient("test-client", "http://127.0.0.1/callback")
+			q := s.signIn(t, newBrowser(t), c, "alice", "alice-pw")
+			v := tc.verifier
+			if tc.name == "the challenge itself" {
+				v = challenge(c.verifier)
+			}
+			status, body := s.tokenRequest(t, url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")},
+				"client_id": {c.id}, "redirect_uri": {c.redirect}, "code_verifier": {v}})
+			if status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+				t.Fatalf("got %d %v, want invalid_grant", status, body)
+			}
+			// The right verifier still works: a failed attempt does not burn the code.
+			if status, body := s.redeem(t, c, q.Get("code")); status != http.StatusOK {
+				t.Fatalf("right verifier after a wrong one: %d %v", status, body)
+			}
+		})
+	}
+}
+
+func TestPKCEPlainOrMissingRefused(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	c := newClient("test-client", "http://127.0.0.1/callback")
+	for name, set := range map[string]map[string]string{
+		"plain":          {"code_challenge_method": "plain", "code_challenge": c.verifier},
+		"no method":      {"code_challenge_method": ""},
+		"no challenge":   {"code_challenge": "", "code_challenge_method": ""},
+		"short":          {"code_challenge": "abc"},
+		"unknown method": {"code_challenge_method": "S512"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := newBrowser(t).do(t, "GET", s.authorizeURL(c, set), nil)
+			q := s.clientRedirect(t, c, r)
+			if q.Get("error") != "invalid_request" || !strings.Contains(q.Get("error_description"), "S256") || q.Get("code") != "" {
+				t.Fatalf("redirect %v", q)
+			}
+		})
+	}
+}
+
+func TestCodeReplayRevokesItsTokens(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	c := newClient("test-client", "http://127.0.0.1/callback")
+	q := s.signIn(t, newBrowser(t), c, "alice", "alice-pw")
+	status, first := s.redeem(t, c, q.Get("code"))
+	if status != http.StatusOK {
+		t.Fatalf("first redemption: %d %v", status, first)
+	}
+	status, second := s.redeem(t, c, q.Get("code"))
+	if status != http.StatusBadRequest || second["error"] != "invalid_grant" || !strings.Contains(second["error_description"].(string), "used before") {
+		t.Fatalf("replay: %d %v", status, second)
+	}
+	if status, body := s.refresh(t, c, first["refresh_token"].(string)); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		t.Fatalf("refresh token of a replayed code still works: %d %v", status, body)
+	}
+}
+
+func TestCodeExpires(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	c := newClient("test-client", "http://127.0.0.1/callback")
+	q := s.signIn(t, newBrowser(t), c, "alice", "alice-pw")
+	s.clock.Advance(61 * time.Second)
+	status, body := s.redeem(t, c, q.Get("code"))
+	if status != http.StatusBadRequest || body["error"] != "invalid_grant" || !strings.Contains(body["error_description"].(string), "expired") {
+		t.Fatalf("got %d %v, want invalid_grant: expired", status, body)
+	}
+}
+
+func TestCodeBoundToClientAndRedirect(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	c := newClient("test-client", "https://app.example/cb")
+	q := s.signIn(t, newBrowser(t), c, "alice", "alice-pw")
+	code := q.Get("code")
+	for name, form := range map[string]url.Values{
+		"other redirect_uri": {"redirect_uri": {"http://127.0.0.1/callback"}, "client_id": {c.id}},
+		"no redirect_uri":    {"client_id": {c.id}},
+		"other client":       {"redirect_uri": {c.redirect}, "client_id": {"secret-client"}, "client_secret": {"s3cret-s3cret"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			form.Set("grant_type", "authorization_code")
+			form.Set("code", code)
+			form.Set("code_verifier", c.verifier)
+			status, body := s.tokenRequest(t, form)
+			if status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+				t.Fatalf("got %d %v, want invalid_grant", status, body)
+			}
+		})
+	}
+	t.Run("tampered code", func(t *testing.T) {
+		b := []byte(code)
+		b[len(b)/2] ^= 1
+		status, body := s.redeem(t, c, string(b))
+		if status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Fatalf("got %d %v", status, body)
+		}
+	})
+}
+
+func TestRedirectURIMismatchAndOpenRedirect(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	c := newClient("test-client", "http://127.0.0.1/callback")
+	for _, evil := range []string{
+		"https://evil.example/cb",
+		"https://app.example/cb/../../evil",
+		"https://app.example/cb?next=https://evil.example",
+		"https://app.example/cb#frag",
+		"https://app.example.evil.example/cb",
+		"https://evil.example@app.example/cb",
+		"https://app.example@evil.example/cb",
+		"http://app.example/cb",
+		"http://127.0.0.1.evil.example/callback",
+		"http://127.0.0.1/callback/../x",
+		"http://localhost/callback",
+		"//evil.example/cb",
+		"javascript:alert(1)",
+		"",
+	} {
+		t.Run(evil, func(t *testing.T) {
+			set := map[string]string{"redirect_uri": evil}
+			if evil == "" {
+				set["redirect_uri"] = "" // two are registered: none may be assumed
+			}
+			r := newBrowser(t).do(t, "GET", s.authorizeURL(c, set), nil)
+			if r.status != http.StatusBadRequest || r.location != "" || !strings.Contains(r.body, "Invalid redirect") {
+				t.Fatalf("got %d location %q, want the error page and no redirect", r.status, r.location)
+			}
+		})
+	}
+	t.Run("unknown client", func(t *testing.T) {
+		r := newBrowser(t).do(t, "GET", s.authorizeURL(newClient("nobody", "https://evil.example/cb"), nil), nil)
+		if r.status != http.StatusBadRequest || r.location != "" || !strings.Contains(r.body, "Unknown application") {
+			t.Fatalf("got %d %q", r.status, r.location)
+		}
+	})
+}
+
+func TestResourceNamingAnotherServer(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	c := newClient("test-client", "http://127.0.0.1/callback")
+	for _, res := range []string{"https://other.example/mcp", s.base + "/mcp2", s.base, s.base + "/clickhouse"} {
+		r := newBrowser(t).do(t, "GET", s.authorizeURL(c, map[string]string{"resource": res}), nil)
+		if q := s.clientRedirect(t, c, r); q.Get("error") != "invalid_target" || q.Get("code") != "" {
+			t.Errorf("resource %s: redirect %v", res, q)
+		}
+	}
+	// At the token endpoint too.
+	q := s.signIn(t, newBrowser(t), c, "alice", "alice-pw")
+	status, body := s.tokenRequest(t, url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "client_id": {c.id},
+		"redirect_uri": {c.redirect}, "code_verifier": {c.verifier}, "resource": {"https://other.example/mcp"}})
+	if status != http.StatusBadRequest || body["error"] != "invalid_target" {
+		t.Fatalf("token with another resource: %d %v", status, body)
+	}
+}
+
+func TestClientMetadataDocumentAtPrivateAddresses(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	for _, id := range []string{
+		"https://127.0.0.1/client.json",
+		"https://169.254.169.254/latest/meta-data/client.json",
+		"https://[::1]/client.json",
+		"https://10.0.0.1/client.json",
+		"https://localhost/client.json",
+	} {
+		t.Run(id, func(t *testing.T) {
+			c := newClient(id, "http://127.0.0.1/callback")
+			r := newBrowser(t).do(t, "GET", s.authorizeURL(c, nil), nil)
+			if r.status != http.StatusBadRequest || r.location != "" || !strings.Contains(r.body, "not public") {
+				t.Fatalf("got %d %q %s", r.status, r.location, r.body)
+			}
+		})
+	}
+}
+
+func TestRefreshRotationAndReplay(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	c := newClient("test-client", "http://127.0.0.1/callback")
+	tok := s.tokens(t, c)
+	r0 := tok["refresh_token"].(string)
+	status, tok1 := s.refresh(t, c, r0)
+	if status != http.StatusOK || tok1["refresh_token"] == r0 || tok1["access_token"] == tok["access_token"] {
+		t.Fatalf("refresh: %d %v", status, tok1)
+	}
+	r1 := tok1["refresh_token"].(string)
+	// Replaying the old one is refused and revokes the whole family...
+	status, body := s.refresh(t, c, r0)
+	if status != http.StatusBadRequest || body["error"] != "invalid_grant" || !strings.Contains(body["error_description"].(string), "revoked") {
+		t.Fatalf("replay: %d %v", status, body)
+	}
+	// ...so the newest refresh token no longer works either.
+	if status, body := s.refresh(t, c, r1); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		t.Fatalf("newest refresh token after a replay: %d %v", status, body)
+	}
+	// Another sign-in is a family of its own and unaffected.
+	if status, body := s.refresh(t, c, s.tokens(t, c)["refresh_token"].(string)); status != http.StatusOK {
+		t.Fatalf("another sign-in: %d %v", status, body)
+	}
+	t.Run("other client", func(t *testing.T) {
+		rt := s.tokens(t, c)["refresh_token"].(string)
+		status, body := s.tokenRequest(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {"secret-client"}, "client_secret": {"s3cret-s3cret"}})
+		if status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Fatalf("got %d %v", status, body)
+		}
+	})
+	t.Run("expired sign-in", func(t *testing.T) {
+		rt := s.tokens(t, c)["refresh_token"].(string)
+		s.clock.Advance(7*24*time.Hour + time.Minute)
+		defer s.clock.Advance(-(7*24*time.Hour + time.Minute))
+		if status, body := s.refresh(t, c, rt); status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+			t.Fatalf("got %d %v", status, body)
+		}
+	})
+}
+
+func TestBrokerTokenRefusedOutsideMCP(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	access := s.tokens(t, newClient("test-client", "http://127.0.0.1/callback"))["access_token"].(string)
+	status, body := s.get(t, "/?query=SELECT+1", access)
+	if status != http.StatusUnauthorized || !strings.Contains(body, "MCP endpoint only") {
+		t.Errorf("gateway: got %d %s, want 401 naming the MCP-only audience", status, body)
+	}
+	// As ClickHouse's http authentication would present it.
+	req, _ := http.NewRequest("GET", s.base+"/clickhouse/auth", nil)
+	req.SetBasicAuth("alice@example.com", access)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("/clickhouse/auth: got %d, want 401", resp.StatusCode)
+	}
+	// At /mcp the token is accepted (initialize needs no ClickHouse).
+	req, _ = http.NewRequest("POST", s.base+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
+	req.Header.Set("Authorization", "Bearer "+access)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/mcp initialize with the broker token: %d", resp.StatusCode)
+	}
+}
+
+func TestConsentWithoutCSRFValue(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	c := newClient("test-client", "http://127.0.0.1/callback")
+	b := newBrowser(t)
+	form := s.consentForm(t, b, s.authorizeURL(c, nil))
+	for name, mutate := range map[string]func(url.Values) (url.Values, *browser){
+		"no csrf field":   func(f url.Values) (url.Values, *browser) { f.Del("csrf"); return f, b },
+		"wrong csrf":      func(f url.Values) (url.Values, *browser) { f.Set("csrf", strings.Repeat("A", 43)); return f, b },
+		"another browser": func(f url.Values) (url.Values, *browser) { return f, newBrowser(t) }, // the attacker's form posted from the victim's browser: no cookie
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := url.Values{}
+			for k, v := range form {
+				f[k] = append([]string(nil), v...)
+			}
+			f, from := mutate(f)
+			r := from.do(t, "POST", s.base+"/oauth/authorize", f)
+			if r.status != http.StatusForbidden || r.location != "" || !strings.Contains(r.body, "CSRF") {
+				t.Fatalf("got %d %q %s", r.status, r.location, r.body)
+			}
+		})
+	}
+	t.Run("tampered request", func(t *testing.T) {
+		f := url.Values{"request": {form.Get("request") + "x"}, "csrf": form["csrf"], "action": {"allow"}}
+		if r := b.do(t, "POST", s.base+"/oauth/authorize", f); r.status != http.StatusBadRequest || r.location != "" {
+			t.Fatalf("got %d %q", r.status, r.location)
+		}
+	})
+	// The untouched form still works.
+	r, _ := s.upstreamSignIn(t, b, form, "alice", "alice-pw")
+	if q := s.clientRedirect(t, c, r); q.Get("code") == "" {
+		t.Fatalf("the real form: %v", q)
+	}
+}
+
+func TestStateReusedAtCallback(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	c := newClient("test-client", "http://127.0.0.1/callback")
+	b := newBrowser(t)
+	form := s.consentForm(t, b, s.authorizeURL(c, nil))
+	oauthURL, _ := url.Parse(s.base + "/oauth/")
+	nonceCookies := b.Jar.Cookies(oauthURL)
+	r, callback := s.upstreamSignIn(t, b, form, "alice", "alice-pw")
+	s.clientRedirect(t, c, r)
+	if callback == "" || len(nonceCookies) == 0 {
+		t.Fatalf("no callback (%q) or no nonce cookie (%v) seen", callback, nonceCookies)
+	}
+	// The browser's cookie is gone once the sign-in finished...
+	if again := b.do(t, "GET", callback, nil); again.status != http.StatusForbidden || again.location != "" {
+		t.Fatalf("replayed callback: %d %q", again.status, again.location)
+	}
+	// ...and with the cookie put back, the state itself is refused as used.
+	b.Jar.SetCookies(oauthURL, nonceCookies)
+	again := b.do(t, "GET", callback, nil)
+	if again.status != http.StatusBadRequest || again.location != "" || !strings.Contains(again.body, "used before") {
+		t.Fatalf("replayed callback with the cookie: %d %q", again.status, again.location)
+	}
+	t.Run("forged state", func(t *testing.T) {
+		u, _ := url.Parse(callback)
+		q := u.Query()
+		q.Set("state", "forged")
+		u.RawQuery = q.Encode()
+		if r := b.do(t, "GET", u.String(), nil); r.status != http.StatusBadRequest || r.location != "" {
+			t.Fatalf("forged state: %d %q", r.status, r.location)
+		}
+	})
+}
+
+func TestCallbackFromAnotherBrowser(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	c := newClient("test-client", "http://127.0.0.1/callback")
+	b := newBrowser(t)
+	form := s.consentForm(t, b, s.authorizeURL(c, nil))
+	r := s.follow(t, b, b.do(t, "POST", s.base+"/oauth/authorize", form))
+	r = b.do(t, "POST", s.base+"/idp/login", url.Values{"authRequestID": {field(t, hiddenAuthReq, r.body)}, "username": {"alice"}, "password": {"alice-pw"}})
+	for i := 0; i < 10 && !strings.HasPrefix(r.location, s.base+"/oauth/callback"); i++ {
+		r = b.do(t, "GET", r.location, nil)
+	}
+	// The attacker's callback URL opened in the victim's browser (no cookie).
+	got := newBrowser(t).do(t, "GET", r.location, nil)
+	if got.status != http.StatusForbidden || got.location != "" {
+		t.Fatalf("got %d %q", got.status, got.location)
+	}
+}
+
+func TestPolicyDeniedPersonGetsNoCode(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	c := newClient("test-client", "http://127.0.0.1/callback")
+	b := newBrowser(t)
+	r, _ := s.upstreamSignIn(t, b, s.consentForm(t, b, s.authorizeURL(c, nil)), "mallory", "mallory-pw")
+	q := s.clientRedirect(t, c, r)
+	if q.Get("error") != "access_denied" || q.Get("code") != "" || !strings.Contains(q.Get("error_description"), "allowed_domains") {
+		t.Fatalf("mallory (evil.example) got %v", q)
+	}
+}
+
+func TestDenyAtConsent(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	c := newClient("test-client", "http://127.0.0.1/callback")
+	b := newBrowser(t)
+	form := s.consentForm(t, b, s.authorizeURL(c, nil))
+	form.Set("action", "deny")
+	q := s.clientRedirect(t, c, b.do(t, "POST", s.base+"/oauth/authorize", form))
+	if q.Get("error") != "access_denied" || q.Get("code") != "" {
+		t.Fatalf("deny: %v", q)
+	}
+}
+
+func TestConfidentialClientMustAuthenticate(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	c := newClient("secret-client", "https://app.example/cb")
+	q := s.signIn(t, newBrowser(t), c, "alice", "alice-pw")
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "client_id": {c.id},
+		"redirect_uri": {c.redirect}, "code_verifier": {c.verifier}}
+	for _, secret := range []string{"", "wrong"} {
+		f := url.Values{}
+		for k, v := range form {
+			f[k] = v
+		}
+		if secret != "" {
+			f.Set("client_secret", secret)
+		}
+		if status, body := s.tokenRequest(t, f); status != http.StatusUnauthorized || body["error"] != "invalid_client" {
+			t.Fatalf("secret %q: %d %v", secret, status, body)
+		}
+	}
+	req, _ := http.NewRequest("POST", s.base+"/oauth/token", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(c.id), url.QueryEscape("s3cret-s3cret"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("Basic with the right secret: %d", resp.StatusCode)
+	}
+}
+
+func TestDuplicatedParametersRefused(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	c := newClient("test-client", "http://127.0.0.1/callback")
+	u := s.authorizeURL(c, nil) + "&redirect_uri=" + url.QueryEscape("https://evil.example/cb")
+	if r := newBrowser(t).do(t, "GET", u, nil); r.status != http.StatusBadRequest || r.location != "" {
+		t.Fatalf("duplicated redirect_uri: %d %q", r.status, r.location)
+	}
+	status, body := s.tokenRequest(t, url.Values{"grant_type": {"authorization_code", "refresh_token"}, "client_id": {c.id}})
+	if status != http.StatusBadRequest || body["error"] != "invalid_request" {
+		t.Fatalf("duplicated grant_type: %d %v", status, body)
+	}
+}
