@@ -85,6 +85,12 @@ func explain(w io.Writer, path string, cfg *config.Config, dir *identity.Directo
 	} else {
 		p("ClickHouse: no clickhouse section, so the gateway is off; /clickhouse/auth and /whoami work.")
 	}
+	if cfg.Broker.Enabled {
+		p("OAuth broker: MCP clients sign in at %s (metadata at %s/.well-known/oauth-authorization-server):", cfg.Server.PublicURL, cfg.Server.PublicURL)
+		for _, line := range describeBroker(cfg) {
+			p("  - %s", line)
+		}
+	}
 	switch cfg.Audit.File {
 	case "":
 		p("Session log: off (set audit.file).")
@@ -253,4 +259,33 @@ func describeMode(ch *config.ClickHouse, publicURL string) []string {
 		add("fixed settings on every query (clients cannot override): %s", strings.Join(keys, ", "))
 	}
 	return out
+}
+
+func describeBroker(cfg *config.Config) []string {
+	b := cfg.Broker
+	up := cfg.TokenProcessors[b.Upstream]
+	client := "client " + up.ClientID + " (register " + cfg.Server.PublicURL + "/oauth/callback as its redirect URI there)"
+	if cfg.BrokerUpstreamIsDevIdP() {
+		client = "the development IdP's built-in client " + config.DevIdPBrokerClient
+	}
+	docs := "private and loopback addresses refused"
+	if b.AllowPrivateClientURLs {
+		docs = "private and loopback addresses ALLOWED (development only)"
+	}
+	var pre []string
+	for _, c := range b.Clients {
+		pre = append(pre, c.ClientID)
+	}
+	seal := "broker.seal_key (replicas must share it)"
+	if b.SealKey == "" {
+		seal = "a key kept in the state directory next to " + b.KeyFile + " (one process only: set broker.seal_key for replicas)"
+	}
+	return []string{
+		fmt.Sprintf("people sign in at processor %s (%s %s) with scopes %s, as %s", b.Upstream, up.Type, orNone(up.Issuer), strings.Join(b.UpstreamScopes, " "), client),
+		fmt.Sprintf("clients: Client ID Metadata Documents (https client_id URLs; %s), dynamic registration at /oauth/register, pre-registered: %s", docs, orNone(strings.Join(pre, ", "))),
+		"PKCE S256 required; redirect URIs match exactly (loopback ports may vary); every client is shown on a consent page before the sign-in",
+		fmt.Sprintf("access tokens: ES256 JWTs for %s only (refused by the gateway), valid %s, signed with keys in %s (rotate: clickgate broker rotate-key)", cfg.MCPResource(), b.AccessTokenTTL, b.KeyFile),
+		fmt.Sprintf("refresh tokens rotate on every use and a replay revokes the whole sign-in; a sign-in lasts %s at most; roles are those of the groups at sign-in", b.RefreshTokenTTL),
+		fmt.Sprintf("pending sign-ins, codes and registrations are sealed with %s; used codes and refresh-token families are kept in %s", seal, b.StoreFile),
+	}
 }

@@ -36,6 +36,7 @@ func init() {
 		"check-config": {"validate a configuration and explain what it does", runCheckConfig},
 		"demo":         {"run the whole stack locally (ClickHouse, dev IdP, gateway, MCP, sample data) and show how to use it", runDemo},
 		"idp":          {"development IdP maintenance: idp rotate-key", runIdP},
+		"broker":       {"OAuth broker maintenance: broker rotate-key (replicas share the key file)", runBroker},
 		"version":      {"print the version", runVersion},
 		"login":        {"sign in at the IdP (browser with PKCE, or --device) and cache the tokens", runLogin},
 		"logout":       {"remove the cached tokens and revoke them at the IdP", runLogout},
