@@ -113,6 +113,8 @@ func (c *Config) validateBroker(v *validator) {
 	}
 	if c.ClickHouse == nil || !*c.MCP.Enabled {
 		v.add("broker.enabled", "the broker signs MCP clients in to /mcp; it needs a clickhouse section and mcp.enabled")
+	} else if c.ClickHouse.Mode == ModeExchange {
+		v.add("broker.enabled", "exchange mode trades the caller's token at the upstream IdP, which does not know the broker's own tokens; use mapped, service, http_auth or impersonate (or bearer with ClickHouse trusting %s/oauth/jwks)", c.Server.PublicURL)
 	}
 	if _, err := c.BrokerSealKey(); err != nil {
 		v.add("broker.seal_key", "%v", strings.TrimPrefix(err.Error(), "broker.seal_key: "))

@@ -53,6 +53,14 @@ func TestBrokerNeedsMCP(t *testing.T) {
 	}
 }
 
+func TestBrokerRefusesExchangeMode(t *testing.T) {
+	base := strings.Replace(brokerBase, "mode: service, user: svc", "mode: exchange, audience: clickhouse", 1)
+	_, err := Parse([]byte(base + "broker: {enabled: true, upstream: dev}\n"))
+	if err == nil || !strings.Contains(err.Error(), "exchange mode trades") {
+		t.Fatalf("got %v", err)
+	}
+}
+
 func TestBrokerDefaults(t *testing.T) {
 	cfg, err := Parse([]byte(brokerBase + "broker: {enabled: true, upstream: dev}\n"))
 	if err != nil {

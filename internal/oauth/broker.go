@@ -42,6 +42,9 @@ type Authenticator interface {
 type Options struct {
 	Issuer   string   // server.public_url
 	Resource string   // the MCP resource every token is for
+	// Audiences are added to every access token's aud: ClickHouse's own
+	// audience when clickgate forwards the token (bearer mode).
+	Audiences []string
 	Scopes   []string // scopes_supported
 	Upstream *Upstream
 	Auth     Authenticator

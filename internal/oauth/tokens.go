@@ -263,7 +263,7 @@ func (b *Broker) accessToken(rt refreshToken, now time.Time, ttl time.Duration) 
 	}
 	p := rt.Person
 	claims := map[string]any{
-		"iss": b.issuer, "sub": p.Subject, "aud": []string{rt.Resource}, "client_id": rt.ClientID,
+		"iss": b.issuer, "sub": p.Subject, "aud": append([]string{rt.Resource}, b.opts.Audiences...), "client_id": rt.ClientID,
 		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(ttl).Unix(), "jti": randomString()[:22],
 		"auth_time": p.AuthTime, ClaimUsername: p.Username, ClaimGroups: nonNil(p.Groups), ClaimRoles: nonNil(p.Roles),
 	}

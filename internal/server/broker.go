@@ -59,8 +59,14 @@ func (s *Server) mountBroker(mux *http.ServeMux, keys *keyring.Ring, opt Options
 			scopes = append(scopes, sc)
 		}
 	}
+	var audiences []string
+	if cfg.ClickHouse.Mode == config.ModeBearer {
+		// ClickHouse verifies the forwarded token itself, trusting
+		// clickgate's /oauth/jwks.
+		audiences = []string{cfg.ClickHouse.Audience}
+	}
 	b := oauth.New(oauth.Options{
-		Issuer: cfg.Server.PublicURL, Resource: cfg.MCPResource(), Scopes: scopes, Upstream: up,
+		Issuer: cfg.Server.PublicURL, Resource: cfg.MCPResource(), Audiences: audiences, Scopes: scopes, Upstream: up,
 		Auth: s.auth, Keys: keys, Sealer: sealer, Store: store, Clients: cfg.Broker.Clients,
 		Documents: oauth.NewCIMDFetcher(oauth.CIMDOptions{AllowPrivate: cfg.Broker.AllowPrivateClientURLs, RootCAs: opt.ClientMetadataRoots}),
 		AccessTTL: cfg.Broker.AccessTokenTTL, RefreshTTL: cfg.Broker.RefreshTokenTTL, Logger: opt.Logger, Now: opt.Now,

@@ -59,11 +59,22 @@ type stack struct {
 	clock *clock
 	logs  *syncBuffer
 	cfg   *config.Config
+
+	mu      sync.Mutex
+	secrets []string // codes and tokens handed out: never to be logged
+}
+
+func (s *stack) secret(v string) {
+	if len(v) >= 16 {
+		s.mu.Lock()
+		s.secrets = append(s.secrets, v)
+		s.mu.Unlock()
+	}
 }
 
 // brokerConfig is the configuration of a stack: %[1]s is the listen
 // address, %[2]s the base URL, %[3]s a state directory, %[4]s the
-// ClickHouse URL; extra is appended to the broker section.
+// ClickHouse URL, %[5]s the rest of the clickhouse section.
 const brokerConfig = `
 server:
   listen: %[1]s
@@ -84,10 +95,7 @@ directory:
     common: [mcp_reader]
 clickhouse:
   url: %[4]s
-  mode: mapped
-  accounts:
-    - {role: admin, user: ch_admin, password: admin-pw}
-    - {role: mcp_reader, user: ch_reader, password: reader-pw}
+%[5]s
 dev_idp:
   enabled: true
   key_file: %[3]s/dev-idp-keys.json
@@ -106,10 +114,18 @@ broker:
     - {client_id: secret-client, client_secret: s3cret-s3cret, redirect_uris: ["https://app.example/cb"]}
 `
 
+// mappedMode: admins reach ClickHouse as ch_admin, everyone else as
+// ch_reader.
+const mappedMode = `  mode: mapped
+  accounts:
+    - {role: admin, user: ch_admin, password: admin-pw}
+    - {role: mcp_reader, user: ch_reader, password: reader-pw}`
+
 type stackOptions struct {
-	clickhouseURL string // default: nothing listens there
-	extra         string // appended to the configuration (under broker: indent 2)
-	stateDir      string // default: a temporary directory
+	clickhouseURL  string // default: nothing listens there
+	clickhouseMode string // default mappedMode
+	extra          string // appended to the configuration (under broker: indent 2)
+	stateDir       string // default: a temporary directory
 }
 
 func newStack(t *testing.T, o stackOptions) *stack {
@@ -125,7 +141,10 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if o.stateDir == "" {
 		o.stateDir = t.TempDir()
 	}
-	cfg, err := config.Parse([]byte(fmt.Sprintf(brokerConfig, l.Addr().String(), base, o.stateDir, o.clickhouseURL) + o.extra))
+	if o.clickhouseMode == "" {
+		o.clickhouseMode = mappedMode
+	}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(brokerConfig, l.Addr().String(), base, o.stateDir, o.clickhouseURL, o.clickhouseMode) + o.extra))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +160,16 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	t.Cleanup(func() {
 		hs.CloseClientConnections()
 		hs.Close()
+		logs := s.logs.String()
+		s.mu.Lock()
+		for _, v := range s.secrets {
+			if strings.Contains(logs, v) {
+				t.Errorf("a code or token reached the log: %.12s…", v)
+			}
+		}
+		s.mu.Unlock()
 		if t.Failed() {
-			t.Logf("clickgate log:\n%s", s.logs)
+			t.Logf("clickgate log:\n%s", logs)
 		}
 	})
 	return s
@@ -307,6 +334,7 @@ func (s *stack) clientRedirect(t *testing.T, c *client, r response) url.Values {
 	}
 	u, _ := url.Parse(r.location)
 	q := u.Query()
+	s.secret(q.Get("code"))
 	if q.Get("iss") != s.base {
 		t.Errorf("iss = %q, want %q (RFC 9207)", q.Get("iss"), s.base)
 	}
@@ -327,6 +355,11 @@ func (s *stack) tokenRequest(t *testing.T, form url.Values) (int, map[string]any
 	var out map[string]any
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		t.Fatalf("token endpoint answered %d with non-JSON: %v", resp.StatusCode, err)
+	}
+	for _, k := range []string{"access_token", "refresh_token"} {
+		if v, ok := out[k].(string); ok {
+			s.secret(v)
+		}
 	}
 	return resp.StatusCode, out
 }

