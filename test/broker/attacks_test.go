@@ -1,11 +1,19 @@
 package broker
 
 import (
+	"encoding/base64"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/clickgate/clickgate/internal/testkit"
 )
 
 // Each attack the broker must stop is its own test.
@@ -250,17 +258,8 @@ func TestBrokerTokenRefusedOutsideMCP(t *testing.T) {
 		t.Errorf("/clickhouse/auth: got %d, want 401", resp.StatusCode)
 	}
 	// At /mcp the token is accepted (initialize needs no ClickHouse).
-	req, _ = http.NewRequest("POST", s.base+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
-	req.Header.Set("Authorization", "Bearer "+access)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/mcp initialize with the broker token: %d", resp.StatusCode)
+	if status, body := s.mcpInitialize(t, access); status != http.StatusOK {
+		t.Fatalf("/mcp initialize with the broker token: %d %s", status, body)
 	}
 }
 
@@ -414,4 +413,87 @@ func TestDuplicatedParametersRefused(t *testing.T) {
 	if status != http.StatusBadRequest || body["error"] != "invalid_request" {
 		t.Fatalf("duplicated grant_type: %d %v", status, body)
 	}
+}
+
+// Tokens that look like the broker's but are not accepted at /mcp.
+func TestForgedBrokerTokens(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	real := s.tokens(t, newClient("test-client", "http://127.0.0.1/callback"))["access_token"].(string)
+	claims := jwtClaims(t, real)
+	header, _ := base64.RawURLEncoding.DecodeString(strings.Split(real, ".")[0])
+	var h map[string]any
+	json.Unmarshal(header, &h)
+	kid := h["kid"].(string)
+	with := func(k string, v any) map[string]any {
+		c := map[string]any{}
+		for key, val := range claims {
+			c[key] = val
+		}
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+		return c
+	}
+	foreign := testkit.NewKey(t, jose.ES256, kid) // same kid, another key
+	parts := strings.Split(real, ".")
+	payload, _ := json.Marshal(with("username", "bob@example.com"))
+	noneHeader := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","kid":"` + kid + `"}`))
+	for name, tok := range map[string]string{
+		"foreign key with the real kid": foreign.Sign(t, claims),
+		"alg none":                      noneHeader + "." + parts[1] + ".",
+		"payload swapped":               parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload) + "." + parts[2],
+		"HS256 with the public key":     hs256WithJWKS(t, s, claims, kid),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if status, body := s.mcpInitialize(t, tok); status != http.StatusUnauthorized {
+				t.Fatalf("got %d %s", status, body)
+			}
+		})
+	}
+	if status, body := s.mcpInitialize(t, real); status != http.StatusOK {
+		t.Fatalf("the real token: %d %s", status, body)
+	}
+	s.clock.Advance(2 * time.Minute) // access_token_ttl is 1m, leeway 30s
+	if status, body := s.mcpInitialize(t, real); status != http.StatusUnauthorized || !strings.Contains(body, "expired") {
+		t.Fatalf("expired: got %d %s", status, body)
+	}
+}
+
+// hs256WithJWKS signs claims with HMAC keyed by the broker's public key
+// (algorithm confusion).
+func hs256WithJWKS(t *testing.T, s *stack, claims map[string]any, kid string) string {
+	t.Helper()
+	resp, err := http.Get(s.base + "/oauth/jwks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: jose.JSONWebKey{Key: pub, KeyID: kid}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := jwt.Signed(signer).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+// mcpInitialize sends an MCP initialize request with token.
+func (s *stack) mcpInitialize(t *testing.T, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", s.base+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("WWW-Authenticate") + " " + string(body)
 }
