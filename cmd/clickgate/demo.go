@@ -81,6 +81,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	base := "http://" + addr
 	params := demo.ConfigParams{
 		Listen: addr, PublicURL: base, KeyFile: filepath.Join(abs, "dev-idp-keys.json"),
+		BrokerKeyFile: filepath.Join(abs, "broker-keys.json"), BrokerStoreFile: filepath.Join(abs, "broker-state.json"),
 		AlicePassword: secrets.Alice, BobPassword: secrets.Bob,
 		ClickHouseURL: chURL, Analyst: analyst, Admin: admin,
 		SessionLog: filepath.Join(abs, "session-log.jsonl"),
@@ -253,7 +254,9 @@ func printDemoHelp(w io.Writer, base, dir string, s *demo.Secrets, analyst, admi
 
 Next:
   1. Add this MCP server to your AI client:  %[1]s/mcp
-     and ask "Which team used the most tokens last month?" (alice cannot see costs, bob can).
+     (e.g. claude mcp add --transport http clickgate %[1]s/mcp, or npx @modelcontextprotocol/inspector)
+     It opens a browser: allow the client, sign in as alice or bob, and the client gets its own tokens.
+     Then ask "Which team used the most tokens last month?" (alice cannot see costs, bob can).
   2. Sign in from a terminal:  clickgate login --server %[1]s
                                clickgate query "SELECT team, sum(requests) FROM usage.llm_usage GROUP BY team"
   3. Or use curl with alice's token (valid for an hour):

@@ -80,6 +80,7 @@ func Check(ctx context.Context, w io.Writer, base, aliceToken, bobToken string) 
 		{"mcp", "alice", "run_query: tokens per model, 30 days", allowed, tool(alice, "run_query", TokensSQL)},
 		{"mcp", "alice", "run_query: spend per team (finance)", noAccess, tool(alice, "run_query", SpendSQL)},
 		{"mcp", "bob", "run_query: spend per team, 30 days", allowed, tool(bob, "run_query", SpendSQL)},
+		{"oauth", "—", "an MCP client finds where to sign in", allowed, func(ctx context.Context) (string, error) { return discoverSignIn(ctx, base) }},
 	}
 	failed := 0
 	for _, c := range checks {
@@ -107,6 +108,49 @@ func Check(ctx context.Context, w io.Writer, base, aliceToken, bobToken string) 
 	}
 	fmt.Fprintf(w, "  All %d checks passed: alice and bob see different data.\n", len(checks))
 	return nil
+}
+
+// discoverSignIn follows what an MCP client does after its first 401:
+// the protected resource metadata names the authorization server (the
+// broker), whose metadata offers PKCE and client registration.
+func discoverSignIn(ctx context.Context, base string) (string, error) {
+	var prm struct {
+		AuthorizationServers []string `json:"authorization_servers"`
+	}
+	if err := getJSON(ctx, base+"/.well-known/oauth-protected-resource/mcp", &prm); err != nil {
+		return "", err
+	}
+	if len(prm.AuthorizationServers) == 0 {
+		return "", fmt.Errorf("the MCP metadata names no authorization server")
+	}
+	var as struct {
+		Registration string   `json:"registration_endpoint"`
+		PKCE         []string `json:"code_challenge_methods_supported"`
+		Documents    bool     `json:"client_id_metadata_document_supported"`
+	}
+	if err := getJSON(ctx, prm.AuthorizationServers[0]+"/.well-known/oauth-authorization-server", &as); err != nil {
+		return "", err
+	}
+	if as.Registration == "" || !as.Documents || strings.Join(as.PKCE, ",") != "S256" {
+		return "", fmt.Errorf("the broker's metadata lacks registration, client metadata documents or PKCE S256")
+	}
+	return prm.AuthorizationServers[0] + " (PKCE S256, registration, client metadata documents)", nil
+}
+
+func getJSON(ctx context.Context, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
 }
 
 type bearer struct {

@@ -16,15 +16,19 @@ var configTemplate string
 
 // ConfigParams fill in the demo's clickgate configuration.
 type ConfigParams struct {
-	Listen        string // host:port
-	PublicURL     string // http://host:port
-	KeyFile       string // the dev IdP's signing keys
-	AlicePassword string
-	BobPassword   string
-	ClickHouseURL string
-	Analyst       Account
-	Admin         Account
-	SessionLog    string
+	Listen    string // host:port
+	PublicURL string // http://host:port
+	KeyFile   string // the dev IdP's signing keys
+	// The broker's signing keys and its store of used codes and refresh
+	// tokens (its seal key is kept next to the keys).
+	BrokerKeyFile   string
+	BrokerStoreFile string
+	AlicePassword   string
+	BobPassword     string
+	ClickHouseURL   string
+	Analyst         Account
+	Admin           Account
+	SessionLog      string
 }
 
 // Issuer is the development IdP's issuer.
@@ -35,7 +39,7 @@ func (p ConfigParams) Issuer() string { return p.PublicURL + "/idp" }
 func WriteConfig(path string, p ConfigParams) error {
 	// The configuration expands ${ENV} in every value and has no escape.
 	for name, v := range map[string]string{
-		"the demo directory": p.KeyFile, "CLICKHOUSE_URL": p.ClickHouseURL,
+		"the demo directory": p.KeyFile + p.BrokerKeyFile + p.BrokerStoreFile, "CLICKHOUSE_URL": p.ClickHouseURL,
 		"the admin account": p.Admin.User + p.Admin.Password, "the analyst account": p.Analyst.User + p.Analyst.Password,
 	} {
 		if strings.Contains(v, "${") {

@@ -210,6 +210,7 @@ func TestSecretsAndConfig(t *testing.T) {
 	}
 	p := ConfigParams{
 		Listen: "127.0.0.1:8443", PublicURL: "http://127.0.0.1:8443", KeyFile: filepath.Join(dir, "keys.json"),
+		BrokerKeyFile: filepath.Join(dir, "broker-keys.json"), BrokerStoreFile: filepath.Join(dir, "broker-state.json"),
 		AlicePassword: s1.Alice, BobPassword: s1.Bob, ClickHouseURL: "http://127.0.0.1:8123",
 		Analyst: Account{AnalystUser, s1.Analyst}, Admin: Account{AdminUser, `we"ird\pass`}, SessionLog: filepath.Join(dir, "log"),
 	}

@@ -62,7 +62,7 @@ func TestDemoOnce(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo")
 	for run := 1; run <= 2; run++ {
 		out, code := demo(t, []string{"CLICKHOUSE_URL="}, "--once", "--dir", dir, "--listen", freePort(t))
-		if code != 0 || strings.Count(out, "\n  ok ") != 9 || !strings.Contains(out, "All 9 checks passed") {
+		if code != 0 || strings.Count(out, "\n  ok ") != 10 || !strings.Contains(out, "All 10 checks passed") {
 			t.Fatalf("run %d: exit %d\n%s", run, code, out)
 		}
 		for _, want := range []string{
@@ -185,7 +185,7 @@ func TestDemoExternalClickHouse(t *testing.T) {
 
 	env = append(env, "CLICKHOUSE_ANALYST_USER=analyst", "CLICKHOUSE_ANALYST_PASSWORD=analyst-pw")
 	out, code = demo(t, env, "--once", "--dir", dir, "--listen", freePort(t))
-	if code != 0 || !strings.Contains(out, "All 9 checks passed") || !strings.Contains(out, "(CLICKHOUSE_URL, as ch_admin)") ||
+	if code != 0 || !strings.Contains(out, "All 10 checks passed") || !strings.Contains(out, "(CLICKHOUSE_URL, as ch_admin)") ||
 		!strings.Contains(out, "for user analyst") || strings.Contains(out, "started (pid") {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
