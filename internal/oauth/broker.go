@@ -40,17 +40,17 @@ type Authenticator interface {
 
 // Options configure a Broker.
 type Options struct {
-	Issuer   string   // server.public_url
-	Resource string   // the MCP resource every token is for
+	Issuer   string // server.public_url
+	Resource string // the MCP resource every token is for
 	// Audiences are added to every access token's aud: ClickHouse's own
 	// audience when clickgate forwards the token (bearer mode).
 	Audiences []string
-	Scopes   []string // scopes_supported
-	Upstream *Upstream
-	Auth     Authenticator
-	Keys     Keys
-	Sealer   *Sealer
-	Store    Store
+	Scopes    []string // scopes_supported
+	Upstream  *Upstream
+	Auth      Authenticator
+	Keys      Keys
+	Sealer    *Sealer
+	Store     Store
 	// Clients are pre-registered clients.
 	Clients    []config.BrokerClient
 	Documents  *CIMDFetcher

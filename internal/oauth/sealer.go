@@ -113,7 +113,7 @@ func (s *Sealer) Open(purpose, blob string, v any) error {
 	if err != nil {
 		return err
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(blob)
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(blob) // one spelling per blob
 	if err != nil || len(raw) < 1+a.NonceSize()+a.Overhead() || raw[0] != sealVersion {
 		return ErrSealed
 	}
