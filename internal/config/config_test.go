@@ -123,12 +123,15 @@ func TestParseErrors(t *testing.T) {
 
 // The shipped example must stay valid.
 func TestExampleConfig(t *testing.T) {
-	t.Setenv("CORP_CLIENT_SECRET", "x")
+	for k, v := range map[string]string{"CORP_CLIENT_SECRET": "x", "CH_ADMIN_PASSWORD": "a", "CH_READER_PASSWORD": "r",
+		"CLICKGATE_SEAL_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="} {
+		t.Setenv(k, v)
+	}
 	cfg, err := Load(filepath.Join("..", "..", "examples", "clickgate.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.TokenProcessors["corp"].Type != TypeOIDC || len(cfg.Warnings) != 0 {
+	if cfg.TokenProcessors["corp"].Type != TypeOIDC || !cfg.Broker.Enabled || cfg.ClickHouse.Mode != ModeMapped || len(cfg.Warnings) != 0 {
 		t.Fatalf("unexpected: %+v %v", cfg.TokenProcessors["corp"], cfg.Warnings)
 	}
 }
