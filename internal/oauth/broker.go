@@ -155,10 +155,13 @@ func cors(w http.ResponseWriter, r *http.Request) bool {
 type authRequest struct {
 	ClientID    string `json:"c"`
 	RedirectURI string `json:"r"`
-	State       string `json:"s,omitempty"`
-	Challenge   string `json:"pc"`
-	Scope       string `json:"sc,omitempty"`
-	Resource    string `json:"rs"`
+	// RedirectGiven: the request named redirect_uri, so the token
+	// request must name it too (RFC 6749 §4.1.3).
+	RedirectGiven bool   `json:"rg,omitempty"`
+	State         string `json:"s,omitempty"`
+	Challenge     string `json:"pc"`
+	Scope         string `json:"sc,omitempty"`
+	Resource      string `json:"rs"`
 	// Nonce binds the consent form and the upstream sign-in to the
 	// browser that started them (a cookie holds it).
 	Nonce string `json:"n"`
@@ -202,8 +205,12 @@ func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 		b.page(w, http.StatusBadRequest, "Invalid redirect", "The address this application wants to send you back to is not one it registered, so clickgate will not send you there.")
 		return
 	}
-	req := authRequest{ClientID: client.ID, RedirectURI: redirect, State: q.Get("state")}
+	req := authRequest{ClientID: client.ID, RedirectURI: redirect, RedirectGiven: q.Get("redirect_uri") != "", State: q.Get("state")}
 	fail := func(code, desc string) { b.redirectError(w, r, req, code, desc) }
+	if slices.Contains(strings.Fields(q.Get("prompt")), "none") {
+		fail("consent_required", "clickgate asks the person every time; prompt=none cannot be honoured")
+		return
+	}
 	if q.Get("response_type") != "code" {
 		fail("unsupported_response_type", "response_type must be code")
 		return
@@ -221,12 +228,7 @@ func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Resource = b.opts.Resource
-	scope, err := b.grantScope(q.Get("scope"))
-	if err != nil {
-		fail("invalid_scope", err.Error())
-		return
-	}
-	req.Scope = scope
+	req.Scope = b.grantScope(q.Get("scope"))
 	req.Nonce = randomString()
 	sealed, err := b.sealer.Seal(PurposeConsent, req, consentTTL)
 	if err != nil {
@@ -236,30 +238,25 @@ func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 	b.setNonceCookie(w, req.Nonce)
 	pages.Render(w, b.log, pageTemplates, http.StatusOK, "consent", consentPage{
 		Client: client.DisplayName(), ClientID: client.ID, Kind: client.Kind, Redirect: redirect,
-		Scopes: strings.Fields(scope), Resource: req.Resource, Request: sealed, CSRF: req.Nonce,
+		Scopes: strings.Fields(req.Scope), Resource: req.Resource, Request: sealed, CSRF: req.Nonce,
 	})
 }
 
-// grantScope keeps the requested scopes clickgate knows; "openid" and
-// "offline_access" are accepted and dropped. No known scope asked for
-// gives every supported scope.
-func (b *Broker) grantScope(requested string) (string, error) {
+// grantScope grants the requested scopes clickgate offers; others are
+// not granted (RFC 6749 §3.3 lets the server issue fewer, and the token
+// response says which), since clients send scopes of their own. No
+// offered scope asked for gives every offered scope.
+func (b *Broker) grantScope(requested string) string {
 	var out []string
 	for _, s := range strings.Fields(requested) {
-		switch {
-		case slices.Contains(b.opts.Scopes, s):
-			if !slices.Contains(out, s) {
-				out = append(out, s)
-			}
-		case s == "openid" || s == "offline_access" || s == "profile" || s == "email":
-		default:
-			return "", fmt.Errorf("scope %q is not offered; offered: %s", clip(s, 100), strings.Join(b.opts.Scopes, " "))
+		if slices.Contains(b.opts.Scopes, s) && !slices.Contains(out, s) {
+			out = append(out, s)
 		}
 	}
 	if len(out) == 0 {
 		out = b.opts.Scopes
 	}
-	return strings.Join(out, " "), nil
+	return strings.Join(out, " ")
 }
 
 // consent receives the consent form: on Allow the person goes to the

@@ -172,7 +172,7 @@ func (b *Broker) redeemCode(r *http.Request, client *Client) (*tokenResponse, er
 	switch {
 	case c.Request.ClientID != client.ID:
 		return nil, oauthErr("invalid_grant", "the authorization code was issued to another client")
-	case f.Get("redirect_uri") != c.Request.RedirectURI:
+	case f.Get("redirect_uri") != c.Request.RedirectURI && (c.Request.RedirectGiven || f.Get("redirect_uri") != ""):
 		return nil, oauthErr("invalid_grant", "redirect_uri differs from the authorization request's")
 	case f.Get("resource") != "" && strings.TrimRight(f.Get("resource"), "/") != c.Request.Resource:
 		return nil, oauthErr("invalid_target", "resource must be %s", c.Request.Resource)

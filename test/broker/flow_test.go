@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -67,4 +68,45 @@ func jwtClaims(t *testing.T, token string) map[string]any {
 		t.Fatal(err)
 	}
 	return claims
+}
+
+// A client with one registered redirect may leave redirect_uri out of
+// both requests; one that named it must name it again.
+func TestRedirectURIOmitted(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	c := newClient("secret-client", "https://app.example/cb")
+	c.secret = "s3cret-s3cret"
+	b := newBrowser(t)
+	r, _ := s.upstreamSignIn(t, b, s.consentForm(t, b, s.authorizeURL(c, map[string]string{"redirect_uri": ""})), "alice", "alice-pw")
+	q := s.clientRedirect(t, c, r)
+	status, body := s.tokenRequest(t, url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")},
+		"client_id": {c.id}, "client_secret": {c.secret}, "code_verifier": {c.verifier}})
+	if status != http.StatusOK {
+		t.Fatalf("token without redirect_uri: %d %v", status, body)
+	}
+	q = s.signIn(t, newBrowser(t), c, "alice", "alice-pw") // names redirect_uri
+	status, body = s.tokenRequest(t, url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")},
+		"client_id": {c.id}, "client_secret": {c.secret}, "code_verifier": {c.verifier}})
+	if status != http.StatusBadRequest || body["error"] != "invalid_grant" {
+		t.Fatalf("token without the redirect_uri the request named: %d %v", status, body)
+	}
+}
+
+func TestPromptNoneAndScopes(t *testing.T) {
+	s := newStack(t, stackOptions{extra: "mcp:\n  scopes: {read: clickhouse:read}\n"})
+	c := newClient("test-client", "http://127.0.0.1/callback")
+	q := s.clientRedirect(t, c, newBrowser(t).do(t, "GET", s.authorizeURL(c, map[string]string{"prompt": "none"}), nil))
+	if q.Get("error") != "consent_required" {
+		t.Fatalf("prompt=none: %v", q)
+	}
+	// Scopes clickgate does not offer are not granted; offered ones are.
+	b := newBrowser(t)
+	page := b.do(t, "GET", s.authorizeURL(c, map[string]string{"scope": "openid claudeai clickhouse:read"}), nil)
+	if !strings.Contains(page.body, "<code>clickhouse:read</code>") || strings.Contains(page.body, "claudeai") {
+		t.Fatalf("consent page scopes:\n%s", page.body)
+	}
+	status, tok := s.redeem(t, c, s.signIn(t, newBrowser(t), c, "alice", "alice-pw").Get("code"))
+	if status != http.StatusOK || tok["scope"] != "clickhouse:read" || jwtClaims(t, tok["access_token"].(string))["scope"] != "clickhouse:read" {
+		t.Fatalf("token: %d %v", status, tok)
+	}
 }
