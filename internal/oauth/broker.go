@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/oauth2"
 
 	"github.com/clickgate/clickgate/internal/audit"
@@ -58,6 +59,8 @@ type Options struct {
 	RefreshTTL time.Duration
 	Logger     *slog.Logger
 	Now        func() time.Time
+	// Registerer takes the broker's metrics; nil means none are exported.
+	Registerer prometheus.Registerer
 }
 
 // Lifetimes of the broker's transient state.
@@ -81,6 +84,9 @@ type Broker struct {
 	log      *slog.Logger
 	now      func() time.Time
 	secure   bool // cookies only over https
+
+	signIns       *prometheus.CounterVec
+	tokenRequests *prometheus.CounterVec
 }
 
 // New returns a broker; it serves the paths in this package's Path
@@ -97,6 +103,17 @@ func New(o Options) *Broker {
 		log: o.Logger, now: o.Now, secure: strings.HasPrefix(o.Issuer, "https://"),
 		metadata: MetadataHandler(NewServerMetadata(o.Issuer, MetadataOptions{Scopes: o.Scopes})),
 		clients:  &clients{configured: map[string]*Client{}, documents: o.Documents, sealer: o.Sealer},
+	}
+	b.signIns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clickgate_oauth_sign_ins_total",
+		Help: "Sign-ins through the OAuth broker's callback, by result (success or the error sent to the client).",
+	}, []string{"result"})
+	b.tokenRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "clickgate_oauth_token_requests_total",
+		Help: "Token endpoint requests by grant type and result (success or the OAuth error code).",
+	}, []string{"grant_type", "result"})
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(b.signIns, b.tokenRequests)
 	}
 	for _, c := range o.Clients {
 		b.clients.configured[c.ClientID] = &Client{ID: c.ClientID, Name: c.ClientName, RedirectURIs: c.RedirectURIs, Kind: ClientConfigured, secret: c.ClientSecret}
@@ -359,6 +376,7 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b.log.Info("oauth: signed in", "user", res.Principal.User, "client_id", clip(req.ClientID, 200))
+	b.signIns.WithLabelValues("success").Inc()
 	b.redirect(w, r, req, url.Values{"code": {code}})
 }
 
@@ -384,6 +402,9 @@ func (b *Broker) redirect(w http.ResponseWriter, r *http.Request, req authReques
 }
 
 func (b *Broker) redirectError(w http.ResponseWriter, r *http.Request, req authRequest, code, desc string) {
+	if r.URL.Path == PathCallback {
+		b.signIns.WithLabelValues(code).Inc()
+	}
 	b.redirect(w, r, req, url.Values{"error": {code}, "error_description": {desc}})
 }
 

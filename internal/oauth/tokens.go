@@ -101,6 +101,7 @@ func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="clickgate"`)
 		}
 		jsonError(w, http.StatusUnauthorized, "invalid_client", err.Error())
+		b.tokenRequests.WithLabelValues(grantLabel(f.Get("grant_type")), "invalid_client").Inc()
 		return
 	}
 	var resp *tokenResponse
@@ -122,11 +123,21 @@ func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
 		}
 		b.log.Info("oauth: token request refused", "client_id", clip(client.ID, 200), "error", code, "reason", err.Error())
 		jsonError(w, http.StatusBadRequest, code, err.Error())
+		b.tokenRequests.WithLabelValues(grantLabel(f.Get("grant_type")), code).Inc()
 		return
 	}
+	b.tokenRequests.WithLabelValues(grantLabel(f.Get("grant_type")), "success").Inc()
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// grantLabel keeps the metric's label values to the known grants.
+func grantLabel(g string) string {
+	if g == "authorization_code" || g == "refresh_token" {
+		return g
+	}
+	return "other"
 }
 
 // authenticateClient finds the client of a token request: Basic

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/keyring"
 	"github.com/clickgate/clickgate/internal/oauth"
@@ -22,7 +24,7 @@ func openBrokerKeys(cfg *config.Config, opt Options) (*keyring.Ring, error) {
 }
 
 // mountBroker serves the OAuth broker's endpoints on mux.
-func (s *Server) mountBroker(mux *http.ServeMux, keys *keyring.Ring, opt Options) error {
+func (s *Server) mountBroker(mux *http.ServeMux, keys *keyring.Ring, reg prometheus.Registerer, opt Options) error {
 	cfg := s.cfg
 	key, err := cfg.BrokerSealKey()
 	if err == nil && key == nil {
@@ -70,6 +72,7 @@ func (s *Server) mountBroker(mux *http.ServeMux, keys *keyring.Ring, opt Options
 		Auth: s.auth, Keys: keys, Sealer: sealer, Store: store, Clients: cfg.Broker.Clients,
 		Documents: oauth.NewCIMDFetcher(oauth.CIMDOptions{AllowPrivate: cfg.Broker.AllowPrivateClientURLs, RootCAs: opt.ClientMetadataRoots}),
 		AccessTTL: cfg.Broker.AccessTokenTTL, RefreshTTL: cfg.Broker.RefreshTokenTTL, Logger: opt.Logger, Now: opt.Now,
+		Registerer: reg,
 	})
 	for _, p := range oauth.Paths {
 		mux.Handle(p, b)

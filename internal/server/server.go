@@ -135,7 +135,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		mux.Handle(config.DevIdPPath+"/", idp)
 	}
 	if brokerKeys != nil {
-		if err := s.mountBroker(mux, brokerKeys, opt); err != nil {
+		if err := s.mountBroker(mux, brokerKeys, reg, opt); err != nil {
 			return nil, err
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -108,5 +109,29 @@ func TestPromptNoneAndScopes(t *testing.T) {
 	status, tok := s.redeem(t, c, s.signIn(t, newBrowser(t), c, "alice", "alice-pw").Get("code"))
 	if status != http.StatusOK || tok["scope"] != "clickhouse:read" || jwtClaims(t, tok["access_token"].(string))["scope"] != "clickhouse:read" {
 		t.Fatalf("token: %d %v", status, tok)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	s := newStack(t, stackOptions{})
+	c := newClient("test-client", "http://127.0.0.1/callback")
+	q := s.signIn(t, newBrowser(t), c, "alice", "alice-pw")
+	s.redeem(t, c, q.Get("code"))
+	s.redeem(t, c, q.Get("code")) // replay
+	resp, err := http.Get(s.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`clickgate_oauth_sign_ins_total{result="success"} 1`,
+		`clickgate_oauth_token_requests_total{grant_type="authorization_code",result="success"} 1`,
+		`clickgate_oauth_token_requests_total{grant_type="authorization_code",result="invalid_grant"} 1`,
+		`clickgate_auth_attempts_total{interface="oauth_broker",processor="dev",result="success"} 1`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
