@@ -187,12 +187,22 @@ func TestBrowserSignInWithTypeScriptClient(t *testing.T) {
 				t.Errorf("access token lifetime %s, want access_token_ttl 5s", ttl)
 			}
 
-			// After its expiry (and a margin) the access token is refused...
+			// After its expiry (and a margin) the access token is refused,
+			// with the challenge MCP clients rely on.
 			time.Sleep(time.Until(exp.Add(2 * time.Second)))
-			refusedAt := waitRefused(t, base+"/mcp", before.AccessToken, exp)
-			if late := refusedAt.Sub(exp); late > 3*time.Second {
-				t.Errorf("DEFECT: the broker's access token (access_token_ttl 5s, exp %s) was still accepted at /mcp %s after its exp (first refused at exp+%s)",
-					exp.Format(time.TimeOnly), 2*time.Second, late.Round(time.Second))
+			status, challenge := mcpStatus(t, http.DefaultClient, base+"/mcp", before.AccessToken)
+			t.Run("ExpiredTokenChallenge", func(t *testing.T) {
+				switch {
+				case status != http.StatusUnauthorized:
+					t.Errorf("DEFECT: the access token (access_token_ttl 5s, exp %s) is still accepted at /mcp 2s after its exp: HTTP %d",
+						exp.Format(time.TimeOnly), status)
+				case !strings.Contains(challenge, `error="invalid_token"`) || !strings.Contains(challenge, `resource_metadata="`+base+`/.well-known/oauth-protected-resource/mcp"`):
+					t.Errorf("DEFECT: /mcp refuses the expired access token with 401 but WWW-Authenticate %q; "+
+						`the MCP authorization spec requires a Bearer challenge with resource_metadata (and error="invalid_token", RFC 6750)`, challenge)
+				}
+			})
+			if status != http.StatusUnauthorized {
+				waitRefused(t, base+"/mcp", before.AccessToken, exp)
 			}
 			// ...and the SDK, answered 401, refreshes and calls again.
 			sdk.send(t, "the access token has expired")
@@ -230,24 +240,21 @@ func TestBrowserSignInWithTypeScriptClient(t *testing.T) {
 					t.Errorf("%s: %s; want 400 invalid_grant (%s)", step.what, a, step.reason)
 				}
 			}
-			if !strings.Contains(cg.logs.String(), "refresh token replayed") {
-				t.Error("clickgate's log does not report the replayed refresh token")
+			if line := `refresh token replayed; the sign-in is revoked" client_id=` + client.ClientID + " user=" + tc.email; !strings.Contains(cg.logs.String(), line) {
+				t.Errorf("clickgate's log lacks %q", line)
 			}
 		})
 	}
 }
 
-// waitRefused polls /mcp with token until clickgate answers 401 (at most
-// a minute after exp) and returns when that was.
-func waitRefused(t *testing.T, mcpURL, token string, exp time.Time) time.Time {
+// waitRefused polls /mcp with token until clickgate answers 401, at most
+// a minute after exp.
+func waitRefused(t *testing.T, mcpURL, token string, exp time.Time) {
 	t.Helper()
 	for {
-		status, challenge := mcpStatus(t, http.DefaultClient, mcpURL, token)
+		status, _ := mcpStatus(t, http.DefaultClient, mcpURL, token)
 		if status == http.StatusUnauthorized {
-			if !strings.Contains(challenge, `error="invalid_token"`) || !strings.Contains(challenge, "resource_metadata=") {
-				t.Errorf("expired token: WWW-Authenticate %q", challenge)
-			}
-			return time.Now()
+			return
 		}
 		if time.Since(exp) > time.Minute {
 			t.Fatalf("an access token that expired at %s is still accepted (HTTP %d) a minute later", exp.Format(time.TimeOnly), status)
@@ -271,9 +278,11 @@ func checkRefreshExchange(t *testing.T, log []httpLog) {
 			registrations++
 		}
 	}
+	is := func(h httpLog, method, path string, status int) bool {
+		return h.Method == method && h.Path == path && h.Status == status
+	}
 	n := len(log)
-	if n < 3 || log[0] != (httpLog{Method: "POST", Path: "/mcp", Status: http.StatusUnauthorized}) ||
-		log[n-1] != (httpLog{Method: "POST", Path: "/mcp", Status: http.StatusOK}) ||
+	if n < 3 || !is(log[0], "POST", "/mcp", http.StatusUnauthorized) || !is(log[n-1], "POST", "/mcp", http.StatusOK) ||
 		refreshes != 1 || otherGrants != 0 || registrations != 0 {
 		t.Errorf("the SDK's requests for the call after expiry: %+v; want POST /mcp 401, discovery, one refresh_token grant, POST /mcp 200", log)
 	}
@@ -348,6 +357,8 @@ type (
 		Path      string `json:"path"`
 		GrantType string `json:"grantType,omitempty"`
 		Status    int    `json:"status"`
+		// WWWAuthenticate is the challenge of a 401.
+		WWWAuthenticate string `json:"wwwAuthenticate,omitempty"`
 	}
 )
 
@@ -432,13 +443,15 @@ func (s *sdkScript) send(t *testing.T, line string) {
 	}
 }
 
-// pending returns the lines await has not looked at yet.
-func (s *sdkScript) pending() []string {
+// nextLine returns the first line await has not looked at yet, if any.
+func (s *sdkScript) nextLine() (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := s.lines[s.next:]
-	s.next = len(s.lines)
-	return l
+	if s.next == len(s.lines) {
+		return "", false
+	}
+	s.next++
+	return s.lines[s.next-1], true
 }
 
 // await waits for the event named name and decodes it into v; events
@@ -453,7 +466,7 @@ func (s *sdkScript) await(t *testing.T, name string, v any) {
 			exited = true
 		default:
 		}
-		for _, l := range s.pending() {
+		for l, ok := s.nextLine(); ok; l, ok = s.nextLine() {
 			var e struct {
 				Event   string `json:"event"`
 				Message string `json:"message"`

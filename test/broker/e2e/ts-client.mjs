@@ -47,6 +47,7 @@ async function recordingFetch(target, init) {
   if (init?.body instanceof URLSearchParams) entry.grantType = init.body.get('grant_type');
   const res = await fetch(target, init);
   entry.status = res.status;
+  if (res.status === 401) entry.wwwAuthenticate = res.headers.get('www-authenticate');
   httpLog.push(entry);
   return res;
 }
