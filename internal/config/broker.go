@@ -16,6 +16,9 @@ const (
 	DefaultBrokerRefreshTokenTTL = 7 * 24 * time.Hour
 )
 
+// BrokerLeeway is the clock skew allowed on the broker's own tokens.
+const BrokerLeeway = time.Second
+
 // BrokerProcessor is the name of the built-in processor that verifies the
 // broker's own access tokens; token_processors may not use it.
 const BrokerProcessor = "clickgate-broker"
@@ -42,6 +45,9 @@ func (c *Config) BrokerProcessorConfig() *TokenProcessor {
 	p := &TokenProcessor{
 		Type: TypeJWT, Issuer: c.Server.PublicURL, Audiences: []string{c.MCPResource()},
 		Algorithms: []string{"ES256"}, UsernameClaim: "username", GroupsClaim: "groups",
+		// clickgate both issues and checks these tokens: only the clocks
+		// of replicas may differ, by far less than an IdP's.
+		Leeway: BrokerLeeway,
 	}
 	p.ApplyDefaults()
 	return p

@@ -62,13 +62,15 @@ func (s *Server) HTTPHandler(o HTTPOptions) http.Handler {
 			// server.allowed_origins, and may serve on a public address.
 			DisableLocalhostProtection: true})
 	// The SDK learns the caller through its TokenInfo; clickgate has
-	// already authenticated the request by then.
+	// already authenticated the request by then, expiry and leeway
+	// included, so no expiry is given for the SDK to check again (it
+	// would refuse without clickgate's leeway and challenge header).
 	withTokenInfo := auth.RequireBearerToken(func(ctx context.Context, _ string, _ *http.Request) (*auth.TokenInfo, error) {
 		c, ok := ctx.Value(callerKey{}).(*clickhouse.Caller)
 		if !ok {
 			return nil, auth.ErrInvalidToken
 		}
-		return &auth.TokenInfo{UserID: c.Principal.User, Expiration: c.Principal.Expiry,
+		return &auth.TokenInfo{UserID: c.Principal.User,
 			Extra: map[string]any{tokenInfoCaller: c, tokenInfoRequest: ctx}}, nil
 	}, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(sdk)
 

@@ -455,7 +455,7 @@ func TestForgedBrokerTokens(t *testing.T) {
 	if status, body := s.mcpInitialize(t, real); status != http.StatusOK {
 		t.Fatalf("the real token: %d %s", status, body)
 	}
-	s.clock.Advance(2 * time.Minute) // access_token_ttl is 1m, leeway 30s
+	s.clock.Advance(2 * time.Minute) // access_token_ttl is 1m, leeway 1s
 	if status, body := s.mcpInitialize(t, real); status != http.StatusUnauthorized || !strings.Contains(body, "expired") {
 		t.Fatalf("expired: got %d %s", status, body)
 	}
