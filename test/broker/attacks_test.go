@@ -456,8 +456,9 @@ func TestForgedBrokerTokens(t *testing.T) {
 		t.Fatalf("the real token: %d %s", status, body)
 	}
 	s.clock.Advance(2 * time.Minute) // access_token_ttl is 1m, leeway 1s
-	if status, body := s.mcpInitialize(t, real); status != http.StatusUnauthorized || !strings.Contains(body, "expired") {
-		t.Fatalf("expired: got %d %s", status, body)
+	if status, body := s.mcpInitialize(t, real); status != http.StatusUnauthorized || !strings.Contains(body, "expired") ||
+		!strings.HasPrefix(body, `Bearer error="invalid_token"`) || !strings.Contains(body, "resource_metadata=") {
+		t.Fatalf("expired: got %d %s, want 401 with the challenge naming the metadata", status, body)
 	}
 }
 
