@@ -276,6 +276,10 @@ func describeBroker(cfg *config.Config) []string {
 	for _, c := range b.Clients {
 		pre = append(pre, c.ClientID)
 	}
+	store := "the file " + b.StoreFile + " (shared by processes on one host)"
+	if b.Store == config.BrokerStoreClickHouse {
+		store = "ClickHouse table " + b.StoreTable + " as " + cfg.ClickHouse.User + " (shared by replicas; expired rows purged daily)"
+	}
 	seal := "broker.seal_key (replicas must share it)"
 	if b.SealKey == "" {
 		seal = "a key kept in the state directory next to " + b.KeyFile + " (one process only: set broker.seal_key for replicas)"
@@ -286,6 +290,6 @@ func describeBroker(cfg *config.Config) []string {
 		"PKCE S256 required; redirect URIs match exactly (loopback ports may vary); every client is shown on a consent page before the sign-in",
 		fmt.Sprintf("access tokens: ES256 JWTs for %s only (refused by the gateway), valid %s, signed with keys in %s (rotate: clickgate broker rotate-key)", cfg.MCPResource(), b.AccessTokenTTL, b.KeyFile),
 		fmt.Sprintf("refresh tokens rotate on every use and a replay revokes the whole sign-in; a sign-in lasts %s at most; roles are those of the groups at sign-in", b.RefreshTokenTTL),
-		fmt.Sprintf("pending sign-ins, codes and registrations are sealed with %s; used codes and refresh-token families are kept in %s", seal, b.StoreFile),
+		fmt.Sprintf("pending sign-ins, codes and registrations are sealed with %s; used codes and refresh-token families are kept in %s", seal, store),
 	}
 }

@@ -16,6 +16,12 @@ const (
 	DefaultBrokerRefreshTokenTTL = 7 * 24 * time.Hour
 )
 
+// Broker stores.
+const (
+	BrokerStoreFile       = "file"
+	BrokerStoreClickHouse = "clickhouse"
+)
+
 // BrokerLeeway is the clock skew allowed on the broker's own tokens.
 const BrokerLeeway = time.Second
 
@@ -61,8 +67,14 @@ func (c *Config) applyBrokerDefaults() {
 	if b.KeyFile == "" {
 		b.KeyFile = filepath.Join(StateDir(), "broker-keys.json")
 	}
-	if b.StoreFile == "" {
+	if b.Store == "" {
+		b.Store = BrokerStoreFile
+	}
+	if b.StoreFile == "" && b.Store == BrokerStoreFile {
 		b.StoreFile = filepath.Join(StateDir(), "broker-state.json")
+	}
+	if b.StoreTable == "" && b.Store == BrokerStoreClickHouse {
+		b.StoreTable = "clickgate_broker_state"
 	}
 	if b.AccessTokenTTL == 0 {
 		b.AccessTokenTTL = DefaultBrokerAccessTokenTTL
@@ -121,6 +133,15 @@ func (c *Config) validateBroker(v *validator) {
 		v.add("broker.enabled", "the broker signs MCP clients in to /mcp; it needs a clickhouse section and mcp.enabled")
 	} else if c.ClickHouse.Mode == ModeExchange {
 		v.add("broker.enabled", "exchange mode trades the caller's token at the upstream IdP, which does not know the broker's own tokens; use mapped, service, http_auth or impersonate (or bearer with ClickHouse trusting %s/oauth/jwks)", c.Server.PublicURL)
+	}
+	switch b.Store {
+	case BrokerStoreFile:
+	case BrokerStoreClickHouse:
+		if ch := c.ClickHouse; ch != nil && (ch.User == "" || strings.HasPrefix(ch.URL, ChDBScheme)) {
+			v.add("broker.store", "clickhouse keeps the broker's state through clickhouse.url as clickhouse.user: set a user that may CREATE, SELECT, INSERT and ALTER DELETE %s", b.StoreTable)
+		}
+	default:
+		v.add("broker.store", "%q is not a store; use file or clickhouse", b.Store)
 	}
 	if _, err := c.BrokerSealKey(); err != nil {
 		v.add("broker.seal_key", "%v", strings.TrimPrefix(err.Error(), "broker.seal_key: "))

@@ -32,6 +32,8 @@ func TestBrokerConfig(t *testing.T) {
 		{"refresh shorter than access", `{enabled: true, upstream: dev, access_token_ttl: 1h, refresh_token_ttl: 10m}`, "broker.refresh_token_ttl"},
 		{"client without redirects", `{enabled: true, upstream: dev, clients: [{client_id: c}]}`, "broker.clients[0].redirect_uris: missing"},
 		{"client id is a URL", `{enabled: true, upstream: dev, clients: [{client_id: "https://x.example/c.json", redirect_uris: [https://x.example/cb]}]}`, "Client ID Metadata Documents"},
+		{"clickhouse store", `{enabled: true, upstream: dev, store: clickhouse}`, ""},
+		{"unknown store", `{enabled: true, upstream: dev, store: redis}`, `"redis" is not a store`},
 		{"client redirect with fragment", `{enabled: true, upstream: dev, clients: [{client_id: c, redirect_uris: ["https://x.example/cb#f"]}]}`, "without fragment"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,6 +51,14 @@ func TestBrokerConfig(t *testing.T) {
 func TestBrokerNeedsMCP(t *testing.T) {
 	_, err := Parse([]byte(brokerBase + "mcp: {enabled: false}\nbroker: {enabled: true, upstream: dev}\n"))
 	if err == nil || !strings.Contains(err.Error(), "needs a clickhouse section and mcp.enabled") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestBrokerClickHouseStoreNeedsAUser(t *testing.T) {
+	base := strings.Replace(brokerBase, "mode: service, user: svc", "mode: mapped, accounts: [{role: r, user: u}]", 1)
+	_, err := Parse([]byte(base + "broker: {enabled: true, upstream: dev, store: clickhouse}\n"))
+	if err == nil || !strings.Contains(err.Error(), "broker.store: clickhouse keeps the broker's state through clickhouse.url as clickhouse.user") {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -192,9 +192,13 @@ type Broker struct {
 	// KeyFile keeps the access-token signing keys (ES256, rotated with
 	// clickgate broker rotate-key); replicas must share it.
 	KeyFile string `yaml:"key_file"`
-	// StoreFile remembers used codes and refresh-token families; replicas
-	// on one host or a shared volume may share it.
+	// Store remembers used codes and refresh-token families: "file"
+	// (StoreFile, shared by processes on one host or a shared volume) or
+	// "clickhouse" (StoreTable, through clickhouse.url as clickhouse.user,
+	// for replicas on several hosts).
+	Store           string        `yaml:"store"`
 	StoreFile       string        `yaml:"store_file"`
+	StoreTable      string        `yaml:"store_table"`
 	AccessTokenTTL  time.Duration `yaml:"access_token_ttl"`
 	RefreshTokenTTL time.Duration `yaml:"refresh_token_ttl"`
 	// Clients are pre-registered MCP clients, besides Client ID Metadata

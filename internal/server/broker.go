@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"time"
@@ -23,6 +25,34 @@ func openBrokerKeys(cfg *config.Config, opt Options) (*keyring.Ring, error) {
 	return keyring.Open(cfg.Broker.KeyFile, opt.Now, func(err error) { opt.Logger.Warn("broker signing keys", "error", err) })
 }
 
+// openBrokerStore opens the store broker.store names. The ClickHouse
+// store is purged of expired rows daily while the server runs.
+func (s *Server) openBrokerStore(opt Options) (oauth.Store, error) {
+	cfg := s.cfg
+	if cfg.Broker.Store != config.BrokerStoreClickHouse {
+		return oauth.OpenFileStore(cfg.Broker.StoreFile, opt.Now)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store, err := oauth.NewClickHouseStore(ctx, s.clickhouse.Service, cfg.Broker.StoreTable, opt.Now)
+	if err != nil {
+		return nil, fmt.Errorf("broker.store clickhouse: %w", err)
+	}
+	s.background = append(s.background, func(ctx context.Context) {
+		for wait := time.Minute; ; wait = 24 * time.Hour {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			if err := store.Purge(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("broker store: purging expired rows", "error", err)
+			}
+		}
+	})
+	return store, nil
+}
+
 // mountBroker serves the OAuth broker's endpoints on mux.
 func (s *Server) mountBroker(mux *http.ServeMux, keys *keyring.Ring, reg prometheus.Registerer, opt Options) error {
 	cfg := s.cfg
@@ -38,7 +68,7 @@ func (s *Server) mountBroker(mux *http.ServeMux, keys *keyring.Ring, reg prometh
 		return err
 	}
 	sealer.Now = opt.Now
-	store, err := oauth.OpenFileStore(cfg.Broker.StoreFile, opt.Now)
+	store, err := s.openBrokerStore(opt)
 	if err != nil {
 		return err
 	}

@@ -46,6 +46,8 @@ type Server struct {
 	clickhouse *clickhouse.Upstreams
 	// mcp is nil when MCP is off.
 	mcp *mcp.Server
+	// background runs while Serve does (maintenance such as purges).
+	background []func(ctx context.Context)
 }
 
 // Options are the parts a caller may supply; zero values are sensible.
@@ -228,6 +230,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			return fmt.Errorf("server.tls: %w", err)
 		}
 		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	defer stopBackground()
+	for _, run := range s.background {
+		go run(bgCtx)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
