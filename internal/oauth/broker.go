@@ -210,7 +210,7 @@ func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 	client, err := b.clients.lookup(r.Context(), q.Get("client_id"))
 	if err != nil {
 		b.log.Info("oauth: authorization refused", "reason", err.Error())
-		b.page(w, http.StatusBadRequest, "Unknown application", "The application that sent you here is not known to clickgate: "+err.Error()+". Go back to it and try again.")
+		b.page(w, http.StatusBadRequest, "Unknown application", "The application that sent you here is not known to clickgate ("+err.Error()+"). Go back to it and try again, or tell its maker.")
 		return
 	}
 	redirect := q.Get("redirect_uri")

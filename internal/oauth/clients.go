@@ -91,10 +91,16 @@ func (cs *clients) lookup(ctx context.Context, id string) (*Client, error) {
 	case IsCIMDClientID(id):
 		md, err := cs.documents.Fetch(ctx, id)
 		if err != nil {
-			return nil, err
+			// The fetcher's reason, without the wrapping of net/http and
+			// this package: people read it on a page.
+			msg := err.Error()
+			if i := strings.LastIndex(msg, "refused: "); i >= 0 {
+				msg = msg[i+len("refused: "):]
+			}
+			return nil, fmt.Errorf("its client metadata document %s was refused: %s", id, msg)
 		}
 		if md.TokenEndpointAuthMethod == "private_key_jwt" {
-			return nil, cimdErr("token_endpoint_auth_method private_key_jwt is not supported; use none (PKCE)")
+			return nil, fmt.Errorf("its client metadata document %s asks for private_key_jwt, which clickgate does not support; use none (PKCE)", id)
 		}
 		return &Client{ID: id, Name: md.ClientName, RedirectURIs: md.RedirectURIs, Kind: ClientDocument}, nil
 	case strings.HasPrefix(id, registeredPrefix):
