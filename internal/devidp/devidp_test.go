@@ -7,7 +7,6 @@ package devidp_test
 // IdP.
 
 import (
-	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -34,6 +33,7 @@ import (
 	"github.com/clickgate/clickgate/internal/devidp"
 	"github.com/clickgate/clickgate/internal/keyring"
 	"github.com/clickgate/clickgate/internal/server"
+	"github.com/clickgate/clickgate/internal/testkit"
 )
 
 const (
@@ -65,23 +65,6 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type stack struct {
 	t       *testing.T
 	srv     *httptest.Server
@@ -89,7 +72,7 @@ type stack struct {
 	issuer  string
 	keyFile string
 	clock   *clock
-	logs    *syncBuffer
+	logs    *testkit.SyncBuffer
 }
 
 type stackOptions struct {
@@ -167,7 +150,7 @@ dev_idp:
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{t: t, base: base, issuer: base + "/idp", keyFile: o.keyFile, clock: &clock{t: time.Now()}, logs: &syncBuffer{}}
+	s := &stack{t: t, base: base, issuer: base + "/idp", keyFile: o.keyFile, clock: &clock{t: time.Now()}, logs: &testkit.SyncBuffer{}}
 	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(s.logs, nil)), Now: s.clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -324,24 +307,6 @@ func (s *stack) mustToken(t *testing.T, form url.Values, basic ...string) *token
 		t.Fatalf("token endpoint: HTTP %d: %s: %s", status, tok.Error, tok.Description)
 	}
 	return tok
-}
-
-// claims reads a JWT's payload (expectations only; clickgate verifies).
-func claims(t *testing.T, jwt string) map[string]any {
-	t.Helper()
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %.40s", jwt)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c map[string]any
-	if err := json.Unmarshal(b, &c); err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 func header(t *testing.T, jwt string) map[string]any {
@@ -543,7 +508,7 @@ func TestAuthorizationCodePKCE(t *testing.T) {
 		if tok.ExpiresIn < 500 || tok.ExpiresIn > 600 {
 			t.Errorf("expires_in %d, want about 600 (token_ttl 10m)", tok.ExpiresIn)
 		}
-		c := claims(t, tok.AccessToken)
+		c := testkit.UnverifiedClaims(t, tok.AccessToken)
 		aud := strs(c["aud"])
 		for _, want := range []string{"clickhouse", s.base + "/mcp", cliClient} {
 			if !slices.Contains(aud, want) {
@@ -560,7 +525,7 @@ func TestAuthorizationCodePKCE(t *testing.T) {
 		if h := header(t, tok.AccessToken); h["alg"] != "ES256" || h["kid"] == "" {
 			t.Errorf("header %v", h)
 		}
-		id := claims(t, tok.IDToken)
+		id := testkit.UnverifiedClaims(t, tok.IDToken)
 		if !slices.Contains(strs(id["aud"]), cliClient) || id["email"] != "alice@example.com" || id["sub"] != "alice" {
 			t.Errorf("ID token claims %v", id)
 		}
@@ -716,7 +681,7 @@ func TestRefresh(t *testing.T) {
 	if second.AccessToken == first.AccessToken || second.RefreshToken == "" || second.RefreshToken == first.RefreshToken {
 		t.Fatal("refresh did not issue a new access token and a new refresh token")
 	}
-	if claims(t, second.AccessToken)["jti"] == claims(t, first.AccessToken)["jti"] {
+	if testkit.UnverifiedClaims(t, second.AccessToken)["jti"] == testkit.UnverifiedClaims(t, first.AccessToken)["jti"] {
 		t.Fatal("the refreshed access token has the old jti")
 	}
 	if w := s.whoami(t, second.AccessToken); w.Principal.User != "alice@example.com" {
@@ -745,7 +710,7 @@ func TestClientCredentials(t *testing.T) {
 	s := newStack(t, stackOptions{service: true})
 	form := url.Values{"grant_type": {"client_credentials"}, "scope": {"openid"}}
 	tok := s.mustToken(t, form, botClient, botSecret)
-	c := claims(t, tok.AccessToken)
+	c := testkit.UnverifiedClaims(t, tok.AccessToken)
 	if c["sub"] != botClient || !slices.Equal(strs(c["groups"]), []string{"ch-etl"}) || !slices.Contains(strs(c["aud"]), "clickhouse") {
 		t.Fatalf("claims %v", c)
 	}
@@ -861,7 +826,7 @@ func TestTokenExchange(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("exchange: HTTP %d %s: %s", status, tok.Error, tok.Description)
 	}
-	c := claims(t, tok.AccessToken)
+	c := testkit.UnverifiedClaims(t, tok.AccessToken)
 	if !slices.Equal(strs(c["aud"]), []string{"clickhouse"}) || c["sub"] != "alice" || c["email"] != "alice@example.com" || c["client_id"] != exchClient {
 		t.Fatalf("exchanged token claims %v", c)
 	}

@@ -1,5 +1,8 @@
-// Package testkit makes signing keys and tokens for tests outside the
-// token package (servers, commands, end-to-end tests).
+// Package testkit holds what tests outside the packages they test
+// (servers, commands, end-to-end tests) share: signing keys and tokens, the
+// clickgate binary, a headless Chromium to sign in with, Node and the npm
+// packages, and small helpers such as a goroutine-safe buffer for logs.
+// Only tests and benchmarks import it.
 package testkit
 
 import (

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/clickgate/clickgate/internal/testkit"
 )
 
 func TestSignInWithConfiguredClient(t *testing.T) {
@@ -43,7 +44,7 @@ func TestSignInWithConfiguredClient(t *testing.T) {
 func TestBearerModeTokensNameClickHouse(t *testing.T) {
 	s := newStack(t, stackOptions{clickhouseMode: "  mode: bearer\n  audience: clickhouse-prod"})
 	access := s.tokens(t, newClient("test-client", "http://127.0.0.1/callback"))["access_token"].(string)
-	claims := jwtClaims(t, access)
+	claims := testkit.UnverifiedClaims(t, access)
 	if aud := fmt.Sprint(claims["aud"]); aud != "["+s.base+"/mcp clickhouse-prod]" {
 		t.Fatalf("aud %s", aud)
 	}
@@ -51,24 +52,6 @@ func TestBearerModeTokensNameClickHouse(t *testing.T) {
 	if status, body := s.get(t, "/?query=SELECT+1", access); status != http.StatusBadGateway {
 		t.Fatalf("gateway: %d %s", status, body)
 	}
-}
-
-// jwtClaims decodes a JWT's payload without verifying it.
-func jwtClaims(t *testing.T, token string) map[string]any {
-	t.Helper()
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %.20s…", token)
-	}
-	data, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var claims map[string]any
-	if err := json.Unmarshal(data, &claims); err != nil {
-		t.Fatal(err)
-	}
-	return claims
 }
 
 // A client with one registered redirect may leave redirect_uri out of
@@ -107,7 +90,7 @@ func TestPromptNoneAndScopes(t *testing.T) {
 		t.Fatalf("consent page scopes:\n%s", page.body)
 	}
 	status, tok := s.redeem(t, c, s.signIn(t, newBrowser(t), c, "alice", "alice-pw").Get("code"))
-	if status != http.StatusOK || tok["scope"] != "clickhouse:read" || jwtClaims(t, tok["access_token"].(string))["scope"] != "clickhouse:read" {
+	if status != http.StatusOK || tok["scope"] != "clickhouse:read" || testkit.UnverifiedClaims(t, tok["access_token"].(string))["scope"] != "clickhouse:read" {
 		t.Fatalf("token: %d %v", status, tok)
 	}
 }

@@ -4,12 +4,10 @@
 package broker
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"html"
 	"io"
 	"log/slog"
 	"net"
@@ -18,7 +16,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,24 +24,8 @@ import (
 
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/server"
+	"github.com/clickgate/clickgate/internal/testkit"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // clock is time.Now plus an offset the test moves forward.
 type clock struct{ offset atomic.Int64 }
@@ -57,7 +38,7 @@ func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
 type stack struct {
 	base  string
 	clock *clock
-	logs  *syncBuffer
+	logs  *testkit.SyncBuffer
 	cfg   *config.Config
 
 	mu      sync.Mutex
@@ -148,7 +129,7 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{base: base, clock: &clock{}, logs: &syncBuffer{}, cfg: cfg}
+	s := &stack{base: base, clock: &clock{}, logs: &testkit.SyncBuffer{}, cfg: cfg}
 	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(s.logs, nil)), Now: s.clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -262,21 +243,6 @@ func (s *stack) authorizeURL(c *client, set map[string]string) string {
 	return s.base + "/oauth/authorize?" + q.Encode()
 }
 
-var (
-	hiddenRequest = regexp.MustCompile(`name="request" value="([^"]+)"`)
-	hiddenCSRF    = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
-	hiddenAuthReq = regexp.MustCompile(`name="authRequestID" value="([^"]+)"`)
-)
-
-func field(t *testing.T, re *regexp.Regexp, page string) string {
-	t.Helper()
-	m := re.FindStringSubmatch(page)
-	if m == nil {
-		t.Fatalf("no %s in page:\n%s", re, page)
-	}
-	return html.UnescapeString(m[1])
-}
-
 // consentForm opens the consent page and returns its form values.
 func (s *stack) consentForm(t *testing.T, b *browser, authorizeURL string) url.Values {
 	t.Helper()
@@ -284,7 +250,7 @@ func (s *stack) consentForm(t *testing.T, b *browser, authorizeURL string) url.V
 	if r.status != http.StatusOK || !strings.Contains(r.body, "Allow access to ClickHouse?") {
 		t.Fatalf("consent page: %d %s %s", r.status, r.location, r.body)
 	}
-	return url.Values{"request": {field(t, hiddenRequest, r.body)}, "csrf": {field(t, hiddenCSRF, r.body)}, "action": {"allow"}}
+	return url.Values{"request": {testkit.FormField(t, r.body, "request")}, "csrf": {testkit.FormField(t, r.body, "csrf")}, "action": {"allow"}}
 }
 
 // follow follows redirects within the stack and returns the first
@@ -306,7 +272,7 @@ func (s *stack) upstreamSignIn(t *testing.T, b *browser, form url.Values, user, 
 	if !strings.Contains(r.body, `name="authRequestID"`) {
 		t.Fatalf("expected the dev IdP login page, got %d %s %s", r.status, r.location, r.body)
 	}
-	r = b.do(t, "POST", s.base+"/idp/login", url.Values{"authRequestID": {field(t, hiddenAuthReq, r.body)}, "username": {user}, "password": {password}})
+	r = b.do(t, "POST", s.base+"/idp/login", url.Values{"authRequestID": {testkit.FormField(t, r.body, "authRequestID")}, "username": {user}, "password": {password}})
 	var callback string
 	for i := 0; i < 10 && strings.HasPrefix(r.location, s.base+"/"); i++ {
 		if strings.HasPrefix(r.location, s.base+"/oauth/callback") {

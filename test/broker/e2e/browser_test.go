@@ -21,6 +21,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/clickgate/clickgate/internal/chtest"
+	"github.com/clickgate/clickgate/internal/testkit"
 )
 
 // TestBrowserSignInWithTypeScriptClient signs people in the way an MCP
@@ -34,8 +35,8 @@ import (
 // refresh token rotates), and the old refresh token, replayed, revokes the
 // whole sign-in.
 func TestBrowserSignInWithTypeScriptClient(t *testing.T) {
-	node := node22(t)
-	nodeModule(t, "@modelcontextprotocol/sdk/package.json")
+	node := testkit.Node22(t)
+	testkit.NodeModule(t, "@modelcontextprotocol/sdk/package.json")
 	script, err := filepath.Abs("ts-client.mjs")
 	if err != nil {
 		t.Fatal(err)
@@ -125,8 +126,8 @@ func TestBrowserSignInWithTypeScriptClient(t *testing.T) {
 
 			// The person: consent page, Allow, the IdP's login, back to the
 			// application.
-			ctx := browser(t)
-			p := browse(t, ctx, chromedp.Navigate(authorize.URL), waitText("h1", "Allow access to ClickHouse?"))
+			ctx := testkit.Browser(t)
+			p := testkit.Browse(t, ctx, chromedp.Navigate(authorize.URL), testkit.WaitText("h1", "Allow access to ClickHouse?"))
 			want := []string{clientName + " asks to query ClickHouse as you.", "Sends you back to", redirect,
 				"The ClickHouse tools at " + base + "/mcp"}
 			if tc.cimd {
@@ -135,16 +136,16 @@ func TestBrowserSignInWithTypeScriptClient(t *testing.T) {
 				want = append(want, clientName+" — registered itself; its name is not verified")
 			}
 			for _, w := range want {
-				if !strings.Contains(p.text, w) {
+				if !strings.Contains(p.Text, w) {
 					t.Errorf("the consent page lacks %q; it shows %s", w, p)
 				}
 			}
-			if p.title != "Allow access to ClickHouse? · clickgate" {
-				t.Errorf("consent page title %q", p.title)
+			if p.Title != "Allow access to ClickHouse? · clickgate" {
+				t.Errorf("consent page title %q", p.Title)
 			}
-			p = browse(t, ctx, chromedp.Click(chromedp.CSS(`button[value="allow"]`)), signIn(tc.user, tc.password),
-				waitText("main", "Signed in. You can close this tab."))
-			if !strings.HasPrefix(p.url, redirect+"?") {
+			p = testkit.Browse(t, ctx, chromedp.Click(chromedp.CSS(`button[value="allow"]`)), testkit.SignIn(tc.user, tc.password),
+				testkit.WaitText("main", "Signed in. You can close this tab."))
+			if !strings.HasPrefix(p.URL, redirect+"?") {
 				t.Fatalf("after signing in the browser shows %s, want the client's %s", p, redirect)
 			}
 			var cb struct {
@@ -177,7 +178,7 @@ func TestBrowserSignInWithTypeScriptClient(t *testing.T) {
 			if before.RefreshToken == "" || before.TokenType != "Bearer" || before.ExpiresIn != 5 || before.Issuer != base {
 				t.Fatalf("tokens %+v: want a Bearer token for 5 s with a refresh token, issuer %s", before, base)
 			}
-			c := claims(t, before.AccessToken)
+			c := testkit.UnverifiedClaims(t, before.AccessToken)
 			checkClaims(t, c, map[string]any{
 				"iss": base, "aud": []any{base + "/mcp"}, "client_id": client.ClientID, "username": tc.email,
 				"email": tc.email, "groups": toAny(tc.groups), "roles": toAny(tc.roles),
@@ -221,7 +222,7 @@ func TestBrowserSignInWithTypeScriptClient(t *testing.T) {
 				t.Fatalf("after expiry the SDK saved %d tokens (had %d); want one new access token and a rotated refresh token: before %+v, after %+v",
 					len(second.Tokens), len(first.Tokens), before, after)
 			}
-			checkClaims(t, claims(t, after.AccessToken), map[string]any{"username": tc.email, "client_id": client.ClientID, "roles": toAny(tc.roles)})
+			checkClaims(t, testkit.UnverifiedClaims(t, after.AccessToken), map[string]any{"username": tc.email, "client_id": client.ClientID, "roles": toAny(tc.roles)})
 			checkRefreshExchange(t, second.HTTP)
 			sdk.wait(t)
 
@@ -373,7 +374,7 @@ func (c toolCall) rows() string {
 // sdkScript is ts-client.mjs running under Node.
 type sdkScript struct {
 	stdin   io.WriteCloser
-	stderr  *syncBuffer
+	stderr  *testkit.SyncBuffer
 	changed chan struct{} // a line arrived (capacity 1)
 	done    chan struct{} // closed when the process has exited
 	err     error         // its exit status, once done
@@ -389,8 +390,8 @@ func startScript(t *testing.T, node, script string, input map[string]any) *sdkSc
 	t.Helper()
 	cmd := exec.Command(node, script)
 	cmd.Dir = t.TempDir()
-	cmd.Env = cleanEnv("PATH="+filepath.Dir(node)+string(os.PathListSeparator)+os.Getenv("PATH"), "HOME="+cmd.Dir, "NO_COLOR=1")
-	s := &sdkScript{stderr: &syncBuffer{}, changed: make(chan struct{}, 1), done: make(chan struct{})}
+	cmd.Env = testkit.NodeEnv(node, cmd.Dir)
+	s := &sdkScript{stderr: &testkit.SyncBuffer{}, changed: make(chan struct{}, 1), done: make(chan struct{})}
 	cmd.Stderr = s.stderr
 	var err error
 	if s.stdin, err = cmd.StdinPipe(); err != nil {

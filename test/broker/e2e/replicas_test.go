@@ -7,16 +7,16 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"html"
 	"io"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/clickgate/clickgate/internal/testkit"
 )
 
 // TestTwoProcessesShareTheKey runs two 'clickgate serve' replicas as behind
@@ -103,7 +103,7 @@ func TestTwoProcessesShareTheKey(t *testing.T) {
 			if r.status != http.StatusOK || !strings.Contains(r.body, "Allow access to ClickHouse?") || !strings.Contains(r.body, "Replica Test Client") {
 				t.Fatalf("consent page: %s", r)
 			}
-			consentRequest, csrf = field(t, hiddenRequest, r.body), field(t, hiddenCSRF, r.body)
+			consentRequest, csrf = testkit.FormField(t, r.body, "request"), testkit.FormField(t, r.body, "csrf")
 		}},
 		{B, "consent (Allow) of A's page", func(x *agent) {
 			r := x.do("POST", "/oauth/authorize", url.Values{"request": {consentRequest}, "csrf": {csrf}, "action": {"allow"}})
@@ -117,7 +117,7 @@ func TestTwoProcessesShareTheKey(t *testing.T) {
 			if r.status != http.StatusOK {
 				t.Fatalf("IdP login page: %s", r)
 			}
-			authRequestID = field(t, hiddenAuthReq, r.body)
+			authRequestID = testkit.FormField(t, r.body, "authRequestID")
 		}},
 		{A, "development IdP: alice signs in", func(x *agent) {
 			r := x.followWithin(x.do("POST", "/idp/login", url.Values{"authRequestID": {authRequestID}, "username": {"alice"}, "password": {"alice-pw"}}), "/idp/")
@@ -148,7 +148,7 @@ func TestTwoProcessesShareTheKey(t *testing.T) {
 		}},
 		{A, "B's access token accepted (the signing key is shared)", func(x *agent) {
 			x.mcpAccepts(first.AccessToken)
-			checkClaims(t, claims(t, first.AccessToken), map[string]any{"iss": base, "aud": []any{base + "/mcp"}, "username": "alice@example.com", "client_id": clientID})
+			checkClaims(t, testkit.UnverifiedClaims(t, first.AccessToken), map[string]any{"iss": base, "aud": []any{base + "/mcp"}, "username": "alice@example.com", "client_id": clientID})
 		}},
 		{A, "refresh of B's refresh token", func(x *agent) {
 			second = postToken(t, x.Client, base+"/oauth/token", tokenForm(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first.RefreshToken}}))
@@ -293,19 +293,4 @@ func (x *agent) mcpAccepts(token string) {
 	if status, challenge := mcpStatus(x.t, x.Client, x.base+"/mcp", token); status != http.StatusOK {
 		x.t.Fatalf("%s's /mcp refuses the token: HTTP %d %s", x.p.name, status, challenge)
 	}
-}
-
-var (
-	hiddenRequest = regexp.MustCompile(`name="request" value="([^"]+)"`)
-	hiddenCSRF    = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
-	hiddenAuthReq = regexp.MustCompile(`name="authRequestID" value="([^"]+)"`)
-)
-
-func field(t *testing.T, re *regexp.Regexp, page string) string {
-	t.Helper()
-	m := re.FindStringSubmatch(page)
-	if m == nil {
-		t.Fatalf("no %s in page:\n%s", re, page)
-	}
-	return html.UnescapeString(m[1])
 }
