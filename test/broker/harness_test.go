@@ -103,6 +103,7 @@ const mappedMode = `  mode: mapped
     - {role: mcp_reader, user: ch_reader, password: reader-pw}`
 
 type stackOptions struct {
+	template       string // default brokerConfig
 	clickhouseURL  string // default: nothing listens there
 	clickhouseMode string // default mappedMode
 	extra          string // appended to the configuration (under broker: indent 2)
@@ -125,7 +126,10 @@ func newStack(t *testing.T, o stackOptions) *stack {
 	if o.clickhouseMode == "" {
 		o.clickhouseMode = mappedMode
 	}
-	cfg, err := config.Parse([]byte(fmt.Sprintf(brokerConfig, l.Addr().String(), base, o.stateDir, o.clickhouseURL, o.clickhouseMode) + o.extra))
+	if o.template == "" {
+		o.template = brokerConfig
+	}
+	cfg, err := config.Parse([]byte(fmt.Sprintf(o.template, l.Addr().String(), base, o.stateDir, o.clickhouseURL, o.clickhouseMode) + o.extra))
 	if err != nil {
 		t.Fatal(err)
 	}
