@@ -484,7 +484,7 @@ func hs256WithJWKS(t *testing.T, s *stack, claims map[string]any, kid string) st
 }
 
 // mcpInitialize sends an MCP initialize request with token.
-func (s *stack) mcpInitialize(t *testing.T, token string) (int, string) {
+func (s *stack) mcpInitialize(t testing.TB, token string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", s.base+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`))
 	req.Header.Set("Authorization", "Bearer "+token)

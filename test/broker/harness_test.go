@@ -110,7 +110,7 @@ type stackOptions struct {
 	stateDir       string // default: a temporary directory
 }
 
-func newStack(t *testing.T, o stackOptions) *stack {
+func newStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -165,7 +165,7 @@ type browser struct {
 	*http.Client
 }
 
-func newBrowser(t *testing.T) *browser {
+func newBrowser(t testing.TB) *browser {
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +181,7 @@ type response struct {
 	header   http.Header
 }
 
-func (b *browser) do(t *testing.T, method, target string, form url.Values) response {
+func (b *browser) do(t testing.TB, method, target string, form url.Values) response {
 	t.Helper()
 	var body io.Reader
 	if form != nil {
@@ -248,7 +248,7 @@ func (s *stack) authorizeURL(c *client, set map[string]string) string {
 }
 
 // consentForm opens the consent page and returns its form values.
-func (s *stack) consentForm(t *testing.T, b *browser, authorizeURL string) url.Values {
+func (s *stack) consentForm(t testing.TB, b *browser, authorizeURL string) url.Values {
 	t.Helper()
 	r := b.do(t, "GET", authorizeURL, nil)
 	if r.status != http.StatusOK || !strings.Contains(r.body, "Allow access to ClickHouse?") {
@@ -259,7 +259,7 @@ func (s *stack) consentForm(t *testing.T, b *browser, authorizeURL string) url.V
 
 // follow follows redirects within the stack and returns the first
 // redirect that leaves it (to the client), or the last page.
-func (s *stack) follow(t *testing.T, b *browser, r response) response {
+func (s *stack) follow(t testing.TB, b *browser, r response) response {
 	t.Helper()
 	for i := 0; i < 10 && r.location != "" && strings.HasPrefix(r.location, s.base+"/"); i++ {
 		r = b.do(t, "GET", r.location, nil)
@@ -270,7 +270,7 @@ func (s *stack) follow(t *testing.T, b *browser, r response) response {
 // upstreamSignIn goes from the consent form to the dev IdP's login and
 // returns the response that leaves the stack (the redirect to the client)
 // or the last page, plus the broker callback URL it passed through.
-func (s *stack) upstreamSignIn(t *testing.T, b *browser, form url.Values, user, password string) (response, string) {
+func (s *stack) upstreamSignIn(t testing.TB, b *browser, form url.Values, user, password string) (response, string) {
 	t.Helper()
 	r := s.follow(t, b, b.do(t, "POST", s.base+"/oauth/authorize", form))
 	if !strings.Contains(r.body, `name="authRequestID"`) {
@@ -289,7 +289,7 @@ func (s *stack) upstreamSignIn(t *testing.T, b *browser, form url.Values, user, 
 
 // signIn runs a whole sign-in and returns the redirect to the client's
 // redirect_uri, parsed.
-func (s *stack) signIn(t *testing.T, b *browser, c *client, user, password string) url.Values {
+func (s *stack) signIn(t testing.TB, b *browser, c *client, user, password string) url.Values {
 	t.Helper()
 	r, _ := s.upstreamSignIn(t, b, s.consentForm(t, b, s.authorizeURL(c, nil)), user, password)
 	return s.clientRedirect(t, c, r)
@@ -297,7 +297,7 @@ func (s *stack) signIn(t *testing.T, b *browser, c *client, user, password strin
 
 // clientRedirect checks that r sends the browser to c's redirect_uri and
 // returns its query.
-func (s *stack) clientRedirect(t *testing.T, c *client, r response) url.Values {
+func (s *stack) clientRedirect(t testing.TB, c *client, r response) url.Values {
 	t.Helper()
 	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.location, c.redirect+"?") {
 		t.Fatalf("want a redirect to %s, got %d %q %s", c.redirect, r.status, r.location, r.body)
@@ -315,7 +315,7 @@ func (s *stack) clientRedirect(t *testing.T, c *client, r response) url.Values {
 }
 
 // tokenRequest posts form to the token endpoint and decodes the answer.
-func (s *stack) tokenRequest(t *testing.T, form url.Values) (int, map[string]any) {
+func (s *stack) tokenRequest(t testing.TB, form url.Values) (int, map[string]any) {
 	t.Helper()
 	resp, err := http.PostForm(s.base+"/oauth/token", form)
 	if err != nil {
@@ -335,19 +335,19 @@ func (s *stack) tokenRequest(t *testing.T, form url.Values) (int, map[string]any
 }
 
 // redeem trades code for tokens as c.
-func (s *stack) redeem(t *testing.T, c *client, code string) (int, map[string]any) {
+func (s *stack) redeem(t testing.TB, c *client, code string) (int, map[string]any) {
 	t.Helper()
 	return s.tokenRequest(t, url.Values{"grant_type": {"authorization_code"}, "code": {code}, "client_id": {c.id},
 		"redirect_uri": {c.redirect}, "code_verifier": {c.verifier}, "resource": {s.base + "/mcp"}})
 }
 
-func (s *stack) refresh(t *testing.T, c *client, refreshToken string) (int, map[string]any) {
+func (s *stack) refresh(t testing.TB, c *client, refreshToken string) (int, map[string]any) {
 	t.Helper()
 	return s.tokenRequest(t, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}, "client_id": {c.id}})
 }
 
 // tokens runs a sign-in as alice and redeems the code.
-func (s *stack) tokens(t *testing.T, c *client) map[string]any {
+func (s *stack) tokens(t testing.TB, c *client) map[string]any {
 	t.Helper()
 	q := s.signIn(t, newBrowser(t), c, "alice", "alice-pw")
 	status, tok := s.redeem(t, c, q.Get("code"))
@@ -358,7 +358,7 @@ func (s *stack) tokens(t *testing.T, c *client) map[string]any {
 }
 
 // get sends a GET with a bearer token.
-func (s *stack) get(t *testing.T, path, token string) (int, string) {
+func (s *stack) get(t testing.TB, path, token string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", s.base+path, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -371,4 +371,4 @@ func (s *stack) get(t *testing.T, path, token string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func stateDir(t *testing.T) string { return filepath.Join(t.TempDir(), "state") }
+func stateDir(t testing.TB) string { return filepath.Join(t.TempDir(), "state") }
