@@ -60,7 +60,7 @@ func NewServerMetadata(issuer string, opts MetadataOptions) ServerMetadata {
 		ResponseTypesSupported:                     []string{"code"},
 		ResponseModesSupported:                     []string{"query"},
 		GrantTypesSupported:                        []string{"authorization_code", "refresh_token"},
-		TokenEndpointAuthMethodsSupported:          []string{"none", "client_secret_basic"},
+		TokenEndpointAuthMethodsSupported:          []string{"none", "client_secret_basic", "client_secret_post"},
 		CodeChallengeMethodsSupported:              []string{"S256"},
 		ScopesSupported:                            opts.Scopes,
 		SubjectTypesSupported:                      []string{"public"},

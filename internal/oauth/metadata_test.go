@@ -28,7 +28,7 @@ func TestMetadataHandler(t *testing.T) {
 			"jwks_uri":                                       "https://cg.example.com/oauth/jwks",
 			"code_challenge_methods_supported":               []any{"S256"},
 			"grant_types_supported":                          []any{"authorization_code", "refresh_token"},
-			"token_endpoint_auth_methods_supported":          []any{"none", "client_secret_basic"},
+			"token_endpoint_auth_methods_supported":          []any{"none", "client_secret_basic", "client_secret_post"},
 			"response_types_supported":                       []any{"code"},
 			"client_id_metadata_document_supported":          true,
 			"authorization_response_iss_parameter_supported": true,
