@@ -195,10 +195,10 @@ func TestBrowserSignInWithTypeScriptClient(t *testing.T) {
 			t.Run("ExpiredTokenChallenge", func(t *testing.T) {
 				switch {
 				case status != http.StatusUnauthorized:
-					t.Errorf("DEFECT: the access token (access_token_ttl 5s, exp %s) is still accepted at /mcp 2s after its exp: HTTP %d",
+					t.Errorf("the access token (access_token_ttl 5s, exp %s) is still accepted at /mcp 2s after its exp: HTTP %d",
 						exp.Format(time.TimeOnly), status)
 				case !strings.Contains(challenge, `error="invalid_token"`) || !strings.Contains(challenge, `resource_metadata="`+base+`/.well-known/oauth-protected-resource/mcp"`):
-					t.Errorf("DEFECT: /mcp refuses the expired access token with 401 but WWW-Authenticate %q; "+
+					t.Errorf("/mcp refuses the expired access token with 401 but WWW-Authenticate %q; "+
 						`the MCP authorization spec requires a Bearer challenge with resource_metadata (and error="invalid_token", RFC 6750)`, challenge)
 				}
 			})
