@@ -13,17 +13,29 @@ import (
 // or its payload is not a JSON object.
 func UnverifiedClaims(tb testing.TB, token string) map[string]any {
 	tb.Helper()
+	return jwtPart(tb, token, 1)
+}
+
+// UnverifiedHeader returns the protected header of a JWT (alg, kid, typ)
+// without verifying it.
+func UnverifiedHeader(tb testing.TB, token string) map[string]any {
+	tb.Helper()
+	return jwtPart(tb, token, 0)
+}
+
+func jwtPart(tb testing.TB, token string, i int) map[string]any {
+	tb.Helper()
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
 		tb.Fatalf("not a JWT: %.40q", token)
 	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	b, err := base64.RawURLEncoding.DecodeString(parts[i])
 	if err != nil {
-		tb.Fatalf("JWT payload: %v", err)
+		tb.Fatalf("JWT part %d: %v", i, err)
 	}
-	var claims map[string]any
-	if err := json.Unmarshal(b, &claims); err != nil {
-		tb.Fatalf("JWT payload: %v", err)
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		tb.Fatalf("JWT part %d: %v", i, err)
 	}
-	return claims
+	return m
 }

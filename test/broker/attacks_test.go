@@ -420,10 +420,7 @@ func TestForgedBrokerTokens(t *testing.T) {
 	s := newStack(t, stackOptions{})
 	real := s.tokens(t, newClient("test-client", "http://127.0.0.1/callback"))["access_token"].(string)
 	claims := testkit.UnverifiedClaims(t, real)
-	header, _ := base64.RawURLEncoding.DecodeString(strings.Split(real, ".")[0])
-	var h map[string]any
-	json.Unmarshal(header, &h)
-	kid := h["kid"].(string)
+	kid := headerKid(t, real)
 	with := func(k string, v any) map[string]any {
 		c := map[string]any{}
 		for key, val := range claims {
