@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
@@ -261,6 +262,14 @@ func describeMode(ch *config.ClickHouse, publicURL string) []string {
 	return out
 }
 
+// offlineHint suggests offline_access to an oidc upstream asked without it.
+func offlineHint(cfg *config.Config) string {
+	if cfg.TokenProcessors[cfg.Broker.Upstream].Type == config.TypeOIDC && !slices.Contains(cfg.Broker.UpstreamScopes, "offline_access") {
+		return " (add offline_access to broker.upstream_scopes for an oidc IdP to give one)"
+	}
+	return ""
+}
+
 func describeBroker(cfg *config.Config) []string {
 	b := cfg.Broker
 	up := cfg.TokenProcessors[b.Upstream]
@@ -289,7 +298,8 @@ func describeBroker(cfg *config.Config) []string {
 		fmt.Sprintf("clients: Client ID Metadata Documents (https client_id URLs; %s), dynamic registration at /oauth/register, pre-registered: %s", docs, orNone(strings.Join(pre, ", "))),
 		"PKCE S256 required; redirect URIs match exactly (loopback ports may vary); every client is shown on a consent page before the sign-in",
 		fmt.Sprintf("access tokens: ES256 JWTs for %s only (refused by the gateway), valid %s, signed with keys in %s (rotate: clickgate broker rotate-key)", cfg.MCPResource(), b.AccessTokenTTL, b.KeyFile),
-		fmt.Sprintf("refresh tokens rotate on every use and a replay revokes the whole sign-in; a sign-in lasts %s at most; roles are those of the groups at sign-in", b.RefreshTokenTTL),
+		fmt.Sprintf("refresh tokens rotate on every use and a replay revokes the whole sign-in; a sign-in lasts %s at most", b.RefreshTokenTTL),
+		"every refresh asks the IdP again when it gave a refresh token (new groups apply; someone removed there is out at their next refresh); otherwise the groups stay those of the sign-in" + offlineHint(cfg),
 		fmt.Sprintf("pending sign-ins, codes and registrations are sealed with %s; used codes and refresh-token families are kept in %s", seal, store),
 	}
 }

@@ -83,9 +83,12 @@ func (c *Config) applyBrokerDefaults() {
 		b.RefreshTokenTTL = DefaultBrokerRefreshTokenTTL
 	}
 	if p := c.TokenProcessors[b.Upstream]; p != nil && len(b.UpstreamScopes) == 0 {
-		switch p.Type {
-		case TypeGitHub:
+		switch {
+		case p.Type == TypeGitHub:
 			b.UpstreamScopes = []string{"read:user", "user:email", "read:org"}
+		case c.BrokerUpstreamIsDevIdP():
+			// A refresh token there lets every refresh here re-check the person.
+			b.UpstreamScopes = []string{"openid", "email", "profile", "offline_access"}
 		default:
 			b.UpstreamScopes = []string{"openid", "email", "profile"}
 		}

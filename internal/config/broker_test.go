@@ -79,7 +79,7 @@ func TestBrokerDefaults(t *testing.T) {
 	b := cfg.Broker
 	if b.AccessTokenTTL != DefaultBrokerAccessTokenTTL || b.RefreshTokenTTL != DefaultBrokerRefreshTokenTTL ||
 		!strings.HasSuffix(b.KeyFile, "broker-keys.json") || !strings.HasSuffix(b.StoreFile, "broker-state.json") ||
-		strings.Join(b.UpstreamScopes, " ") != "openid email profile" || !cfg.BrokerUpstreamIsDevIdP() {
+		strings.Join(b.UpstreamScopes, " ") != "openid email profile offline_access" || !cfg.BrokerUpstreamIsDevIdP() {
 		t.Fatalf("defaults %+v", b)
 	}
 	if p := cfg.BrokerProcessorConfig(); p.Issuer != "http://127.0.0.1:8443" || p.Audiences[0] != "http://127.0.0.1:8443/mcp" || p.UsernameClaim != "username" {

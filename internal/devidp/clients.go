@@ -85,7 +85,7 @@ func newBrokerClient(callback string, loginURL func(string) string, ttl time.Dur
 		id:       config.DevIdPBrokerClient,
 		public:   true,
 		redirect: []string{callback},
-		grants:   []oidc.GrantType{oidc.GrantTypeCode},
+		grants:   []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken},
 		loginURL: loginURL,
 		idTTL:    ttl,
 		devMode:  true,

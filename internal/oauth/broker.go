@@ -354,30 +354,40 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request) {
 		b.redirectError(w, r, req, "access_denied", "the sign-in answer came from another identity provider")
 		return
 	}
-	raw, err := b.opts.Upstream.Exchange(r.Context(), q.Get("code"), p.Verifier)
+	up, err := b.opts.Upstream.Exchange(r.Context(), q.Get("code"), p.Verifier)
 	if err != nil {
 		b.log.Warn("oauth: upstream code exchange failed", "error", err)
 		b.redirectError(w, r, req, "access_denied", "the identity provider did not confirm the sign-in")
 		return
 	}
-	res, err := b.opts.Auth.Authenticate(r.Context(), r, authn.Credentials{Token: raw}, audit.InterfaceBroker)
-	if err == nil && res.Identity.Processor != b.opts.Upstream.Processor {
-		err = fmt.Errorf("the token was proved by processor %s, not %s", res.Identity.Processor, b.opts.Upstream.Processor)
-	}
+	person, err := b.personFor(r, up.AccessToken, up.RefreshToken, b.now().Unix())
 	if err != nil {
 		b.log.Warn("oauth: signed-in person refused", "error", err)
 		b.redirectError(w, r, req, "access_denied", "clickgate does not let this person in: "+clip(err.Error(), 200))
 		return
 	}
-	c := authCode{ID: randomString(), Request: req, Person: personOf(res, b.now())}
+	c := authCode{ID: randomString(), Request: req, Person: person}
 	code, err := b.sealer.Seal(PurposeCode, c, codeTTL)
 	if err != nil {
 		b.internalError(w, r, err)
 		return
 	}
-	b.log.Info("oauth: signed in", "user", res.Principal.User, "client_id", clip(req.ClientID, 200))
+	b.log.Info("oauth: signed in", "user", person.Username, "client_id", clip(req.ClientID, 200))
 	b.signIns.WithLabelValues("success").Inc()
 	b.redirect(w, r, req, url.Values{"code": {code}})
+}
+
+// personFor proves who an upstream access token belongs to, with the
+// upstream's processor and the directory policy (a session-log record).
+func (b *Broker) personFor(r *http.Request, access, upstreamRefresh string, authTime int64) (person, error) {
+	res, err := b.opts.Auth.Authenticate(r.Context(), r, authn.Credentials{Token: access}, audit.InterfaceBroker)
+	if err == nil && res.Identity.Processor != b.opts.Upstream.Processor {
+		err = fmt.Errorf("the token was proved by processor %s, not %s", res.Identity.Processor, b.opts.Upstream.Processor)
+	}
+	if err != nil {
+		return person{}, err
+	}
+	return personOf(res, authTime, upstreamRefresh), nil
 }
 
 // redirect sends the browser back to the client with params plus state

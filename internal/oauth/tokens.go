@@ -11,6 +11,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/clickgate/clickgate/internal/authn"
+	"github.com/clickgate/clickgate/internal/token"
 )
 
 // Claims of the broker's access tokens that name the person; clickgate's
@@ -32,11 +33,17 @@ type person struct {
 	Email         string   `json:"e,omitempty"`
 	EmailVerified *bool    `json:"ev,omitempty"`
 	AuthTime      int64    `json:"at"`
+	// UpstreamRefresh is the upstream's refresh token, when it gave one:
+	// every refresh here asks the upstream again, so a person removed or
+	// signed out there loses access at their next refresh. It travels
+	// only sealed.
+	UpstreamRefresh string `json:"ur,omitempty"`
 }
 
-func personOf(res *authn.Result, now time.Time) person {
+func personOf(res *authn.Result, authTime int64, upstreamRefresh string) person {
 	id := res.Identity
-	p := person{Subject: id.Subject, Username: id.Username, Groups: id.Groups, Roles: res.Principal.Roles, AuthTime: now.Unix()}
+	p := person{Subject: id.Subject, Username: id.Username, Groups: id.Groups, Roles: res.Principal.Roles,
+		AuthTime: authTime, UpstreamRefresh: upstreamRefresh}
 	if p.Subject == "" {
 		p.Subject = id.Username
 	}
@@ -240,7 +247,50 @@ func (b *Broker) refresh(r *http.Request, client *Client) (*tokenResponse, error
 		return nil, err
 	}
 	rt.Gen++
+	if rt.Person.UpstreamRefresh != "" {
+		p, err := b.recheck(r, rt)
+		if err != nil {
+			return nil, err
+		}
+		rt.Person = p
+	}
 	return b.issue(rt)
+}
+
+// recheck asks the upstream whether rt's person is still signed in there
+// and who they are now (groups may have changed). A refusal ends the
+// sign-in here too; an upstream that cannot be reached leaves the person
+// as they were, so that an IdP outage does not sign everyone out.
+func (b *Broker) recheck(r *http.Request, rt refreshToken) (person, error) {
+	ctx := r.Context()
+	end := func(reason error) (person, error) {
+		if err := b.store.Revoke(ctx, rt.Family, time.Unix(rt.Exp, 0)); err != nil {
+			return person{}, err
+		}
+		b.log.Info("oauth: the upstream ended a sign-in", "user", rt.Person.Username, "reason", reason.Error())
+		return person{}, oauthErr("invalid_grant", "the identity provider no longer signs this person in (%s); sign in again", clip(reason.Error(), 200))
+	}
+	up, err := b.opts.Upstream.Refresh(ctx, rt.Person.UpstreamRefresh)
+	switch {
+	case errors.Is(err, ErrUpstreamRefused):
+		return end(err)
+	case err != nil:
+		b.log.Warn("oauth: upstream unreachable at refresh; keeping the person as signed in", "user", rt.Person.Username, "error", err)
+		return rt.Person, nil
+	}
+	next := up.RefreshToken
+	if next == "" { // not rotated
+		next = rt.Person.UpstreamRefresh
+	}
+	p, err := b.personFor(r, up.AccessToken, next, rt.Person.AuthTime)
+	switch {
+	case token.IsTemporary(err):
+		b.log.Warn("oauth: cannot verify the upstream's token at refresh; keeping the person as signed in", "user", rt.Person.Username, "error", err)
+		return rt.Person, nil
+	case err != nil:
+		return end(err)
+	}
+	return p, nil
 }
 
 // issue mints an access token and the refresh token rt.

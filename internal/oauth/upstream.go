@@ -135,21 +135,46 @@ func (u *Upstream) AuthCodeURL(ctx context.Context, state, verifier string) (str
 	return c.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier)), nil
 }
 
-// Exchange trades the upstream's code for its access token.
-func (u *Upstream) Exchange(ctx context.Context, code, verifier string) (string, error) {
+// Exchange trades the upstream's code for its tokens.
+func (u *Upstream) Exchange(ctx context.Context, code, verifier string) (*oauth2.Token, error) {
 	c, err := u.config(ctx)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	tok, err := c.Exchange(context.WithValue(ctx, oauth2.HTTPClient, u.client), code, oauth2.VerifierOption(verifier))
 	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) {
-			return "", fmt.Errorf("the IdP refused the sign-in code: %s %s", re.ErrorCode, clip(re.ErrorDescription, 200))
-		}
-		return "", fmt.Errorf("exchanging the sign-in code at the IdP: %v", err)
+		return nil, upstreamError("the sign-in code", err)
 	}
-	return tok.AccessToken, nil
+	return tok, nil
+}
+
+// Refresh asks the upstream for new tokens with its refresh token, which
+// tells whether the person's sign-in there still stands.
+func (u *Upstream) Refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+	c, err := u.config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := c.TokenSource(context.WithValue(ctx, oauth2.HTTPClient, u.client), &oauth2.Token{RefreshToken: refreshToken}).Token()
+	if err != nil {
+		return nil, upstreamError("the refresh token", err)
+	}
+	return tok, nil
+}
+
+// ErrUpstreamRefused reports an upstream that answered no (rather than
+// not answering).
+var ErrUpstreamRefused = errors.New("the identity provider refused")
+
+func upstreamError(what string, err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+		return fmt.Errorf("%w %s: %s %s", ErrUpstreamRefused, what, re.ErrorCode, clip(re.ErrorDescription, 200))
+	}
+	if errors.As(err, &re) && re.Response != nil {
+		return fmt.Errorf("the identity provider answered HTTP %d for %s", re.Response.StatusCode, what)
+	}
+	return fmt.Errorf("asking the identity provider about %s: %v", what, err)
 }
 
 func clip(s string, n int) string {

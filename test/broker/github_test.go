@@ -25,6 +25,16 @@ type fakeGitHub struct {
 	challenges map[string]string // code → PKCE challenge
 	redirects  map[string]string // code → redirect_uri
 	tokens     map[string]bool
+	// GitHub Apps' expiring user tokens come with refresh tokens (one use each).
+	refreshTokens map[string]bool
+	orgs          []string
+	down          bool // the token endpoint answers 503
+}
+
+func (g *fakeGitHub) set(f func(g *fakeGitHub)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f(g)
 }
 
 const (
@@ -33,7 +43,8 @@ const (
 )
 
 func newFakeGitHub(t *testing.T) *fakeGitHub {
-	g := &fakeGitHub{challenges: map[string]string{}, redirects: map[string]string{}, tokens: map[string]bool{}}
+	g := &fakeGitHub{challenges: map[string]string{}, redirects: map[string]string{}, tokens: map[string]bool{},
+		refreshTokens: map[string]bool{}, orgs: []string{"ch-analysts"}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /login/oauth/authorize", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
@@ -49,24 +60,35 @@ func newFakeGitHub(t *testing.T) *fakeGitHub {
 	})
 	mux.HandleFunc("POST /login/oauth/access_token", func(w http.ResponseWriter, r *http.Request) {
 		r.ParseForm()
-		code := r.PostForm.Get("code")
-		sum := sha256.Sum256([]byte(r.PostForm.Get("code_verifier")))
+		f := r.PostForm
 		g.mu.Lock()
-		ok := r.PostForm.Get("client_id") == ghClientID && r.PostForm.Get("client_secret") == ghClientSecret &&
-			g.challenges[code] != "" && g.challenges[code] == base64.RawURLEncoding.EncodeToString(sum[:]) &&
-			g.redirects[code] == r.PostForm.Get("redirect_uri")
-		delete(g.challenges, code)
-		tok := "gho_" + strings.Repeat("a", 16) + randomish()[:20]
-		if ok {
-			g.tokens[tok] = true
-		}
-		g.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		if !ok {
-			json.NewEncoder(w).Encode(map[string]string{"error": "bad_verification_code"})
+		defer g.mu.Unlock()
+		if g.down {
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
 			return
 		}
-		json.NewEncoder(w).Encode(map[string]string{"access_token": tok, "token_type": "bearer", "scope": "read:org,read:user,user:email"})
+		ok := f.Get("client_id") == ghClientID && f.Get("client_secret") == ghClientSecret
+		switch f.Get("grant_type") {
+		case "refresh_token":
+			ok = ok && g.refreshTokens[f.Get("refresh_token")]
+			delete(g.refreshTokens, f.Get("refresh_token"))
+		default:
+			code := f.Get("code")
+			sum := sha256.Sum256([]byte(f.Get("code_verifier")))
+			ok = ok && g.challenges[code] != "" && g.challenges[code] == base64.RawURLEncoding.EncodeToString(sum[:]) &&
+				g.redirects[code] == f.Get("redirect_uri")
+			delete(g.challenges, code)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if !ok {
+			w.WriteHeader(http.StatusBadRequest)
+			json.NewEncoder(w).Encode(map[string]string{"error": "bad_refresh_token"})
+			return
+		}
+		tok, refresh := "ghu_"+strings.Repeat("a", 16)+randomish()[:20], "ghr_"+strings.Repeat("r", 16)+randomish()[:20]
+		g.tokens[tok], g.refreshTokens[refresh] = true, true
+		json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "bearer", "expires_in": 28800,
+			"refresh_token": refresh, "refresh_token_expires_in": 15811200, "scope": ""})
 	})
 	known := func(r *http.Request, tok string) bool {
 		g.mu.Lock()
@@ -96,15 +118,27 @@ func newFakeGitHub(t *testing.T) *fakeGitHub {
 	}
 	api("/user", user)
 	api("/user/emails", []map[string]any{{"email": "octocat@example.com", "primary": true, "verified": true}})
-	api("/user/orgs", []map[string]any{{"login": "ch-analysts"}})
+	mux.HandleFunc("GET /api/v3/user/orgs", func(w http.ResponseWriter, r *http.Request) {
+		if !known(r, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")) {
+			http.Error(w, `{"message":"Bad credentials"}`, http.StatusUnauthorized)
+			return
+		}
+		g.mu.Lock()
+		var orgs []map[string]any
+		for _, o := range g.orgs {
+			orgs = append(orgs, map[string]any{"login": o})
+		}
+		g.mu.Unlock()
+		json.NewEncoder(w).Encode(orgs)
+	})
 	api("/user/teams", []map[string]any{})
 	g.Server = httptest.NewServer(mux)
 	t.Cleanup(g.Close)
 	return g
 }
 
-func TestGitHubUpstream(t *testing.T) {
-	gh := newFakeGitHub(t)
+// githubStack is a stack whose broker signs people in at gh.
+func githubStack(t *testing.T, gh *fakeGitHub) *stack {
 	template := strings.Replace(brokerConfig, `token_processors:
   dev:`, `token_processors:
   gh:
@@ -115,8 +149,12 @@ func TestGitHubUpstream(t *testing.T) {
     username_claim: email
   dev:`, 1)
 	template = strings.Replace(template, "  upstream: dev\n", "  upstream: gh\n", 1)
-	s := newStack(t, stackOptions{template: template})
-	c := newClient("test-client", "http://127.0.0.1/callback")
+	return newStack(t, stackOptions{template: template})
+}
+
+// githubSignIn signs octocat in through gh and returns the broker's tokens.
+func githubSignIn(t *testing.T, s *stack, gh *fakeGitHub, c *client) map[string]any {
+	t.Helper()
 	b := newBrowser(t)
 	form := s.consentForm(t, b, s.authorizeURL(c, nil))
 	r := b.do(t, "POST", s.base+"/oauth/authorize", form)
@@ -137,12 +175,57 @@ func TestGitHubUpstream(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("token: %d %v", status, tok)
 	}
+	return tok
+}
+
+func TestGitHubUpstream(t *testing.T) {
+	gh := newFakeGitHub(t)
+	s := githubStack(t, gh)
+	tok := githubSignIn(t, s, gh, newClient("test-client", "http://127.0.0.1/callback"))
 	claims := testkit.UnverifiedClaims(t, tok["access_token"].(string))
 	if claims["username"] != "octocat@example.com" || claims["email_verified"] != true || strings.Join(toStrings(claims["roles"]), ",") != "analysts,mcp_reader" {
 		t.Fatalf("claims %v", claims)
 	}
 	if status, body := s.mcpInitialize(t, tok["access_token"].(string)); status != http.StatusOK {
 		t.Fatalf("/mcp: %d %s", status, body)
+	}
+}
+
+// Every refresh asks the upstream again (when it gave a refresh token):
+// new groups apply, an outage keeps the person signed in, a refusal ends
+// the sign-in.
+func TestRefreshAsksTheUpstream(t *testing.T) {
+	gh := newFakeGitHub(t)
+	s := githubStack(t, gh)
+	c := newClient("test-client", "http://127.0.0.1/callback")
+	tok := githubSignIn(t, s, gh, c)
+	refresh := func() map[string]any {
+		t.Helper()
+		status, next := s.refresh(t, c, tok["refresh_token"].(string))
+		if status != http.StatusOK {
+			t.Fatalf("refresh: %d %v", status, next)
+		}
+		tok = next
+		return testkit.UnverifiedClaims(t, next["access_token"].(string))
+	}
+
+	gh.set(func(g *fakeGitHub) { g.orgs = []string{"ch-admins"} })
+	if roles := toStrings(refresh()["roles"]); strings.Join(roles, ",") != "admin,mcp_reader" {
+		t.Fatalf("after moving to ch-admins at GitHub, roles %v", roles)
+	}
+
+	gh.set(func(g *fakeGitHub) { g.down = true })
+	if roles := toStrings(refresh()["roles"]); strings.Join(roles, ",") != "admin,mcp_reader" {
+		t.Fatalf("GitHub down: roles %v", roles)
+	}
+	gh.set(func(g *fakeGitHub) { g.down = false })
+	refresh() // the upstream refresh token kept through the outage still works
+
+	// GitHub no longer knows the sign-in (revoked, or the person removed).
+	gh.set(func(g *fakeGitHub) { g.refreshTokens = map[string]bool{} })
+	status, body := s.refresh(t, c, tok["refresh_token"].(string))
+	if status != http.StatusBadRequest || body["error"] != "invalid_grant" || !strings.Contains(body["error_description"].(string), "no longer signs this person in") {
+		t.Fatalf("after GitHub refused: %d %v", status, body)
 	}
 }
 

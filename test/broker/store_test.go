@@ -18,7 +18,11 @@ import (
 func TestClickHouseStoreAcrossServers(t *testing.T) {
 	ch := chtest.Start(t, chtest.Options{})
 	mode := mappedMode + "\n  user: " + chtest.AdminUser + "\n  password: " + chtest.AdminPassword
-	extra := "  store: clickhouse\n  store_table: default.broker_state\n  seal_key: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"
+	// Each server here has a dev IdP of its own, which would not know the
+	// other's refresh tokens: no upstream refresh tokens (replicas share
+	// one upstream).
+	extra := "  store: clickhouse\n  store_table: default.broker_state\n  seal_key: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n" +
+		"  upstream_scopes: [openid, email, profile]\n"
 	a := newStack(t, stackOptions{clickhouseURL: ch.HTTPURL, clickhouseMode: mode, extra: extra})
 	// b has its own state directory: only the seal key and the table are shared.
 	b := newStack(t, stackOptions{clickhouseURL: ch.HTTPURL, clickhouseMode: mode, extra: extra, stateDir: t.TempDir()})
