@@ -93,12 +93,12 @@ func TestDemoCtrlC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &bytes{}
+	logs := &testkit.SyncBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	out := &bytes{}
+	out := &testkit.SyncBuffer{}
 	ready := make(chan struct{})
 	done := make(chan struct{})
 	go func() {

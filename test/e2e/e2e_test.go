@@ -21,7 +21,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -90,10 +89,10 @@ audit:
 }
 
 // startServe starts 'clickgate serve' and waits until /healthz answers.
-func startServe(t *testing.T, cfgPath, base string, client *http.Client) *bytes {
+func startServe(t *testing.T, cfgPath, base string, client *http.Client) *testkit.SyncBuffer {
 	t.Helper()
 	cmd := exec.Command(testkit.Clickgate, "serve", "--config", cfgPath)
-	logs := &bytes{}
+	logs := &testkit.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -122,25 +121,6 @@ func startServe(t *testing.T, cfgPath, base string, client *http.Client) *bytes 
 	}
 	t.Fatalf("clickgate serve did not come up:\n%s", logs)
 	return nil
-}
-
-// bytes collects a child process's output; the process writes while the
-// test reads.
-type bytes struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *bytes) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *bytes) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func call(t *testing.T, client *http.Client, method, url string, set func(*http.Request)) (int, string) {
