@@ -45,6 +45,10 @@ type CIMDOptions struct {
 	Timeout      time.Duration // whole fetch; default 5 s
 	CacheTTL     time.Duration // default 10 min
 	CacheSize    int           // default 1024
+	// MaxInFlight bounds fetches running at once (default 16): each
+	// authorization request may name a new URL, and clickgate should not
+	// become anyone's crawler.
+	MaxInFlight int
 	// RootCAs trusted for the https fetch; nil means the system roots.
 	RootCAs *x509.CertPool
 	// LookupIP resolves a host name; nil means net.DefaultResolver.
@@ -66,8 +70,15 @@ type CIMDFetcher struct {
 	opts   CIMDOptions
 	client *http.Client
 	cache  *expirable.LRU[string, *ClientMetadata]
-	group  singleflight.Group
+	// failed remembers refusals briefly, so that a URL that fails (slowly,
+	// say) is not fetched again for every request naming it.
+	failed   *expirable.LRU[string, error]
+	group    singleflight.Group
+	inFlight chan struct{}
 }
+
+// cimdFailureTTL is how long a refused document stays refused.
+const cimdFailureTTL = 30 * time.Second
 
 // NewCIMDFetcher returns a fetcher with opts.
 func NewCIMDFetcher(opts CIMDOptions) *CIMDFetcher {
@@ -88,7 +99,11 @@ func NewCIMDFetcher(opts CIMDOptions) *CIMDFetcher {
 			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 		}
 	}
-	f := &CIMDFetcher{opts: opts}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 16
+	}
+	f := &CIMDFetcher{opts: opts, inFlight: make(chan struct{}, opts.MaxInFlight),
+		failed: expirable.NewLRU[string, error](opts.CacheSize, nil, cimdFailureTTL)}
 	dialer := &net.Dialer{
 		Timeout: opts.Timeout,
 		// Checked on the address really connected to.
@@ -252,9 +267,19 @@ func (f *CIMDFetcher) Fetch(ctx context.Context, clientID string) (*ClientMetada
 	if _, err := ValidateCIMDURL(clientID); err != nil {
 		return nil, err
 	}
+	if err, ok := f.failed.Get(clientID); ok {
+		return nil, err
+	}
 	v, err, _ := f.group.Do(clientID, func() (any, error) {
+		select {
+		case f.inFlight <- struct{}{}:
+			defer func() { <-f.inFlight }()
+		default:
+			return nil, cimdErr("too many client metadata documents are being fetched; try again shortly")
+		}
 		md, err := f.fetch(context.WithoutCancel(ctx), clientID)
 		if err != nil {
+			f.failed.Add(clientID, err)
 			return nil, err
 		}
 		f.cache.Add(clientID, md)

@@ -211,3 +211,52 @@ func TestIsPublicAddr(t *testing.T) {
 		}
 	}
 }
+
+// A refused document stays refused for a while: naming it again does not
+// fetch it again.
+func TestCIMDRemembersRefusals(t *testing.T) {
+	var hits atomic.Int32
+	srv, f := cimdServer(t, func(string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits.Add(1)
+			http.NotFound(w, r)
+		})
+	})
+	for i := 0; i < 3; i++ {
+		if _, err := f.Fetch(context.Background(), srv.URL+"/client.json"); !errors.Is(err, ErrCIMD) {
+			t.Fatalf("fetch %d: %v", i, err)
+		}
+	}
+	if n := hits.Load(); n != 1 {
+		t.Fatalf("the refused document was fetched %d times, want 1", n)
+	}
+}
+
+// Only MaxInFlight documents are fetched at once; more are refused at once
+// rather than queued.
+func TestCIMDBoundsFetchesInFlight(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	srv, _ := cimdServer(t, func(base string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			started <- struct{}{}
+			<-release
+			docHandler(nil, nil)(base).ServeHTTP(w, r)
+		})
+	})
+	roots := srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	f := NewCIMDFetcher(CIMDOptions{AllowPrivate: true, RootCAs: roots, Timeout: 5 * time.Second, MaxInFlight: 1})
+	done := make(chan error)
+	go func() {
+		_, err := f.Fetch(context.Background(), srv.URL+"/a.json")
+		done <- err
+	}()
+	<-started
+	if _, err := f.Fetch(context.Background(), srv.URL+"/b.json"); err == nil || !strings.Contains(err.Error(), "too many") {
+		t.Fatalf("a second fetch while one runs: %v", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("the first fetch: %v", err)
+	}
+}
