@@ -89,8 +89,7 @@ type Broker struct {
 	tokenRequests *prometheus.CounterVec
 }
 
-// New returns a broker; it serves the paths in this package's Path
-// constants.
+// New returns a broker, which serves Paths.
 func New(o Options) *Broker {
 	if o.Logger == nil {
 		o.Logger = slog.Default()

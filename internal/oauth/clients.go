@@ -69,8 +69,9 @@ type registeredClient struct {
 	Confidential bool     `json:"c,omitempty"`
 }
 
-// errUnknownClient hides why a client id is refused from the outside
-// only where telling would help an attacker; it names the client kind.
+// errUnknownClient is all a caller learns about a client id that is
+// neither configured, nor a document URL, nor a registration sealed here
+// (a forged or tampered one).
 var errUnknownClient = errors.New("unknown client_id")
 
 // clients finds clients by id.
