@@ -104,7 +104,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case err := <-errc:
 		return err
 	}
-	fmt.Fprintf(stdout, "  %-13s %s: dev IdP at /idp, gateway (mapped mode), MCP at /mcp\n\n", "clickgate", base)
+	fmt.Fprintf(stdout, "  %-13s %s: dev IdP at /idp, gateway (mapped mode), MCP at /mcp, OAuth sign-in for AI clients at /oauth\n\n", "clickgate", base)
 
 	// 4. What to do next, with a token for alice from the dev IdP, got as
 	// she would get it (and bob's too, for the self-check).
