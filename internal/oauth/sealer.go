@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -43,7 +44,8 @@ var (
 // that replicas sharing the key need no shared store for it. It is safe
 // for concurrent use.
 type Sealer struct {
-	key []byte
+	key   []byte
+	aeads sync.Map // purpose → cipher.AEAD
 	// Now is the clock; tests may replace it.
 	Now func() time.Time
 }
@@ -61,9 +63,14 @@ type sealedPayload struct {
 	Data json.RawMessage `json:"d"`
 }
 
+// aead returns the cipher of purpose, derived once: sealing and opening
+// run on every authorization and token request.
 func (s *Sealer) aead(purpose string) (cipher.AEAD, error) {
 	if purpose == "" {
 		return nil, errors.New("oauth: empty seal purpose")
+	}
+	if a, ok := s.aeads.Load(purpose); ok {
+		return a.(cipher.AEAD), nil
 	}
 	sub, err := hkdf.Key(sha256.New, s.key, nil, "clickgate/oauth/seal/v1/"+purpose, 32)
 	if err != nil {
@@ -73,7 +80,12 @@ func (s *Sealer) aead(purpose string) (cipher.AEAD, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cipher.NewGCM(block)
+	a, err := cipher.NewGCM(block) // safe for concurrent use
+	if err != nil {
+		return nil, err
+	}
+	s.aeads.Store(purpose, a)
+	return a, nil
 }
 
 func aad(purpose string) []byte { return []byte("clickgate-seal-v1:" + purpose) }
