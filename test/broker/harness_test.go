@@ -53,59 +53,18 @@ func (s *stack) secret(v string) {
 	}
 }
 
-// brokerConfig is the configuration of a stack: %[1]s is the listen
-// address, %[2]s the base URL, %[3]s a state directory, %[4]s the
-// ClickHouse URL, %[5]s the rest of the clickhouse section.
-const brokerConfig = `
-server:
-  listen: %[1]s
-  public_url: %[2]s
-token_processors:
-  dev:
-    type: oidc
-    issuer: %[2]s/idp
-    audiences: [clickhouse]
-    username_claim: email
-    required_claims: {email_verified: true}
-directory:
-  allowed_domains: [example.com]
-  roles:
-    mapping: {"ch-admins": ch-admin}
-    filter: "^ch-.*$"
-    transform: "s/^ch-//"
-    common: [mcp_reader]
-clickhouse:
-  url: %[4]s
-%[5]s
-dev_idp:
-  enabled: true
-  key_file: %[3]s/dev-idp-keys.json
-  users:
-    - {username: alice, password: alice-pw, email: alice@example.com, groups: [ch-analysts]}
-    - {username: bob, password: bob-pw, email: bob@example.com, groups: [ch-admins]}
-    - {username: mallory, password: mallory-pw, email: mallory@evil.example, groups: [ch-admins]}
-broker:
-  enabled: true
-  upstream: dev
-  key_file: %[3]s/broker-keys.json
-  store_file: %[3]s/broker-state.json
-  access_token_ttl: 1m
+// brokerConfig is the configuration of a stack (testkit.BrokerConfig's
+// parameters) with two pre-registered clients.
+const brokerConfig = testkit.BrokerConfig + `  access_token_ttl: 1m
   clients:
     - {client_id: test-client, client_name: Test Client, redirect_uris: ["http://127.0.0.1/callback", "https://app.example/cb"]}
     - {client_id: secret-client, client_secret: s3cret-s3cret, redirect_uris: ["https://app.example/cb"]}
 `
 
-// mappedMode: admins reach ClickHouse as ch_admin, everyone else as
-// ch_reader.
-const mappedMode = `  mode: mapped
-  accounts:
-    - {role: admin, user: ch_admin, password: admin-pw}
-    - {role: mcp_reader, user: ch_reader, password: reader-pw}`
-
 type stackOptions struct {
 	template       string // default brokerConfig
 	clickhouseURL  string // default: nothing listens there
-	clickhouseMode string // default mappedMode
+	clickhouseMode string // default testkit.MappedMode
 	extra          string // appended to the configuration (under broker: indent 2)
 	stateDir       string // default: a temporary directory
 }
@@ -124,7 +83,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		o.stateDir = t.TempDir()
 	}
 	if o.clickhouseMode == "" {
-		o.clickhouseMode = mappedMode
+		o.clickhouseMode = testkit.MappedMode
 	}
 	if o.template == "" {
 		o.template = brokerConfig

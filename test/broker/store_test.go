@@ -10,6 +10,7 @@ import (
 
 	"github.com/clickgate/clickgate/internal/chtest"
 	"github.com/clickgate/clickgate/internal/clickhouse"
+	"github.com/clickgate/clickgate/internal/testkit"
 )
 
 // With broker.store: clickhouse, two clickgate servers on different state
@@ -17,7 +18,7 @@ import (
 // through a ClickHouse table.
 func TestClickHouseStoreAcrossServers(t *testing.T) {
 	ch := chtest.Start(t, chtest.Options{})
-	mode := mappedMode + "\n  user: " + chtest.AdminUser + "\n  password: " + chtest.AdminPassword
+	mode := testkit.MappedMode + "\n  user: " + chtest.AdminUser + "\n  password: " + chtest.AdminPassword
 	// Each server here has a dev IdP of its own, which would not know the
 	// other's refresh tokens: no upstream refresh tokens (replicas share
 	// one upstream).

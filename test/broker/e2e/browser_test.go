@@ -57,7 +57,7 @@ func TestBrowserSignInWithTypeScriptClient(t *testing.T) {
 	addr := freeAddr(t)
 	base := "http://" + addr
 	cg := startClickgate(t, "clickgate", addr, dir,
-		fmt.Sprintf(brokerYAML, addr, base, dir, ch.HTTPURL, "5s", "  allow_private_client_urls: true\n"),
+		brokerYAML(addr, base, dir, ch.HTTPURL, "5s", "  allow_private_client_urls: true\n"),
 		"SSL_CERT_FILE="+caFile)
 
 	for _, tc := range []struct {

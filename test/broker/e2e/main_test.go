@@ -36,48 +36,12 @@ type process struct {
 	logs *testkit.SyncBuffer
 }
 
-// brokerYAML is a configuration of clickgate with the broker on, signing
-// people in at its own development IdP: alice (ch-analysts) runs in
-// ClickHouse as ch_reader, bob (ch-admins) as ch_admin. %[1]s is the listen
-// address, %[2]s public_url, %[3]s a state directory, %[4]s the ClickHouse
-// URL, %[5]s the access token lifetime and %[6]s more broker settings.
-const brokerYAML = `
-server:
-  listen: %[1]s
-  public_url: %[2]s
-token_processors:
-  dev:
-    type: oidc
-    issuer: %[2]s/idp
-    audiences: [clickhouse]
-    username_claim: email
-    required_claims: {email_verified: true}
-directory:
-  allowed_domains: [example.com]
-  roles:
-    mapping: {"ch-admins": ch-admin}
-    filter: "^ch-.*$"
-    transform: "s/^ch-//"
-    common: [mcp_reader]
-clickhouse:
-  url: %[4]s
-  mode: mapped
-  accounts:
-    - {role: admin, user: ch_admin, password: admin-pw}
-    - {role: mcp_reader, user: ch_reader, password: reader-pw}
-dev_idp:
-  enabled: true
-  key_file: %[3]s/dev-idp-keys.json
-  users:
-    - {username: alice, password: alice-pw, email: alice@example.com, groups: [ch-analysts]}
-    - {username: bob, password: bob-pw, email: bob@example.com, groups: [ch-admins]}
-broker:
-  enabled: true
-  upstream: dev
-  key_file: %[3]s/broker-keys.json
-  store_file: %[3]s/broker-state.json
-  access_token_ttl: %[5]s
-%[6]s`
+// brokerYAML is testkit.BrokerConfig in mapped mode, its access tokens
+// living ttl, plus more broker settings.
+func brokerYAML(listen, base, dir, clickhouseURL, ttl, more string) string {
+	return fmt.Sprintf(testkit.BrokerConfig, listen, base, dir, clickhouseURL, testkit.MappedMode) +
+		"  access_token_ttl: " + ttl + "\n" + more
+}
 
 // startClickgate runs 'clickgate serve --config' with configYAML (written
 // to dir) and extra environment, waits until it answers /healthz on addr,

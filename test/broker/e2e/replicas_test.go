@@ -35,7 +35,7 @@ func TestTwoProcessesShareTheKey(t *testing.T) {
 	key := sealKey(t)
 	config := func(listen string) string {
 		// ClickHouse is not needed: nothing here runs a query.
-		return fmt.Sprintf(brokerYAML, listen, base, dir, "http://127.0.0.1:9", "1m", "  seal_key: "+key+"\n")
+		return brokerYAML(listen, base, dir, "http://127.0.0.1:9", "1m", "  seal_key: "+key+"\n")
 	}
 	// A first: it creates the key files B then reads.
 	a := startClickgate(t, "replica A", addrA, dir, config(addrA))
