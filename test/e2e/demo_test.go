@@ -61,7 +61,7 @@ func assertGone(t *testing.T, out string) {
 func TestDemoOnce(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo")
 	for run := 1; run <= 2; run++ {
-		out, code := demo(t, []string{"CLICKHOUSE_URL="}, "--once", "--dir", dir, "--listen", freePort(t))
+		out, code := demo(t, []string{"CLICKHOUSE_URL="}, "--once", "--dir", dir, "--listen", testkit.FreeAddr(t))
 		if code != 0 || strings.Count(out, "\n  ok ") != 10 || !strings.Contains(out, "All 10 checks passed") {
 			t.Fatalf("run %d: exit %d\n%s", run, code, out)
 		}
@@ -87,7 +87,7 @@ func TestDemoOnce(t *testing.T) {
 // clickgate and its ClickHouse.
 func TestDemoCtrlC(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "demo")
-	cmd := exec.Command(testkit.Clickgate, "demo", "--dir", dir, "--listen", freePort(t))
+	cmd := exec.Command(testkit.Clickgate, "demo", "--dir", dir, "--listen", testkit.FreeAddr(t))
 	cmd.Env = append(os.Environ(), "CLICKHOUSE_URL=")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -178,13 +178,13 @@ func TestDemoExternalClickHouse(t *testing.T) {
 	env := []string{"CLICKHOUSE_URL=" + ch.HTTPURL, "CLICKHOUSE_USER=" + chtest.AdminUser, "CLICKHOUSE_PASSWORD=" + chtest.AdminPassword}
 	dir := filepath.Join(t.TempDir(), "demo")
 
-	out, code := demo(t, env, "--once", "--dir", dir, "--listen", freePort(t))
+	out, code := demo(t, env, "--once", "--dir", dir, "--listen", testkit.FreeAddr(t))
 	if code != 1 || !strings.Contains(out, "CLICKHOUSE_ANALYST_USER=") {
 		t.Fatalf("without an analyst account: exit %d\n%s", code, out)
 	}
 
 	env = append(env, "CLICKHOUSE_ANALYST_USER=analyst", "CLICKHOUSE_ANALYST_PASSWORD=analyst-pw")
-	out, code = demo(t, env, "--once", "--dir", dir, "--listen", freePort(t))
+	out, code = demo(t, env, "--once", "--dir", dir, "--listen", testkit.FreeAddr(t))
 	if code != 0 || !strings.Contains(out, "All 10 checks passed") || !strings.Contains(out, "(CLICKHOUSE_URL, as ch_admin)") ||
 		!strings.Contains(out, "for user analyst") || strings.Contains(out, "started (pid") {
 		t.Fatalf("exit %d\n%s", code, out)

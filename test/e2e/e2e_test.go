@@ -46,16 +46,6 @@ func clickgate(t *testing.T, args ...string) (string, int) {
 	return string(out), code
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 const issuer = "https://idp.test/realms/corp"
 
 // writeConfig writes a configuration with the identity core only (no
@@ -144,7 +134,7 @@ func call(t *testing.T, client *http.Client, method, url string, set func(*http.
 func TestServeIdentityCore(t *testing.T) {
 	dir := t.TempDir()
 	key := testkit.NewKey(t, jose.RS256, "k1")
-	listen := freePort(t)
+	listen := testkit.FreeAddr(t)
 	base := "http://" + listen
 	logs := startServe(t, writeConfig(t, dir, listen, key, ""), base, http.DefaultClient)
 	alice := key.Sign(t, testkit.Claims(issuer, "clickhouse", "alice@example.com", "ch-analysts", "/ch-admins"))
@@ -184,7 +174,7 @@ func TestServeTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSigned(t, dir)
 	key := testkit.NewKey(t, jose.EdDSA, "k1")
-	listen := freePort(t)
+	listen := testkit.FreeAddr(t)
 	base := "https://" + listen
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	startServe(t, writeConfig(t, dir, listen, key, fmt.Sprintf("  tls: {cert_file: %s, key_file: %s}", certFile, keyFile)), base, client)

@@ -66,7 +66,7 @@ func startStack(t *testing.T) *stack {
 	}
 
 	s.key = testkit.NewKey(t, jose.ES256, "k1")
-	listen := freePort(t)
+	listen := testkit.FreeAddr(t)
 	s.base = "http://" + listen
 	s.resource = s.base + "/mcp"
 
@@ -177,16 +177,6 @@ func (s *stack) quietLogs() string {
 // token mints an ES256 token as the identity provider would.
 func (s *stack) token(t *testing.T, aud, email string, groups ...string) string {
 	return s.key.Sign(t, testkit.Claims(issuer, aud, email, groups...))
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // procKB reads a field of /proc/PID/status (VmHWM, VmRSS) in kB.

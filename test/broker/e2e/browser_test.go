@@ -54,7 +54,7 @@ func TestBrowserSignInWithTypeScriptClient(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	addr := freeAddr(t)
+	addr := testkit.FreeAddr(t)
 	base := "http://" + addr
 	cg := startClickgate(t, "clickgate", addr, dir,
 		brokerYAML(addr, base, dir, ch.HTTPURL, "5s", "  allow_private_client_urls: true\n"),

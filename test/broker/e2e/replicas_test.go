@@ -30,7 +30,7 @@ import (
 // public_url (replica A), so its steps all go to A.
 func TestTwoProcessesShareTheKey(t *testing.T) {
 	dir := t.TempDir()
-	addrA, addrB := freeAddr(t), freeAddr(t)
+	addrA, addrB := testkit.FreeAddr(t), testkit.FreeAddr(t)
 	base := "http://" + addrA
 	key := sealKey(t)
 	config := func(listen string) string {
