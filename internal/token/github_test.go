@@ -406,26 +406,8 @@ func TestGitHubVerify(t *testing.T) {
 			p := githubProcessor(t, srv.URL+"/api/v3/", tc.cfg)
 
 			id, err := p.Verify(context.Background(), parseToken(t, githubToken))
-			var terr *token.Error
-			if err != nil {
-				if strings.Contains(err.Error(), githubToken) {
-					t.Errorf("error message contains the token: %v", err)
-				}
-				var ok bool
-				if terr, ok = err.(*token.Error); !ok {
-					t.Fatalf("error is a %T, not *token.Error: %v", err, err)
-				}
-			}
 			if tc.reason != "" {
-				if err == nil {
-					t.Fatalf("Verify succeeded as %q; want %s", id.Username, tc.reason)
-				}
-				if got := token.ReasonOf(err); got != tc.reason {
-					t.Fatalf("reason %s, want %s (%v)", got, tc.reason, err)
-				}
-				if got, want := token.IsTemporary(err), tc.reason == token.ReasonUnavailable; got != want {
-					t.Errorf("IsTemporary = %v, want %v", got, want)
-				}
+				terr := wantRefusal(t, id, err, tc.reason, githubToken)
 				if tc.check != nil {
 					tc.check(t, f, terr)
 				}
