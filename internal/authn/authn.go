@@ -94,18 +94,24 @@ type Credentials struct {
 // session log record.
 func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, c Credentials, iface string) (*Result, error) {
 	res, err := a.resolve(ctx, c.Token)
+	// The processor that proved the token, also when policy then refuses it.
+	processor := ""
+	if res != nil {
+		processor = res.Identity.Processor
+	}
 	if err == nil && a.mcpOnly(res.Identity, iface) {
 		err = fmt.Errorf("token: %s: %w", res.Identity.Processor, ErrMCPToken)
-		res = nil
 	}
 	if err == nil && c.User != "" && c.User != res.Principal.User {
 		err = fmt.Errorf("%w: the token is for ClickHouse user %q, not %q", ErrUserMismatch, res.Principal.User, clip(c.User, 256))
+	}
+	if err != nil {
 		res = nil
 	}
 	rec := audit.Record{Interface: iface}
 	rec.ClientAddress, rec.ClientPort = SplitAddr(r.RemoteAddr)
 	rec.HTTPUserAgent = clip(r.UserAgent(), 256)
-	result, processor := "success", ""
+	result := "success"
 	if err != nil {
 		rec.Type = audit.LoginFailure
 		rec.User = clip(c.User, 256)
@@ -118,7 +124,6 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, c Cre
 	} else {
 		rec.Type = audit.LoginSuccess
 		rec.User, rec.Subject, rec.Roles = res.Principal.User, res.Principal.Subject, res.Principal.Roles
-		processor = res.Principal.Processor
 	}
 	rec.Processor = processor
 	a.log.Write(rec)
@@ -133,7 +138,8 @@ func (a *Authenticator) resolve(ctx context.Context, raw string) (*Result, error
 	}
 	p, err := a.directory.Principal(id)
 	if err != nil {
-		return nil, err
+		// The identity is kept for the record of who was refused.
+		return &Result{Identity: id}, err
 	}
 	return &Result{Identity: id, Principal: p}, nil
 }

@@ -257,6 +257,13 @@ func TestBrokerTokenRefusedOutsideMCP(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("/clickhouse/auth: got %d, want 401", resp.StatusCode)
 	}
+	// Both refusals were for the audience, not for anything else.
+	status, metrics := s.get(t, "/metrics", "")
+	for _, iface := range []string{"gateway", "auth_endpoint"} {
+		if want := `clickgate_auth_attempts_total{interface="` + iface + `",processor="clickgate-broker",result="wrong_audience"} 1`; status != http.StatusOK || !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 	// At /mcp the token is accepted (initialize needs no ClickHouse).
 	if status, body := s.mcpInitialize(t, access); status != http.StatusOK {
 		t.Fatalf("/mcp initialize with the broker token: %d %s", status, body)
@@ -356,6 +363,11 @@ func TestPolicyDeniedPersonGetsNoCode(t *testing.T) {
 	q := s.clientRedirect(t, c, r)
 	if q.Get("error") != "access_denied" || q.Get("code") != "" || !strings.Contains(q.Get("error_description"), "allowed_domains") {
 		t.Fatalf("mallory (evil.example) got %v", q)
+	}
+	// Recorded as denied by policy, with the processor that proved who she is.
+	want := `clickgate_auth_attempts_total{interface="oauth_broker",processor="dev",result="denied"} 1`
+	if _, metrics := s.get(t, "/metrics", ""); !strings.Contains(metrics, want) {
+		t.Errorf("metrics lack %s", want)
 	}
 }
 
