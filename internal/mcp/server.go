@@ -172,7 +172,9 @@ func (s *Server) run(ctx context.Context, c *clickhouse.Caller, q queryRun) (*Re
 
 // settingSteps are the settings a query may be sent with, strictest
 // first: the time limit and readonly = 1 (reads only; no table functions
-// such as url(); no KILL of other people's queries on a shared account);
+// such as url(); KILL only of the same ClickHouse user's queries, so
+// people sharing one account are not kept apart by it: clickgate refuses
+// KILL on shared accounts itself);
 // an account whose profile is readonly = 1 may not set the time limit,
 // and one at readonly = 2 may not set readonly either — its profile then
 // forbids writes. ClickHouse applies URL settings in order, and Encode
