@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -50,6 +52,11 @@ func explain(w io.Writer, path string, cfg *config.Config, dir *identity.Directo
 		scheme = "TLS with " + cfg.Server.TLS.CertFile
 	}
 	p("Server: listens on %s (%s); public URL %s; MCP resource %s/mcp.", cfg.Server.Listen, scheme, cfg.Server.PublicURL, cfg.Server.PublicURL)
+	if cfg.Server.MetricsListen != "" {
+		p("Metrics: /metrics on its own listener %s (plain HTTP); the main listener answers it with 404.", cfg.Server.MetricsListen)
+	} else {
+		p("Metrics: /metrics on the main listener, without credentials (server.metrics_listen moves it to a listener of its own).")
+	}
 	p("")
 	p("Token processors, tried in this order (directory.processors):")
 	for i, name := range cfg.Directory.Processors {
@@ -100,13 +107,43 @@ func explain(w io.Writer, path string, cfg *config.Config, dir *identity.Directo
 	default:
 		p("Session log: JSON lines appended to %s.", cfg.Audit.File)
 	}
-	if len(cfg.Warnings) > 0 {
+	if warnings := append(slices.Clone(cfg.Warnings), metricsWarnings(cfg)...); len(warnings) > 0 {
 		p("")
 		p("Warnings:")
-		for _, wn := range cfg.Warnings {
+		for _, wn := range warnings {
 			p("  - %s", wn)
 		}
 	}
+}
+
+// metricsWarnings says when /metrics, which needs no credentials, is
+// reachable from other hosts, and how to move it.
+func metricsWarnings(cfg *config.Config) []string {
+	const fix = "server.metrics_listen: 127.0.0.1:9464"
+	if ml := cfg.Server.MetricsListen; ml != "" {
+		if host, _, err := net.SplitHostPort(ml); err == nil && !loopbackHost(host) {
+			return []string{fmt.Sprintf("/metrics is reachable from the network without credentials: server.metrics_listen %s is not a loopback address; bind it to loopback (%s) or let only your Prometheus reach that port", ml, fix)}
+		}
+		return nil
+	}
+	if host, _, err := net.SplitHostPort(cfg.Server.Listen); err == nil && !loopbackHost(host) {
+		return []string{fmt.Sprintf("/metrics is reachable from the network without credentials: it is served on the main listener %s, which is not a loopback address; set %s to serve it on a loopback listener of its own (the main listener then answers /metrics with 404)", cfg.Server.Listen, fix)}
+	}
+	if u, err := url.Parse(cfg.Server.PublicURL); err == nil && !loopbackHost(u.Hostname()) {
+		return []string{fmt.Sprintf("/metrics may be reachable without credentials through whatever serves public_url %s (a proxy in front of the loopback listener %s); set %s to serve it on a listener of its own, or block /metrics at the proxy", cfg.Server.PublicURL, cfg.Server.Listen, fix)}
+	}
+	return nil
+}
+
+// loopbackHost reports whether a listen host is a loopback address only:
+// localhost, 127.0.0.0/8 or ::1. An empty host, 0.0.0.0 and :: listen on
+// every address.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func describeProcessor(tp *config.TokenProcessor) []string {

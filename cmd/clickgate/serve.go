@@ -54,6 +54,13 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	if err != nil {
 		return fmt.Errorf("server.listen: %w", err)
 	}
+	var ml net.Listener
+	if cfg.Server.MetricsListen != "" {
+		if ml, err = net.Listen("tcp", cfg.Server.MetricsListen); err != nil {
+			l.Close()
+			return fmt.Errorf("server.metrics_listen: %w", err)
+		}
+	}
 	gateway := "off (no clickhouse section)"
 	switch {
 	case cfg.ClickHouse != nil && strings.HasPrefix(cfg.ClickHouse.URL, config.ChDBScheme):
@@ -63,8 +70,40 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	}
 	logger.Info("clickgate listening", "address", l.Addr().String(), "public_url", cfg.Server.PublicURL,
 		"processors", cfg.Directory.Processors, "gateway", gateway, "version", buildVersion())
+	if ml != nil {
+		logger.Info("metrics listening", "address", ml.Addr().String(), "path", "/metrics")
+	}
+	for _, w := range metricsWarnings(cfg) {
+		logger.Warn("metrics", "warning", w)
+	}
 	if ready != nil {
 		ready <- l.Addr().String()
 	}
-	return srv.Serve(ctx, l)
+	if ml == nil {
+		return srv.Serve(ctx, l)
+	}
+	return serveBoth(ctx, srv, l, ml)
+}
+
+// serveBoth runs the main and the metrics listener together: when ctx ends
+// both shut down gracefully, and when either stops on its own the other is
+// shut down too. It returns the first error.
+func serveBoth(ctx context.Context, srv *server.Server, l, ml net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ctx, l); cancel() }()
+	go func() {
+		err := srv.ServeMetrics(ctx, ml)
+		if err != nil {
+			err = fmt.Errorf("server.metrics_listen: %w", err)
+		}
+		errc <- err
+		cancel()
+	}()
+	err := <-errc
+	if err2 := <-errc; err == nil {
+		err = err2
+	}
+	return err
 }

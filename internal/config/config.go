@@ -34,6 +34,10 @@ type Server struct {
 	PublicURL      string   `yaml:"public_url"`
 	TLS            TLS      `yaml:"tls"`
 	AllowedOrigins []string `yaml:"allowed_origins"`
+	// MetricsListen (host:port), when set, is a second, plain-HTTP listener
+	// that serves /metrics alone; the main listener then answers /metrics
+	// with a local 404. Empty: /metrics is on the main listener.
+	MetricsListen string `yaml:"metrics_listen"`
 }
 
 // TLS names the listener's certificate; both empty means plain HTTP.

@@ -175,3 +175,51 @@ token_processors:
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestMetricsListen(t *testing.T) {
+	tests := []struct {
+		name   string
+		server string
+		want   string   // parsed metrics_listen when accepted
+		errs   []string // substrings of the error when refused
+	}{
+		{"absent", "server: {listen: 127.0.0.1:8443}", "", nil},
+		{"loopback", "server: {listen: 127.0.0.1:8443, metrics_listen: 127.0.0.1:9464}", "127.0.0.1:9464", nil},
+		{"IPv6 loopback", `server: {listen: 127.0.0.1:8443, metrics_listen: "[::1]:9464"}`, "[::1]:9464", nil},
+		{"every address", "server: {listen: 127.0.0.1:8443, metrics_listen: 0.0.0.0:9464}", "0.0.0.0:9464", nil},
+		{"same host, other port", "server: {listen: 10.0.0.5:8443, metrics_listen: 10.0.0.5:9464}", "10.0.0.5:9464", nil},
+		{"same port, other host", "server: {listen: 127.0.0.1:8443, metrics_listen: 127.0.0.2:8443}", "127.0.0.2:8443", nil},
+		{"no port", "server: {metrics_listen: 127.0.0.1}", "", []string{"server.metrics_listen", "not host:port", "127.0.0.1:9464"}},
+		{"URL", "server: {metrics_listen: http://127.0.0.1:9464}", "", []string{"server.metrics_listen", "not host:port"}},
+		{"empty port", "server: {metrics_listen: \"127.0.0.1:\"}", "", []string{"server.metrics_listen", "port number"}},
+		{"named port", "server: {metrics_listen: \"127.0.0.1:http\"}", "", []string{"server.metrics_listen", "port number"}},
+		{"port 0", "server: {metrics_listen: \"127.0.0.1:0\"}", "", []string{"server.metrics_listen", "port number"}},
+		{"port too large", "server: {metrics_listen: \"127.0.0.1:70000\"}", "", []string{"server.metrics_listen", "port number"}},
+		{"the main listener", "server: {listen: 127.0.0.1:8443, metrics_listen: 127.0.0.1:8443}", "", []string{"server.metrics_listen", "overlaps server.listen"}},
+		{"overlaps a wildcard main listener", "server: {listen: 0.0.0.0:8443, metrics_listen: 127.0.0.1:8443}", "", []string{"overlaps server.listen"}},
+		{"wildcard overlaps the main listener", "server: {listen: 127.0.0.1:8443, metrics_listen: \":8443\"}", "", []string{"overlaps server.listen"}},
+		{"misspelt key", "server: {metrics_listn: 127.0.0.1:9464}", "", []string{"server.metrics_listn", "unknown key", "metrics_listen"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parse([]byte(minimal+tc.server+"\n"), env(nil))
+			if tc.errs != nil {
+				if err == nil {
+					t.Fatalf("accepted: metrics_listen = %q", cfg.Server.MetricsListen)
+				}
+				for _, w := range tc.errs {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not mention %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Server.MetricsListen != tc.want {
+				t.Fatalf("metrics_listen = %q, want %q", cfg.Server.MetricsListen, tc.want)
+			}
+		})
+	}
+}

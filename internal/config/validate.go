@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -142,6 +143,9 @@ func (c *Config) validate() []string {
 	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
 		v.add("server.listen", "%q is not host:port (for example 127.0.0.1:8443)", c.Server.Listen)
 	}
+	if c.Server.MetricsListen != "" {
+		c.validateMetricsListen(&v)
+	}
 	v.url("server.public_url", c.Server.PublicURL)
 	if (c.Server.TLS.CertFile == "") != (c.Server.TLS.KeyFile == "") {
 		v.add("server.tls", "set both cert_file and key_file, or neither")
@@ -183,6 +187,31 @@ func (c *Config) validate() []string {
 	c.validateBroker(&v)
 	c.validateDevIdP(&v)
 	return v.problems
+}
+
+// validateMetricsListen checks server.metrics_listen: host:port with a
+// numeric port, and not the main listener's address.
+func (c *Config) validateMetricsListen(v *validator) {
+	const path = "server.metrics_listen"
+	addr := c.Server.MetricsListen
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		v.add(path, "%q is not host:port (for example 127.0.0.1:9464)", addr)
+		return
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		v.add(path, "%q needs a port number from 1 to 65535 (for example 127.0.0.1:9464)", addr)
+		return
+	}
+	mainHost, mainPort, err := net.SplitHostPort(c.Server.Listen)
+	if err == nil && mainPort == port && (host == mainHost || wildcardHost(host) || wildcardHost(mainHost)) {
+		v.add(path, "%q overlaps server.listen %q; give the metrics listener its own port", addr, c.Server.Listen)
+	}
+}
+
+// wildcardHost reports whether a listen host binds every address.
+func wildcardHost(host string) bool {
+	return host == "" || host == "0.0.0.0" || host == "::"
 }
 
 func (p *TokenProcessor) validate(v *validator, path string) {

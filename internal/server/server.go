@@ -42,6 +42,9 @@ type Server struct {
 	log     *slog.Logger
 	audit   *audit.Log
 	handler http.Handler
+	// metrics serves the Prometheus registry: on the main handler, or on
+	// its own listener (ServeMetrics) when server.metrics_listen is set.
+	metrics http.Handler
 	// clickhouse is nil when the gateway is off.
 	clickhouse *clickhouse.Upstreams
 	// mcp is nil when MCP is off.
@@ -149,7 +152,13 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", s.readyz)
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if cfg.Server.MetricsListen == "" {
+		mux.Handle("/metrics", s.metrics)
+	} else {
+		// A local 404, never a path for the gateway to forward.
+		mux.HandleFunc("/metrics", metricsElsewhere)
+	}
 	s.handler = mux
 	return s, nil
 }
@@ -210,19 +219,44 @@ func (s *Server) MCP() *mcp.Server { return s.mcp }
 // Authenticator is the one path from credentials to a principal.
 func (s *Server) Authenticator() *authn.Authenticator { return s.auth }
 
-// Handler is the whole HTTP interface.
+// Handler is the whole HTTP interface. It serves /metrics unless
+// server.metrics_listen moves it to MetricsHandler's own listener.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Serve accepts connections on l until ctx ends, then shuts down gracefully.
-func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	defer s.audit.Close()
-	hs := &http.Server{
-		Handler:           s.handler,
+// MetricsHandler serves the Prometheus metrics at any path; ServeMetrics
+// mounts it at /metrics.
+func (s *Server) MetricsHandler() http.Handler { return s.metrics }
+
+// metricsElsewhere answers /metrics on the main listener when
+// server.metrics_listen serves it.
+func metricsElsewhere(w http.ResponseWriter, r *http.Request) {
+	http.Error(w, "clickgate: 404 not found: /metrics is served on the metrics listener (server.metrics_listen), not here", http.StatusNotFound)
+}
+
+// newHTTPServer is the http.Server both listeners use.
+func (s *Server) newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
+}
+
+// ServeMetrics serves /metrics (and a 404 for every other path) in plain
+// HTTP on l until ctx ends, then shuts down gracefully like Serve. It is
+// for server.metrics_listen; run it beside Serve with the same ctx.
+func (s *Server) ServeMetrics(ctx context.Context, l net.Listener) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", s.metrics)
+	return serveUntil(ctx, s.newHTTPServer(mux), l)
+}
+
+// Serve accepts connections on l until ctx ends, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	defer s.audit.Close()
+	hs := s.newHTTPServer(s.handler)
 	tlsCfg := s.cfg.Server.TLS
 	if tlsCfg.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(tlsCfg.CertFile, tlsCfg.KeyFile)
@@ -236,6 +270,12 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	for _, run := range s.background {
 		go run(bgCtx)
 	}
+	return serveUntil(ctx, hs, l)
+}
+
+// serveUntil runs hs on l until ctx ends, then shuts it down gracefully:
+// requests in flight get up to 10 seconds.
+func serveUntil(ctx context.Context, hs *http.Server, l net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	select {
