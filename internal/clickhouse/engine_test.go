@@ -40,7 +40,7 @@ func (r errReader) Read([]byte) (int, error) {
 func TestQuerierOnEngine(t *testing.T) {
 	f := &fakeEngine{body: "1\nUInt8\n1\n"}
 	q := &Querier{Engine: f, Fixed: map[string]string{"max_threads": "2"}}
-	up := &Upstream{Settings: url.Values{"quota_key": {"alice"}}}
+	up := &Upstream{Settings: map[string]string{"quota_key": "alice"}}
 	body, header, err := q.Query(context.Background(), up, "SELECT 1", url.Values{
 		"default_format": {"TabSeparatedWithNamesAndTypes"}, "readonly": {"1"}, "max_execution_time": {"30"},
 	})

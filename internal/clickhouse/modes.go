@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 
 	"github.com/clickgate/clickgate/internal/identity"
@@ -24,9 +23,13 @@ type Upstream struct {
 	// Header is set on the upstream request (Authorization).
 	Header http.Header
 	// Settings are URL parameters the client cannot override.
-	Settings url.Values
+	Settings map[string]string
 	// QueryPrefix goes before the query text (impersonate's EXECUTE AS).
 	QueryPrefix string
+	// Shared means other people reach ClickHouse as the same account
+	// (service, mapped): ClickHouse cannot tell them apart, so clickgate
+	// keeps them from each other's sessions and queries.
+	Shared bool
 }
 
 // A Mode turns a caller into upstream credentials.
@@ -70,12 +73,12 @@ type serviceMode struct {
 }
 
 func (m *serviceMode) Upstream(ctx context.Context, c *Caller) (*Upstream, error) {
-	settings := url.Values{"quota_key": {c.Principal.User}}
+	settings := map[string]string{"quota_key": c.Principal.User}
 	if m.logComment(ctx) {
 		comment, _ := json.Marshal(map[string]any{"clickgate_user": c.Principal.User, "roles": c.Principal.Roles})
-		settings.Set("log_comment", string(comment))
+		settings["log_comment"] = string(comment)
 	}
-	return &Upstream{Header: m.header, Settings: settings}, nil
+	return &Upstream{Header: m.header, Settings: settings, Shared: true}, nil
 }
 
 // Account is a static ClickHouse account chosen by role.
@@ -94,7 +97,7 @@ type mappedMode struct {
 func (m *mappedMode) Upstream(_ context.Context, c *Caller) (*Upstream, error) {
 	for i, a := range m.accounts {
 		if slices.Contains(c.Principal.Roles, a.Role) {
-			return &Upstream{Header: m.headers[i]}, nil
+			return &Upstream{Header: m.headers[i], Shared: true}, nil
 		}
 	}
 	roles := make([]string, len(m.accounts))

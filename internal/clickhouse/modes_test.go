@@ -179,10 +179,10 @@ func TestServiceModeGatesOnOneAccount(t *testing.T) {
 		if user, pw := basicUser(t, up.Header); user != "svc" || pw != "pw" {
 			t.Fatalf("credentials %s/%s", user, pw)
 		}
-		if up.Settings.Get("quota_key") != "alice@example.com" {
-			t.Errorf("quota_key = %q", up.Settings.Get("quota_key"))
+		if up.Settings["quota_key"] != "alice@example.com" {
+			t.Errorf("quota_key = %q", up.Settings["quota_key"])
 		}
-		lc := up.Settings.Get("log_comment")
+		lc := up.Settings["log_comment"]
 		if tc.logComment != (lc != "") || (lc != "" && !strings.Contains(lc, `"roles":["analysts"]`)) {
 			t.Errorf("ClickHouse %s: log_comment = %q", tc.version, lc)
 		}

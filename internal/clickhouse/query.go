@@ -43,7 +43,7 @@ func (q *Querier) Query(ctx context.Context, up *Upstream, sql string, settings 
 		params.Set(k, v)
 	}
 	for k, v := range up.Settings {
-		params[k] = v
+		params.Set(k, v)
 	}
 	if q.Engine != nil {
 		body, err := q.queryEngine(ctx, up.QueryPrefix+sql, params)

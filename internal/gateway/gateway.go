@@ -7,8 +7,6 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -32,11 +30,11 @@ type Authenticator interface {
 
 // Gateway is the ClickHouse HTTP interface behind token sign-in.
 type Gateway struct {
-	auth     Authenticator
-	mode     clickhouse.Mode
-	settings url.Values // clickhouse.settings, fixed for every query
-	proxy    *httputil.ReverseProxy
-	log      *slog.Logger
+	auth  Authenticator
+	mode  clickhouse.Mode
+	fixed map[string]string // clickhouse.settings, fixed for every query
+	proxy *httputil.ReverseProxy
+	log   *slog.Logger
 }
 
 // Options configure a Gateway.
@@ -82,25 +80,27 @@ func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 
 // New returns a Gateway.
 func New(o Options) *Gateway {
-	g := &Gateway{auth: o.Auth, mode: o.Mode, settings: url.Values{}, log: o.Logger}
-	for k, v := range o.Settings {
-		g.settings.Set(k, v)
-	}
+	g := &Gateway{auth: o.Auth, mode: o.Mode, fixed: o.Settings, log: o.Logger}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
 	target := o.Target
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			pr.Out.URL.RawQuery = pr.In.Context().Value(rewriteKey{}).(string)
-			up := pr.In.Context().Value(upstreamKey{}).(*clickhouse.Upstream)
+			out := pr.In.Context().Value(outboundKey{}).(*outbound)
+			pr.SetURL(target) // the inbound path is "/", checked in ServeHTTP
+			pr.Out.URL.RawQuery = out.rawQuery
 			for _, h := range clientCredentialHeaders {
 				pr.Out.Header.Del(h)
 			}
-			for k, v := range up.Header {
+			for k, v := range out.up.Header {
 				pr.Out.Header[k] = v
 			}
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			out := resp.Request.Context().Value(outboundKey{}).(*outbound)
+			stripNamespace(resp.Header, out.namespace)
+			return nil
 		},
 		Transport:     o.Transport,
 		BufferPool:    &bufferPool{},
@@ -111,30 +111,45 @@ func New(o Options) *Gateway {
 	return g
 }
 
-type rewriteKey struct{}
-type upstreamKey struct{}
-
-// clientCredentialHeaders are removed from every request: ClickHouse
-// must see only the credentials of the upstream mode. X-Id-Token is
-// Grafana's forwarded ID token, a credential too.
-var clientCredentialHeaders = []string{
-	"Authorization", "Proxy-Authorization", "X-ClickHouse-User", "X-ClickHouse-Key",
-	"X-ClickHouse-Quota", "X-Id-Token", "Cookie",
+// outbound is what ServeHTTP decided for the upstream request.
+type outbound struct {
+	up        *clickhouse.Upstream
+	rawQuery  string
+	namespace string
 }
 
-// clientCredentialParams are removed from every query string.
-var clientCredentialParams = []string{"user", "password", "quota_key"}
+type outboundKey struct{}
 
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/ping" && r.Header.Get("Authorization") == "" {
-		// ClickHouse answers /ping without credentials; so do we, for
-		// load balancers. Nothing else is reachable without a token.
-		ctx := context.WithValue(r.Context(), upstreamKey{}, &clickhouse.Upstream{})
-		g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, rewriteKey{}, "")))
+	switch r.URL.EscapedPath() {
+	case "/":
+	case "/ping":
+		ping(w, r)
+		return
+	default:
+		writeException(w, http.StatusNotFound, codeUnknownHandler, "UNKNOWN_HANDLER",
+			"clickgate: there is no handler for this path; the gateway serves ClickHouse queries at / only")
 		return
 	}
-	creds, err := credentials(r)
+	if r.Method != http.MethodGet && r.Method != http.MethodPost && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		writeException(w, http.StatusMethodNotAllowed, codeBadArguments, "BAD_ARGUMENTS", "clickgate: the method "+clip(r.Method)+" is not served; use GET or POST")
+		return
+	}
+	ps, err := parseParams(r.URL.RawQuery)
+	if err == nil {
+		err = checkHeaders(r.Header)
+	}
 	if err != nil {
+		writeModeError(w, err)
+		return
+	}
+	creds, err := credentials(r, ps)
+	if err != nil {
+		if e, ok := errors.AsType[*clickhouse.Error](err); ok {
+			writeModeError(w, e)
+			return
+		}
 		writeAuthError(w, err)
 		return
 	}
@@ -148,18 +163,37 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeModeError(w, err)
 		return
 	}
-	query, err := g.rewriteQuery(r, up, res.Principal.User)
+	out := &outbound{up: up, namespace: namespace(res.Principal.User)}
+	out.rawQuery, err = g.rewriteParams(ps, g.fixed, up.Settings, out.namespace)
+	if err == nil {
+		err = bufferSmallBody(r)
+	}
+	if err == nil {
+		err = checkBody(r, ps, textPolicy(g.fixed, up.Settings, up.Shared))
+	}
+	if err == nil && up.QueryPrefix != "" {
+		out.rawQuery, err = prefixQuery(r, out.rawQuery, up.QueryPrefix)
+	}
 	if err != nil {
 		writeModeError(w, err)
 		return
 	}
-	if err := bufferSmallBody(r); err != nil {
-		writeException(w, http.StatusBadRequest, 33, "CANNOT_READ_ALL_DATA", "clickgate: reading the request body: "+err.Error())
+	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outboundKey{}, out)))
+}
+
+// codeUnknownHandler is ClickHouse's answer for a path it has no handler for.
+const codeUnknownHandler = 675
+
+// ping answers /ping as ClickHouse does, without asking it: load
+// balancers need no credentials, and nothing of the request goes on.
+func ping(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeException(w, http.StatusMethodNotAllowed, codeBadArguments, "BAD_ARGUMENTS", "clickgate: /ping answers GET and HEAD only")
 		return
 	}
-	ctx := context.WithValue(r.Context(), upstreamKey{}, up)
-	ctx = context.WithValue(ctx, rewriteKey{}, query)
-	g.proxy.ServeHTTP(w, r.WithContext(ctx))
+	w.Header().Set("Content-Type", "text/html; charset=UTF-8")
+	_, _ = io.WriteString(w, "Ok.\n")
 }
 
 // maxBufferedBody is the largest request body read into memory before it
@@ -179,94 +213,42 @@ func bufferSmallBody(r *http.Request) error {
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, r.ContentLength))
 	if err != nil {
-		return err
+		return badRequest("reading the request body: %v", err)
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	return nil
 }
 
-// rewriteQuery returns the upstream query string: client credentials
-// removed, session_id namespaced per principal, fixed settings applied
-// over the client's, and the mode's query prefix in place. A prefix that
-// must go into the body is put there.
-func (g *Gateway) rewriteQuery(r *http.Request, up *clickhouse.Upstream, user string) (string, error) {
-	q := r.URL.Query()
-	for _, p := range clientCredentialParams {
-		q.Del(p)
-	}
-	if sid := q.Get("session_id"); sid != "" {
-		q.Set("session_id", sessionNamespace(user)+sid)
-	}
-	for k, v := range g.settings {
-		q[k] = v
-	}
-	for k, v := range up.Settings {
-		q[k] = v
-	}
-	if up.QueryPrefix != "" {
-		if err := prefixQuery(r, q, up.QueryPrefix); err != nil {
-			return "", err
-		}
-	}
-	return q.Encode(), nil
-}
-
-// sessionNamespace keeps sessions of different people apart even when
-// they share one ClickHouse account (mapped and service modes).
-func sessionNamespace(user string) string {
-	h := sha256.Sum256([]byte(user))
-	return "cg" + hex.EncodeToString(h[:8]) + "_"
-}
-
 // prefixQuery puts prefix before the query: in the query parameter when
 // there is one (ClickHouse appends the body to it), else before the body.
-func prefixQuery(r *http.Request, q url.Values, prefix string) error {
+func prefixQuery(r *http.Request, rawQuery, prefix string) (string, error) {
+	q, _ := url.ParseQuery(rawQuery) // built by rewriteParams: valid, each name once
 	if qs := q.Get("query"); qs != "" {
 		q.Set("query", prefix+qs)
-		return nil
+		return q.Encode(), nil
 	}
-	if r.Body == nil || r.Body == http.NoBody || r.Method == http.MethodGet {
-		return nil // no query: /ping, /replicas_status, the play UI
+	if !hasBody(r) || r.Method == http.MethodGet {
+		return rawQuery, nil // no query: ClickHouse answers "Ok."
 	}
 	switch {
-	case r.Header.Get("Content-Encoding") != "" || q.Get("decompress") == "1":
-		return cannotWrap("a compressed request body that holds the query")
-	case strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data"):
-		return cannotWrap("a multipart body")
+	case r.Header.Get("Content-Encoding") != "" || q.Has("decompress"):
+		return "", cannotWrap("a compressed request body that holds the query")
+	case isMultipart(r):
+		return "", cannotWrap("a multipart body")
 	}
-	r.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(strings.NewReader(prefix), r.Body), r.Body}
+	r.Body = readCloser{io.MultiReader(strings.NewReader(prefix), r.Body), r.Body}
 	if r.ContentLength >= 0 {
 		r.ContentLength += int64(len(prefix))
 	}
 	r.Header.Del("Content-Length")
-	return nil
+	r.GetBody = nil
+	return rawQuery, nil
 }
 
 func cannotWrap(what string) error {
 	return &clickhouse.Error{Status: http.StatusBadRequest, Code: 62, Name: "SYNTAX_ERROR",
 		Msg: "clickgate: impersonate mode cannot put EXECUTE AS before " + what + "; send the query in the query parameter"}
-}
-
-// credentials finds the token where ClickHouse clients put a password:
-// Authorization (Bearer, or Basic with the token as password), the
-// X-ClickHouse-User/Key headers, or the user/password parameters.
-func credentials(r *http.Request) (authn.Credentials, error) {
-	c, err := authn.FromRequest(r)
-	if !errors.Is(err, authn.ErrNoCredentials) || r.Header.Get("Authorization") != "" {
-		return c, err
-	}
-	if key := r.Header.Get("X-ClickHouse-Key"); key != "" {
-		return authn.Credentials{Token: key, User: r.Header.Get("X-ClickHouse-User")}, nil
-	}
-	q := r.URL.Query()
-	if pw := q.Get("password"); pw != "" {
-		return authn.Credentials{Token: pw, User: q.Get("user")}, nil
-	}
-	return c, err
 }
 
 // writeAuthError answers like ClickHouse does for bad credentials, so
@@ -288,6 +270,10 @@ func writeModeError(w http.ResponseWriter, err error) {
 func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(r.Context().Err(), context.Canceled) {
 		return // the client went away; the upstream request was cancelled with it
+	}
+	if e, ok := errors.AsType[*clickhouse.Error](err); ok {
+		writeModeError(w, e) // the body was refused as it streamed (a multipart field)
+		return
 	}
 	g.log.Warn("gateway: ClickHouse unreachable", "error", err)
 	writeException(w, http.StatusBadGateway, clickhouse.CodeNetworkError, "NETWORK_ERROR", "clickgate: ClickHouse is unreachable")
