@@ -35,6 +35,9 @@ type Engine interface {
 // headers; a non-200 answer is returned as *Exception with ClickHouse's
 // message. The caller closes the body; cancelling ctx cancels the query.
 func (q *Querier) Query(ctx context.Context, up *Upstream, sql string, settings url.Values) (io.ReadCloser, http.Header, error) {
+	if err := PolicyFor(q.Fixed, up).Check([]byte(sql)); err != nil {
+		return nil, nil, err
+	}
 	params := url.Values{}
 	for k, v := range settings {
 		params[k] = v

@@ -21,6 +21,23 @@ type TextPolicy struct {
 	NoKill bool
 }
 
+// PolicyFor is what the SQL sent for up may not do: assign the fixed
+// settings (clickhouse.settings) or the mode's (service mode's
+// log_comment), switch profile, or KILL on a shared account.
+func PolicyFor(fixed map[string]string, up *Upstream) TextPolicy {
+	p := TextPolicy{NoKill: up.Shared}
+	for _, set := range []map[string]string{fixed, up.Settings} {
+		for k := range set {
+			p.Fixed = append(p.Fixed, strings.ToLower(k))
+		}
+	}
+	if len(p.Fixed) > 0 {
+		// Both change other settings wholesale or after the fact.
+		p.Fixed = append(p.Fixed, "profile", "allow_settings_after_format_in_insert")
+	}
+	return p
+}
+
 // Active reports whether the policy refuses anything.
 func (p TextPolicy) Active() bool { return len(p.Fixed) > 0 || p.NoKill }
 

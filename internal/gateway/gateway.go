@@ -169,7 +169,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = bufferSmallBody(r)
 	}
 	if err == nil {
-		err = checkBody(r, ps, textPolicy(g.fixed, up.Settings, up.Shared))
+		err = checkBody(r, ps, clickhouse.PolicyFor(g.fixed, up))
 	}
 	if err == nil && up.QueryPrefix != "" {
 		out.rawQuery, err = prefixQuery(r, out.rawQuery, up.QueryPrefix)

@@ -271,21 +271,6 @@ func randomID() string {
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
-// textPolicy is what the SQL of a request may not do for this caller.
-func textPolicy(fixed, mode map[string]string, shared bool) clickhouse.TextPolicy {
-	p := clickhouse.TextPolicy{NoKill: shared}
-	for _, set := range []map[string]string{fixed, mode} {
-		for k := range set {
-			p.Fixed = append(p.Fixed, strings.ToLower(k))
-		}
-	}
-	if len(p.Fixed) > 0 {
-		// Both change other settings wholesale or after the fact.
-		p.Fixed = append(p.Fixed, "profile", "allow_settings_after_format_in_insert")
-	}
-	return p
-}
-
 // isMultipart mirrors ClickHouse, which takes a body as a form when its
 // Content-Type starts with multipart/form-data; anything that mentions
 // multipart is treated as a form here, so no spelling slips past as SQL.
