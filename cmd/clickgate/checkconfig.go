@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/clickgate/clickgate/internal/authn"
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/identity"
 	"github.com/clickgate/clickgate/internal/server"
@@ -59,10 +60,11 @@ func explain(w io.Writer, path string, cfg *config.Config, dir *identity.Directo
 	}
 	p("")
 	p("Token processors, tried in this order (directory.processors):")
+	clickhouseAudiences := authn.ClickHouseAudiences(cfg)
 	for i, name := range cfg.Directory.Processors {
 		tp := cfg.TokenProcessors[name]
 		p("  %d. %s (%s)", i+1, name, tp.Type)
-		for _, line := range describeProcessor(tp) {
+		for _, line := range describeProcessor(tp, clickhouseAudiences[name]) {
 			p("     - %s", line)
 		}
 	}
@@ -95,7 +97,7 @@ func explain(w io.Writer, path string, cfg *config.Config, dir *identity.Directo
 	}
 	if cfg.Broker.Enabled {
 		p("OAuth broker: MCP clients sign in at %s (metadata at %s/.well-known/oauth-authorization-server):", cfg.Server.PublicURL, cfg.Server.PublicURL)
-		for _, line := range describeBroker(cfg) {
+		for _, line := range describeBroker(cfg, clickhouseAudiences[config.BrokerProcessor]) {
 			p("  - %s", line)
 		}
 	}
@@ -146,7 +148,7 @@ func loopbackHost(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func describeProcessor(tp *config.TokenProcessor) []string {
+func describeProcessor(tp *config.TokenProcessor, forClickHouse authn.Audiences) []string {
 	var out []string
 	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
 	switch tp.Type {
@@ -195,6 +197,7 @@ func describeProcessor(tp *config.TokenProcessor) []string {
 	if len(tp.Audiences) > 0 && tp.Type != config.TypeGoogle {
 		add("aud must include one of: %s", strings.Join(tp.Audiences, ", "))
 	}
+	add("%s", describeClickHouseAudiences(tp, forClickHouse))
 	if tp.Type == config.TypeJWT || tp.Type == config.TypeOIDC {
 		add("algorithms: %s (never none)", strings.Join(tp.Algorithms, ", "))
 	}
@@ -209,6 +212,28 @@ func describeProcessor(tp *config.TokenProcessor) []string {
 	}
 	add("clock leeway %s; verified tokens cached until expiry, at most %s", tp.Leeway, tp.CacheTTL)
 	return out
+}
+
+// describeClickHouseAudiences says which of a processor's tokens the
+// gateway and /clickhouse/auth take.
+func describeClickHouseAudiences(tp *config.TokenProcessor, a authn.Audiences) string {
+	if a.Any {
+		return "the gateway and /clickhouse/auth take its tokens on these checks (they carry no audience to check)"
+	}
+	var mcpOnly []string
+	for _, aud := range tp.Audiences {
+		if !slices.Contains(a.ClickHouse, aud) {
+			mcpOnly = append(mcpOnly, aud)
+		}
+	}
+	if len(a.ClickHouse) == 0 {
+		return "the gateway and /clickhouse/auth refuse its tokens: none of its audiences is for ClickHouse, they admit a token at /mcp only"
+	}
+	line := "the gateway and /clickhouse/auth take a token only when its aud includes one of: " + strings.Join(a.ClickHouse, ", ")
+	if len(mcpOnly) > 0 {
+		line += "; at /mcp only: " + strings.Join(mcpOnly, ", ")
+	}
+	return line
 }
 
 func unusedProcessors(cfg *config.Config) []string {
@@ -307,7 +332,7 @@ func offlineHint(cfg *config.Config) string {
 	return ""
 }
 
-func describeBroker(cfg *config.Config) []string {
+func describeBroker(cfg *config.Config, forClickHouse authn.Audiences) []string {
 	b := cfg.Broker
 	up := cfg.TokenProcessors[b.Upstream]
 	client := "client " + up.ClientID + " (register " + cfg.Server.PublicURL + "/oauth/callback as its redirect URI there)"
@@ -330,11 +355,15 @@ func describeBroker(cfg *config.Config) []string {
 	if b.SealKey == "" {
 		seal = "a key kept in the state directory next to " + b.KeyFile + " (one process only: set broker.seal_key for replicas)"
 	}
+	access := fmt.Sprintf("access tokens: ES256 JWTs for %s only (refused by the gateway)", cfg.MCPResource())
+	if len(forClickHouse.ClickHouse) > 0 {
+		access = fmt.Sprintf("access tokens: ES256 JWTs for %s and, in bearer mode, ClickHouse's audience %s (the gateway passes them on)", cfg.MCPResource(), strings.Join(forClickHouse.ClickHouse, ", "))
+	}
 	return []string{
 		fmt.Sprintf("people sign in at processor %s (%s %s) with scopes %s, as %s", b.Upstream, up.Type, orNone(up.Issuer), strings.Join(b.UpstreamScopes, " "), client),
 		fmt.Sprintf("clients: Client ID Metadata Documents (https client_id URLs; %s), dynamic registration at /oauth/register, pre-registered: %s", docs, orNone(strings.Join(pre, ", "))),
 		"PKCE S256 required; redirect URIs match exactly (loopback ports may vary); every client is shown on a consent page before the sign-in",
-		fmt.Sprintf("access tokens: ES256 JWTs for %s only (refused by the gateway), valid %s, signed with keys in %s (rotate: clickgate broker rotate-key)", cfg.MCPResource(), b.AccessTokenTTL, b.KeyFile),
+		fmt.Sprintf("%s, valid %s, signed with keys in %s (rotate: clickgate broker rotate-key)", access, b.AccessTokenTTL, b.KeyFile),
 		fmt.Sprintf("refresh tokens rotate on every use and a replay revokes the whole sign-in; a sign-in lasts %s at most", b.RefreshTokenTTL),
 		"every refresh asks the IdP again when it gave a refresh token (new groups apply; someone removed there is out at their next refresh); otherwise the groups stay those of the sign-in" + offlineHint(cfg),
 		fmt.Sprintf("pending sign-ins, codes and registrations are sealed with %s; used codes and refresh-token families are kept in %s", seal, store),

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -27,32 +26,12 @@ type Authenticator struct {
 	directory *identity.Directory
 	log       *audit.Log
 	attempts  *prometheus.CounterVec
-	// mcpAudiences: tokens for these audiences only are MCP tokens.
-	mcpAudiences []string
+	// clickhouse says, per processor, which tokens reach ClickHouse.
+	clickhouse map[string]Audiences
 }
 
-// ConfineMCPTokens makes tokens whose every audience is one of audiences
-// (the MCP resource) valid only on the MCP interface and whoami: such a
-// token was issued for the MCP endpoint, not for ClickHouse, and is
-// refused by the gateway and the auth endpoint.
-func (a *Authenticator) ConfineMCPTokens(audiences []string) { a.mcpAudiences = audiences }
-
-// ErrMCPToken reports an MCP-only token presented elsewhere.
-var ErrMCPToken = errors.New("the token is for the MCP endpoint only (its audience); ask the IdP for a ClickHouse token, or use it at /mcp")
-
-func (a *Authenticator) mcpOnly(id *identity.Identity, iface string) bool {
-	if iface == audit.InterfaceMCP || iface == audit.InterfaceWhoami || len(a.mcpAudiences) == 0 || len(id.Audience) == 0 {
-		return false
-	}
-	for _, aud := range id.Audience {
-		if !slices.Contains(a.mcpAudiences, aud) {
-			return false
-		}
-	}
-	return true
-}
-
-// New returns an Authenticator; reg may be nil (no metrics).
+// New returns an Authenticator; reg may be nil (no metrics). Until
+// AdmitToClickHouse is called it admits no token to ClickHouse.
 func New(v *token.Verifier, d *identity.Directory, log *audit.Log, reg prometheus.Registerer) *Authenticator {
 	a := &Authenticator{verifier: v, directory: d, log: log}
 	a.attempts = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -99,8 +78,8 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, c Cre
 	if res != nil {
 		processor = res.Identity.Processor
 	}
-	if err == nil && a.mcpOnly(res.Identity, iface) {
-		err = fmt.Errorf("token: %s: %w", res.Identity.Processor, ErrMCPToken)
+	if err == nil && reachesClickHouse(iface) {
+		err = a.admitToClickHouse(res.Identity)
 	}
 	if err == nil && c.User != "" && c.User != res.Principal.User {
 		err = fmt.Errorf("%w: the token is for ClickHouse user %q, not %q", ErrUserMismatch, res.Principal.User, clip(c.User, 256))
@@ -157,7 +136,7 @@ func Reason(err error) token.Reason {
 	if errors.Is(err, ErrUserMismatch) {
 		return ReasonUserMismatch
 	}
-	if errors.Is(err, ErrMCPToken) {
+	if errors.Is(err, ErrNotForClickHouse) {
 		return token.ReasonAudience
 	}
 	return token.ReasonOf(err)

@@ -97,9 +97,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: opt.Logger, audit: auditLog}
 	s.auth = authn.New(verifier, dir, auditLog, reg)
-	if *cfg.MCP.Enabled {
-		s.auth.ConfineMCPTokens([]string{cfg.MCPResource()})
-	}
+	s.auth.AdmitToClickHouse(authn.ClickHouseAudiences(cfg))
 
 	mux := http.NewServeMux()
 	var tickets chauth.Tickets

@@ -52,6 +52,21 @@ func TestBearerModeTokensNameClickHouse(t *testing.T) {
 	if status, body := s.get(t, "/?query=SELECT+1", access); status != http.StatusBadGateway {
 		t.Fatalf("gateway: %d %s", status, body)
 	}
+	// /clickhouse/auth takes it too, as ClickHouse's http authentication presents it.
+	req, _ := http.NewRequest("GET", s.base+"/clickhouse/auth", nil)
+	req.SetBasicAuth("alice@example.com", access)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/clickhouse/auth: %d", resp.StatusCode)
+	}
+	// At /mcp as well: it names the MCP resource.
+	if status, body := s.mcpInitialize(t, access); status != http.StatusOK {
+		t.Fatalf("/mcp: %d %s", status, body)
+	}
 }
 
 // A client with one registered redirect may leave redirect_uri out of
