@@ -26,6 +26,7 @@ import (
 	"github.com/clickgate/clickgate/internal/authn"
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/pages"
+	"github.com/clickgate/clickgate/internal/token"
 )
 
 // Keys signs the broker's access tokens and publishes their public keys.
@@ -208,8 +209,7 @@ func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	client, err := b.clients.lookup(r.Context(), q.Get("client_id"))
 	if err != nil {
-		b.log.Info("oauth: authorization refused", "reason", err.Error())
-		b.page(w, http.StatusBadRequest, "Unknown application", "The application that sent you here is not known to clickgate ("+err.Error()+"). Go back to it and try again, or tell its maker.")
+		b.unknownClient(w, err)
 		return
 	}
 	redirect := q.Get("redirect_uri")
@@ -256,6 +256,25 @@ func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 		Client: client.DisplayName(), ClientID: client.ID, Kind: client.Kind, Redirect: redirect,
 		Scopes: strings.Fields(req.Scope), Resource: req.Resource, Request: sealed, CSRF: req.Nonce,
 	})
+}
+
+// unknownClient shows the page for a client that lookup refused. A refused
+// Client ID Metadata Document gets a generic page (its reason could tell
+// anyone how internal names resolve) and a request id under which the log
+// has the reason; the other refusals name no address and are shown.
+func (b *Broker) unknownClient(w http.ResponseWriter, err error) {
+	if isDocumentError(err) {
+		id := newRequestID()
+		b.log.Info("oauth: authorization refused: client metadata document", "request_id", id, "reason", err.Error())
+		b.page(w, http.StatusBadRequest, "This application could not be verified",
+			"The application that sent you here could not be verified: "+documentRefused+
+				", so clickgate will not sign you in to it. Go back to the application and try again later, or tell its maker "+
+				"(the document must be JSON served at a public https address without redirects, with its own URL as client_id and its redirect_uris). "+
+				"clickgate's administrator can find the details in clickgate's log under request id "+id+".")
+		return
+	}
+	b.log.Info("oauth: authorization refused", "reason", err.Error())
+	b.page(w, http.StatusBadRequest, "Unknown application", "The application that sent you here is not known to clickgate ("+err.Error()+"). Go back to it and try again, or tell its maker.")
 }
 
 // grantScope grants the requested scopes clickgate offers; others are
@@ -309,8 +328,9 @@ func (b *Broker) consent(w http.ResponseWriter, r *http.Request) {
 	}
 	target, err := b.opts.Upstream.AuthCodeURL(r.Context(), state, p.Verifier)
 	if err != nil {
-		b.log.Error("oauth: upstream IdP unavailable", "error", err)
-		b.redirectError(w, r, req, "temporarily_unavailable", "the identity provider cannot be reached")
+		id := newRequestID()
+		b.log.Error("oauth: upstream IdP unavailable", "request_id", id, "error", err)
+		b.redirectError(w, r, req, "temporarily_unavailable", "the identity provider cannot be reached (clickgate request id "+id+")")
 		return
 	}
 	http.Redirect(w, r, target, http.StatusSeeOther)
@@ -355,14 +375,17 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	up, err := b.opts.Upstream.Exchange(r.Context(), q.Get("code"), p.Verifier)
 	if err != nil {
-		b.log.Warn("oauth: upstream code exchange failed", "error", err)
-		b.redirectError(w, r, req, "access_denied", "the identity provider did not confirm the sign-in")
+		id := newRequestID()
+		b.log.Warn("oauth: upstream code exchange failed", "request_id", id, "error", err)
+		b.redirectError(w, r, req, "access_denied", "the identity provider did not confirm the sign-in (clickgate request id "+id+")")
 		return
 	}
 	person, err := b.personFor(r, up.AccessToken, up.RefreshToken, b.now().Unix())
 	if err != nil {
-		b.log.Warn("oauth: signed-in person refused", "error", err)
-		b.redirectError(w, r, req, "access_denied", "clickgate does not let this person in: "+clip(err.Error(), 200))
+		id := newRequestID()
+		b.log.Warn("oauth: signed-in person refused", "request_id", id, "error", err)
+		code, desc := personRefusal(err, id)
+		b.redirectError(w, r, req, code, desc)
 		return
 	}
 	c := authCode{ID: randomString(), Request: req, Person: person}
@@ -374,6 +397,21 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request) {
 	b.log.Info("oauth: signed in", "user", person.Username, "client_id", clip(req.ClientID, 200))
 	b.signIns.WithLabelValues("success").Inc()
 	b.redirect(w, r, req, url.Values{"code": {code}})
+}
+
+// personRefusal is the OAuth error for a person personFor refused: the
+// directory policy's reason (which names no address), or a generic
+// description with the request id under which the log has the rest
+// (token verification errors may carry the IdP's addresses and network
+// errors).
+func personRefusal(err error, requestID string) (code, desc string) {
+	switch {
+	case authn.Reason(err) == authn.ReasonDenied:
+		return "access_denied", "clickgate does not let this person in: " + clip(err.Error(), 200)
+	case token.IsTemporary(err):
+		return "temporarily_unavailable", "clickgate cannot reach the identity provider to verify the sign-in; try again shortly (clickgate request id " + requestID + ")"
+	}
+	return "access_denied", "clickgate could not verify who signed in (clickgate request id " + requestID + ")"
 }
 
 // personFor proves who an upstream access token belongs to, with the
@@ -487,13 +525,18 @@ func (b *Broker) page(w http.ResponseWriter, status int, title, text string) {
 }
 
 func (b *Broker) internalError(w http.ResponseWriter, r *http.Request, err error) {
-	b.log.Error("oauth: internal error", "path", r.URL.Path, "error", err)
+	id := newRequestID()
+	b.log.Error("oauth: internal error", "path", r.URL.Path, "request_id", id, "error", err)
 	if r.URL.Path == PathToken || r.URL.Path == PathRegister {
-		jsonError(w, http.StatusInternalServerError, "server_error", "clickgate could not complete the request; see its log")
+		jsonError(w, http.StatusInternalServerError, "server_error", "clickgate could not complete the request; its log has the details under request id "+id)
 		return
 	}
-	b.page(w, http.StatusInternalServerError, "Something went wrong", "clickgate could not complete the sign-in; its log says why.")
+	b.page(w, http.StatusInternalServerError, "Something went wrong", "clickgate could not complete the sign-in. Its administrator can find the details in clickgate's log under request id "+id+".")
 }
+
+// newRequestID names one refusal whose details are withheld from the
+// browser or client: they are logged with it as request_id.
+func newRequestID() string { return randomString()[:16] }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -74,6 +74,33 @@ type registeredClient struct {
 // (a forged or tampered one).
 var errUnknownClient = errors.New("unknown client_id")
 
+// documentRefused is all a person or a client is told about a refused
+// Client ID Metadata Document. The reason (a resolved address, a
+// resolver's or the network's error text) would let anyone ask clickgate
+// how names resolve and what answers inside its network, so it goes to
+// the log only (documentError).
+const documentRefused = "its client metadata document could not be fetched or is not valid"
+
+// documentError is a refused Client ID Metadata Document. Its message has
+// the whole reason, for clickgate's log; never show it to a browser or a
+// client.
+type documentError struct {
+	clientID string
+	err      error
+}
+
+func (e *documentError) Error() string {
+	return fmt.Sprintf("client_id %s: %v", clip(e.clientID, 200), e.err)
+}
+
+func (e *documentError) Unwrap() error { return e.err }
+
+// isDocumentError reports whether a lookup error is a refused document.
+func isDocumentError(err error) bool {
+	var de *documentError
+	return errors.As(err, &de)
+}
+
 // clients finds clients by id.
 type clients struct {
 	configured map[string]*Client
@@ -92,16 +119,10 @@ func (cs *clients) lookup(ctx context.Context, id string) (*Client, error) {
 	case IsCIMDClientID(id):
 		md, err := cs.documents.Fetch(ctx, id)
 		if err != nil {
-			// The fetcher's reason, without the wrapping of net/http and
-			// this package: people read it on a page.
-			msg := err.Error()
-			if i := strings.LastIndex(msg, "refused: "); i >= 0 {
-				msg = msg[i+len("refused: "):]
-			}
-			return nil, fmt.Errorf("its client metadata document %s was refused: %s", id, msg)
+			return nil, &documentError{clientID: id, err: err}
 		}
 		if md.TokenEndpointAuthMethod == "private_key_jwt" {
-			return nil, fmt.Errorf("its client metadata document %s asks for private_key_jwt, which clickgate does not support; use none (PKCE)", id)
+			return nil, &documentError{clientID: id, err: errors.New("the document asks for private_key_jwt, which clickgate does not support; use none (PKCE)")}
 		}
 		return &Client{ID: id, Name: md.ClientName, RedirectURIs: md.RedirectURIs, Kind: ClientDocument}, nil
 	case strings.HasPrefix(id, registeredPrefix):

@@ -103,11 +103,18 @@ func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
 	}
 	client, err := b.authenticateClient(r)
 	if err != nil {
-		b.log.Info("oauth: token request refused: client", "reason", err.Error())
+		desc := err.Error()
+		if isDocumentError(err) {
+			id := newRequestID()
+			b.log.Info("oauth: token request refused: client metadata document", "request_id", id, "reason", err.Error())
+			desc = "the client is not known: " + documentRefused + " (clickgate request id " + id + ")"
+		} else {
+			b.log.Info("oauth: token request refused: client", "reason", err.Error())
+		}
 		if _, _, basic := r.BasicAuth(); basic {
 			w.Header().Set("WWW-Authenticate", `Basic realm="clickgate"`)
 		}
-		jsonError(w, http.StatusUnauthorized, "invalid_client", err.Error())
+		jsonError(w, http.StatusUnauthorized, "invalid_client", desc)
 		b.tokenRequests.WithLabelValues(grantLabel(f.Get("grant_type")), "invalid_client").Inc()
 		return
 	}
@@ -267,8 +274,15 @@ func (b *Broker) recheck(r *http.Request, rt refreshToken) (person, error) {
 		if err := b.store.Revoke(ctx, rt.Family, time.Unix(rt.Exp, 0)); err != nil {
 			return person{}, err
 		}
-		b.log.Info("oauth: the upstream ended a sign-in", "user", rt.Person.Username, "reason", reason.Error())
-		return person{}, oauthErr("invalid_grant", "the identity provider no longer signs this person in (%s); sign in again", clip(reason.Error(), 200))
+		id := newRequestID()
+		b.log.Info("oauth: the upstream ended a sign-in", "user", rt.Person.Username, "request_id", id, "reason", reason.Error())
+		// The reason is the IdP's own error text or a verification error
+		// (which may name the IdP's addresses): the log has it.
+		why := "clickgate request id " + id
+		if authn.Reason(reason) == authn.ReasonDenied {
+			why = clip(reason.Error(), 200)
+		}
+		return person{}, oauthErr("invalid_grant", "the identity provider no longer signs this person in (%s); sign in again", why)
 	}
 	up, err := b.opts.Upstream.Refresh(ctx, rt.Person.UpstreamRefresh)
 	switch {

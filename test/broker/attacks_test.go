@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -180,21 +181,69 @@ func TestResourceNamingAnotherServer(t *testing.T) {
 	}
 }
 
+// A client metadata document at a private address is refused, and the
+// refusal is no DNS oracle: neither the page nor the token endpoint says
+// how the name resolved or which resolver answered; the log does, under
+// the request id they name.
 func TestClientMetadataDocumentAtPrivateAddresses(t *testing.T) {
 	s := newStack(t, stackOptions{})
-	for _, id := range []string{
-		"https://127.0.0.1/client.json",
-		"https://169.254.169.254/latest/meta-data/client.json",
-		"https://[::1]/client.json",
-		"https://10.0.0.1/client.json",
-		"https://localhost/client.json",
+	for _, tc := range []struct {
+		id      string
+		address string // the address the refusal is about
+		inLog   string // in the log line of the refusal
+	}{
+		{"https://127.0.0.1/client.json", "127.0.0.1", "not public"},
+		{"https://169.254.169.254/latest/meta-data/client.json", "169.254.169.254", "not public"},
+		{"https://[::1]/client.json", "::1", "not public"},
+		{"https://10.0.0.1/client.json", "10.0.0.1", "not public"},
+		{"https://localhost/client.json", "127.0.0.1", "localhost resolves to"},
+		// The resolver's own error names the resolver's address.
+		{"https://clickgate-test-no-such-host.invalid/client.json", "", "lookup clickgate-test-no-such-host.invalid"},
 	} {
-		t.Run(id, func(t *testing.T) {
-			c := newClient(id, "http://127.0.0.1/callback")
+		t.Run(tc.id, func(t *testing.T) {
+			u, _ := url.Parse(tc.id)
+			forbidden := []string{u.Hostname(), "resolve", "not public", "lookup", "no such host", ":53", "dial", "nameserver"}
+			if tc.address != "" {
+				forbidden = append(forbidden, tc.address)
+			}
+			generic := func(where, text string) {
+				t.Helper()
+				for _, f := range forbidden {
+					if strings.Contains(text, f) {
+						t.Errorf("%s reveals %q:\n%s", where, f, text)
+					}
+				}
+				m := regexp.MustCompile(`request id ([A-Za-z0-9_-]{16})`).FindStringSubmatch(text)
+				if m == nil {
+					t.Fatalf("%s names no request id:\n%s", where, text)
+				}
+				for _, line := range strings.Split(s.logs.String(), "\n") {
+					if strings.Contains(line, "request_id="+m[1]) {
+						if !strings.Contains(line, tc.inLog) || (tc.address != "" && !strings.Contains(line, tc.address)) {
+							t.Errorf("the log line of request %s lacks %q or %q:\n%s", m[1], tc.inLog, tc.address, line)
+						}
+						return
+					}
+				}
+				t.Errorf("no log line has request_id=%s", m[1])
+			}
+
+			c := newClient(tc.id, "http://127.0.0.1/callback")
 			r := newBrowser(t).do(t, "GET", s.authorizeURL(c, nil), nil)
-			if r.status != http.StatusBadRequest || r.location != "" || !strings.Contains(r.body, "not public") {
+			if r.status != http.StatusBadRequest || r.location != "" || !strings.Contains(r.body, "could not be verified") {
 				t.Fatalf("got %d %q %s", r.status, r.location, r.body)
 			}
+			// The page is about the address, not the form of the URL, so
+			// the authorize URL itself (which names the host) is not on it.
+			generic("the authorize page", r.body)
+
+			status, body := s.tokenRequest(t, url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {tc.id},
+				"redirect_uri": {c.redirect}, "code_verifier": {c.verifier}})
+			desc, _ := body["error_description"].(string)
+			if status != http.StatusUnauthorized || body["error"] != "invalid_client" {
+				t.Fatalf("token endpoint: %d %v", status, body)
+			}
+			generic("the token endpoint's error_description", desc)
 		})
 	}
 }
