@@ -309,26 +309,28 @@ func checkBody(r *http.Request, ps []param, p clickhouse.TextPolicy) error {
 		}
 		return badRequest("a compressed body is accepted only as the data of an INSERT whose query (ending in FORMAT <name> or VALUES) is in the query parameter; send other queries uncompressed")
 	}
+	// Read as little of the body as the check needs: an INSERT's data
+	// streams on as soon as its query text is seen whole.
 	br := bufio.NewReaderSize(r.Body, clickhouse.MaxCheckedText+1)
-	body, err := br.Peek(clickhouse.MaxCheckedText + 1)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
-		return badRequest("reading the request body: %v", err)
-	}
 	r.Body = readCloser{br, r.Body}
-	more := len(body) > clickhouse.MaxCheckedText
-	body = body[:min(len(body), clickhouse.MaxCheckedText)]
-	text := body
-	if hasQuery {
-		text = make([]byte, 0, len(query)+1+len(body))
-		text = append(append(append(text, query...), '\n'), body...)
+	for n := 4 << 10; ; n *= 4 {
+		n = min(n, clickhouse.MaxCheckedText+1)
+		body, err := br.Peek(n)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return badRequest("reading the request body: %v", err)
+		}
+		whole := len(body) < n // the body ended within the window
+		text := body[:min(len(body), clickhouse.MaxCheckedText)]
+		if hasQuery {
+			text = append(append(append(make([]byte, 0, len(query)+1+len(text)), query...), '\n'), text...)
+		}
+		switch {
+		case whole || clickhouse.DataFollows(text):
+			return p.Check(text)
+		case n > clickhouse.MaxCheckedText:
+			return badRequest("the query text is longer than %d KiB, more than clickgate checks; shorten it or send large data as an INSERT", clickhouse.MaxCheckedText>>10)
+		}
 	}
-	if err := p.Check(text); err != nil {
-		return err
-	}
-	if more && !clickhouse.DataFollows(text) {
-		return badRequest("the query text is longer than %d KiB, more than clickgate checks; shorten it or send large data as an INSERT", clickhouse.MaxCheckedText>>10)
-	}
-	return nil
 }
 
 type readCloser struct {
