@@ -349,7 +349,7 @@ func TestReadOnlyOnAWritableAccount(t *testing.T) {
 	}
 	for _, tc := range []struct{ query, want string }{
 		{fmt.Sprintf("SELECT * FROM url('%s/healthz', TSV, 's String')", s.cg.URL), "readonly"},
-		{"KILL QUERY WHERE query_id = 'victim-1' SYNC", "readonly"},
+		{"KILL QUERY WHERE query_id = 'victim-1' SYNC", "KILL is refused"},
 		{"CREATE TABLE default.t (x UInt8) ENGINE = Memory", "readonly"},
 		{"INSERT INTO default.usage SELECT * FROM default.usage LIMIT 1 SETTINGS readonly = 0", "readonly"},
 		{"SELECT 1 FORMAT JSON", "leave out the FORMAT clause"},
