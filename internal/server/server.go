@@ -327,24 +327,26 @@ func writeUnauthorized(w http.ResponseWriter, err error) {
 	writeJSON(w, status, map[string]string{"error": code, "reason": err.Error()})
 }
 
+// readyz says what is not ready without saying why: it answers anyone,
+// and the reasons (addresses, resolver and TLS errors) are for the log.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	status := http.StatusOK
 	checks := map[string]string{}
-	for name, err := range s.auth.Ready(ctx) {
-		checks["processor "+name] = "ok"
+	check := func(name string, err error) {
+		checks[name] = "ok"
 		if err != nil {
-			checks["processor "+name] = err.Error()
+			checks[name] = "unavailable (see clickgate's log)"
 			status = http.StatusServiceUnavailable
+			s.log.Warn("readyz: not ready", "check", name, "error", err)
 		}
 	}
+	for name, err := range s.auth.Ready(ctx) {
+		check("processor "+name, err)
+	}
 	if s.clickhouse != nil {
-		checks["clickhouse"] = "ok"
-		if err := s.pingClickHouse(ctx); err != nil {
-			checks["clickhouse"] = err.Error()
-			status = http.StatusServiceUnavailable
-		}
+		check("clickhouse", s.pingClickHouse(ctx))
 	}
 	writeJSON(w, status, map[string]any{"ready": status == http.StatusOK, "checks": checks})
 }
