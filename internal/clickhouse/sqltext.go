@@ -55,7 +55,15 @@ func (p TextPolicy) Check(text []byte) error {
 	if !p.mayMatter(text) {
 		return nil
 	}
-	for _, d := range dialects {
+	return p.checkReadings(text, features(text))
+}
+
+// checkReadings is Check under the dialects that use no feature outside mask.
+func (p TextPolicy) checkReadings(text []byte, mask int) error {
+	for i, d := range dialects {
+		if skipDialect(i, mask) {
+			continue
+		}
 		lx := lexer{src: text, dialect: d}
 		toks, _ := lx.statement()
 		if err := p.check(toks); err != nil {
@@ -67,11 +75,20 @@ func (p TextPolicy) Check(text []byte) error {
 
 // DataFollows reports whether text is an INSERT whose data (after FORMAT
 // <name> or VALUES) begins within it under every reading: what follows
-// the text is then data, never SQL.
+// the text is then data, never SQL. A '$' before the data that opens no
+// heredoc closed within text makes it false: ClickHouse looks ahead for
+// the closing tag, and what follows could hold one.
 func DataFollows(text []byte) bool {
-	for _, d := range dialects {
+	return dataFollows(text, features(text))
+}
+
+func dataFollows(text []byte, mask int) bool {
+	for i, d := range dialects {
+		if skipDialect(i, mask) {
+			continue
+		}
 		lx := lexer{src: text, dialect: d}
-		if _, ok := lx.statement(); !ok {
+		if _, ok := lx.statement(); !ok || lx.openDollar {
 			return false
 		}
 	}
@@ -91,29 +108,83 @@ func (p TextPolicy) mayMatter(text []byte) bool {
 		if containsFold(text, name) {
 			return true
 		}
+		// SET TIME ZONE 'tz' is SET session_timezone = 'tz'.
+		if name == "session_timezone" && containsFold(text, "zone") {
+			return true
+		}
 	}
 	return false
 }
 
 func (p TextPolicy) check(toks []token) error {
-	if p.NoKill && len(toks) > 0 && toks[0].word && strings.EqualFold(toks[0].text, "KILL") {
+	if p.NoKill && isKill(toks) {
 		return refuse(http.StatusForbidden, CodeAccessDenied, "ACCESS_DENIED", "KILL is refused on a ClickHouse account that several people share: it would reach their queries too; "+
 			"cancel your own query by closing its connection")
 	}
-	for i := 0; i+1 < len(toks); i++ {
-		t := toks[i]
-		if !t.word || !toks[i+1].eq || (i > 0 && toks[i-1].text == ".") {
-			continue
-		}
-		for _, name := range p.Fixed {
-			if strings.EqualFold(t.text, name) {
-				return refuse(http.StatusBadRequest, codeReadonly, "READONLY", fmt.Sprintf("the setting %s is fixed for you by clickgate and may not be set in the query (SETTINGS or SET); "+
-					"leave it out (a column of that name can be written as table.%s)", name, name))
+	// A setting is assigned by "name =" anywhere, and, in the list after
+	// SET or SETTINGS, by its bare name too: ClickHouse reads "SETTINGS
+	// name" as name = true for a Bool setting.
+	inList, expectName := false, false
+	depth, listDepth := 0, 0
+	for i, t := range toks {
+		if !t.word {
+			switch t.text {
+			case "(", "[", "{":
+				depth++
+			case ")", "]", "}":
+				depth--
+				if depth < listDepth {
+					inList = false
+				}
+			case ",":
+				if inList && depth == listDepth {
+					expectName = true
+					continue
+				}
 			}
 		}
+		afterDot := i > 0 && !toks[i-1].word && toks[i-1].text == "."
+		if t.word && !afterDot && (expectName || i+1 < len(toks) && toks[i+1].eq) {
+			name := t.text
+			if expectName && t.keyword("TIME") && i+1 < len(toks) && toks[i+1].keyword("ZONE") {
+				name = "session_timezone" // SET TIME ZONE 'tz'
+			}
+			for _, fixed := range p.Fixed {
+				if strings.EqualFold(name, fixed) {
+					return refuse(http.StatusBadRequest, codeReadonly, "READONLY", fmt.Sprintf("the setting %s is fixed for you by clickgate and may not be set in the query (SETTINGS or SET); "+
+						"leave it out (a column of that name can be written as table.%s)", fixed, fixed))
+				}
+			}
+		}
+		switch {
+		case t.keyword("SET") || t.keyword("SETTINGS"):
+			inList, expectName, listDepth = true, true, depth
+			continue
+		case inList && depth == listDepth && t.word && !expectName && i > 0 && (toks[i-1].word || closes(toks[i-1])):
+			inList = false // two operands in a row: the list has ended
+		}
+		expectName = false
 	}
 	return nil
 }
+
+// isKill reports a KILL statement, also one run as another user
+// (EXECUTE AS name KILL …, ClickHouse 25.11 on).
+func isKill(toks []token) bool {
+	if len(toks) > 0 && toks[0].keyword("KILL") {
+		return true
+	}
+	if len(toks) > 2 && toks[0].keyword("EXECUTE") && toks[1].keyword("AS") {
+		for _, t := range toks[2:min(len(toks), 7)] {
+			if t.keyword("KILL") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func closes(t token) bool { return !t.word && (t.text == ")" || t.text == "]" || t.text == "}") }
 
 // codeReadonly is ClickHouse's "Cannot modify setting in readonly mode".
 const codeReadonly = 164
@@ -137,54 +208,143 @@ type dialect struct {
 	nestedComments bool // /* /* */ */ is one comment
 	hashComments   bool // "# " and "#!" start a line comment
 	heredoc        bool // $tag$ … $tag$ is a string
+	wordTags       bool // a heredoc tag is word characters (25.8 on), not anything up to the next '$' (21.9 to 25.7)
+	slashComments  bool // "//" starts a line comment
+	unicodeQuotes  bool // ‘string’ and “identifier”
 }
+
+// Features of a dialect, as bits of its index in dialects.
+const (
+	featNested = 1 << iota
+	featHash
+	featHeredoc
+	featWordTags
+	featSlash
+	featUnicode
+	allFeatures = 1<<iota - 1
+)
 
 var dialects = func() []dialect {
 	var ds []dialect
-	for i := range 8 {
-		ds = append(ds, dialect{nestedComments: i&1 != 0, hashComments: i&2 != 0, heredoc: i&4 != 0})
+	for i := range allFeatures + 1 {
+		ds = append(ds, dialect{nestedComments: i&featNested != 0, hashComments: i&featHash != 0, heredoc: i&featHeredoc != 0,
+			wordTags: i&featWordTags != 0, slashComments: i&featSlash != 0, unicodeQuotes: i&featUnicode != 0})
 	}
 	return ds
 }()
 
+// skipDialect reports a dialect that uses a feature outside mask, or
+// that repeats another (word tags without heredocs).
+func skipDialect(i, mask int) bool {
+	return i&^mask != 0 || i&featWordTags != 0 && i&featHeredoc == 0
+}
+
+// features returns the dialect features that can matter for text: a
+// text without a feature's opening characters reads the same either way.
+func features(text []byte) int {
+	var mask int
+	if bytes.Contains(text, []byte("/*")) {
+		mask |= featNested
+	}
+	if bytes.IndexByte(text, '#') >= 0 {
+		mask |= featHash
+	}
+	if bytes.IndexByte(text, '$') >= 0 {
+		mask |= featHeredoc | featWordTags
+	}
+	if bytes.Contains(text, []byte("//")) {
+		mask |= featSlash
+	}
+	if bytes.Contains(text, []byte("\xE2\x80\x98")) || bytes.Contains(text, []byte("\xE2\x80\x9C")) {
+		mask |= featUnicode
+	}
+	return mask
+}
+
 // token is a code token: a word (bare or quoted identifier, keyword,
 // number), an "=" or "==" (eq), or another character.
 type token struct {
-	text string
-	word bool
-	eq   bool
+	text   string
+	word   bool
+	quoted bool // a quoted identifier, never a keyword
+	eq     bool
+}
+
+// keyword reports whether t is the bare word kw (in any case).
+func (t token) keyword(kw string) bool {
+	return t.word && !t.quoted && strings.EqualFold(t.text, kw)
 }
 
 type lexer struct {
 	src []byte
 	pos int
 	dialect
+	openDollar bool // a '$' opened no heredoc closed within src
 }
 
 // statement returns the code tokens of the text, stopping where an
 // INSERT's data begins (after FORMAT <name> or VALUES), and whether it did.
+//
+// Data begins only at the VALUES or FORMAT <name> that ends the head of
+// the INSERT (INSERT INTO [TABLE] name [(columns)] [SETTINGS …]): not
+// inside brackets (columns, table functions), not where a table name
+// stands, and never once SELECT, WITH, WATCH or PARTITION BY came (an
+// INSERT … SELECT has no data; values() is a table function there).
+// Where SETTINGS follows, some versions read it as settings
+// (allow_settings_after_format_in_insert), so reading goes on.
 func (l *lexer) statement() ([]token, bool) {
 	var toks []token
-	insert := false
+	insert, noData := false, false
+	depth := 0
 	for {
 		t, ok := l.next()
 		if !ok {
 			return toks, false
 		}
 		toks = append(toks, t)
-		if len(toks) == 1 {
-			insert = t.word && strings.EqualFold(t.text, "INSERT")
+		n := len(toks)
+		if n == 1 {
+			insert = t.keyword("INSERT")
 		}
-		if !insert || !t.word {
+		if !insert || noData {
 			continue
 		}
-		if strings.EqualFold(t.text, "VALUES") {
-			return toks, true
+		switch {
+		case !t.word && (t.text == "(" || t.text == "[" || t.text == "{"):
+			depth++
+		case closes(t):
+			depth--
+		case t.keyword("SELECT") || t.keyword("WITH") || t.keyword("WATCH") || t.keyword("PARTITION"):
+			noData = true
+			continue
 		}
-		if n := len(toks); n >= 2 && toks[n-2].word && strings.EqualFold(toks[n-2].text, "FORMAT") {
-			return toks, true
+		if depth != 0 {
+			continue
 		}
+		values := t.keyword("VALUES") && !namePosition(toks[:n-1])
+		format := n >= 3 && t.word && toks[n-2].keyword("FORMAT") && !namePosition(toks[:n-2])
+		if !values && !format {
+			continue
+		}
+		at, open := l.pos, l.openDollar
+		if next, ok := l.next(); ok && next.keyword("SETTINGS") {
+			toks = append(toks, next)
+			noData = true
+			continue
+		}
+		l.pos, l.openDollar = at, open
+		return toks, true
 	}
+}
+
+// namePosition reports whether the token after toks names a table (or a
+// database, or a table function) in an INSERT: a word there is no keyword.
+func namePosition(toks []token) bool {
+	if len(toks) == 0 {
+		return true
+	}
+	p := toks[len(toks)-1]
+	return p.keyword("INTO") || p.keyword("TABLE") || p.keyword("FUNCTION") || !p.word && p.text == "."
 }
 
 // next returns the next code token, skipping white space, comments and
@@ -196,6 +356,16 @@ func (l *lexer) next() (token, bool) {
 		switch {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
 			l.pos++
+		case c == 0xE2 && l.unicodeQuotes && l.pos+5 < len(l.src) && l.src[l.pos+1] == 0x80 && (l.src[l.pos+2] == 0x98 || l.src[l.pos+2] == 0x9C):
+			// ‘string’ or “identifier”: no escapes, closed by ’ or ”.
+			open := l.src[l.pos+2]
+			text, ok := l.unicodeQuoted(open + 1)
+			if !ok {
+				return token{}, false
+			}
+			if open == 0x9C {
+				return token{text: text, word: true, quoted: true}, true
+			}
 		case c >= utf8.RuneSelf:
 			// Non-ASCII: ClickHouse skips Unicode white space; treating
 			// every such rune as space can only join a setting name to
@@ -205,6 +375,8 @@ func (l *lexer) next() (token, bool) {
 		case c == '-' && l.peek(1) == '-':
 			l.skipLine()
 		case c == '#' && l.hashComments && (l.peek(1) == ' ' || l.peek(1) == '!'):
+			l.skipLine()
+		case c == '/' && l.slashComments && l.peek(1) == '/':
 			l.skipLine()
 		case c == '/' && l.peek(1) == '*':
 			if !l.skipBlockComment() {
@@ -219,17 +391,22 @@ func (l *lexer) next() (token, bool) {
 			if !ok {
 				return token{}, false
 			}
-			return token{text: text, word: true}, true
-		case c == '$' && l.heredoc && l.heredocTag() != "":
-			if !l.skipHeredoc() {
-				return token{}, false
+			return token{text: text, word: true, quoted: true}, true
+		case c == '$' && l.heredoc:
+			// As ClickHouse: $tag$ is a string up to the next $tag$;
+			// without one, a lone '$' or a word.
+			if end := l.heredocEnd(); end > 0 {
+				l.pos = end
+				continue
 			}
-		case isWordByte(c):
-			start := l.pos
-			for l.pos < len(l.src) && (isWordByte(l.src[l.pos]) || l.src[l.pos] == '$') {
+			l.openDollar = true
+			if l.pos+1 == len(l.src) || !isWordByte(l.src[l.pos+1]) {
 				l.pos++
+				return token{text: "$"}, true
 			}
-			return token{text: string(l.src[start:l.pos]), word: true}, true
+			return l.word(), true
+		case isWordByte(c):
+			return l.word(), true
 		case c == '=':
 			l.pos++
 			if l.peek(0) == '=' {
@@ -243,6 +420,20 @@ func (l *lexer) next() (token, bool) {
 	}
 	return token{}, false
 }
+
+// word reads a bare word: letters, digits, '_' and '$', as ClickHouse,
+// which ends a number (a word starting with a digit) before a '$'.
+func (l *lexer) word() token {
+	start := l.pos
+	number := isDigit(l.src[start])
+	l.pos++
+	for l.pos < len(l.src) && (isWordByte(l.src[l.pos]) || l.src[l.pos] == '$' && !number) {
+		l.pos++
+	}
+	return token{text: string(l.src[start:l.pos]), word: true}
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 func isWordByte(c byte) bool {
 	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
@@ -317,7 +508,7 @@ func (l *lexer) unescape(b *strings.Builder) {
 	c := l.src[l.pos]
 	l.pos++
 	switch c {
-	case 'x', 'X':
+	case 'x': // not \X: 18.16 reads it as "X", 26.7 keeps "\X"
 		if l.pos+2 <= len(l.src) && isHex(l.src[l.pos]) && isHex(l.src[l.pos+1]) {
 			b.WriteByte(unhex(l.src[l.pos])<<4 | unhex(l.src[l.pos+1]))
 			l.pos += 2
@@ -359,25 +550,45 @@ func unhex(c byte) byte {
 	return c - '0'
 }
 
-// heredocTag returns the $tag$ opening at l.pos, or "".
-func (l *lexer) heredocTag() string {
-	i := l.pos + 1
-	for i < len(l.src) && isWordByte(l.src[i]) {
-		i++
+// heredocEnd returns where the heredoc opening at l.pos ends, or 0 if
+// there is none: as in ClickHouse its tag runs from the '$' to the next
+// '$' (over word characters only, from 25.8 on), and it ends after the
+// next copy of the tag.
+func (l *lexer) heredocEnd() int {
+	rest := l.src[l.pos:]
+	i := 1
+	if l.wordTags {
+		for i < len(rest) && isWordByte(rest[i]) {
+			i++
+		}
+		if i == len(rest) || rest[i] != '$' {
+			return 0
+		}
+	} else if i += bytes.IndexByte(rest[1:], '$'); i == 0 {
+		return 0
 	}
-	if i < len(l.src) && l.src[i] == '$' {
-		return string(l.src[l.pos : i+1])
+	tag := rest[:i+1]
+	end := bytes.Index(rest[len(tag):], tag)
+	if end < 0 {
+		return 0
 	}
-	return ""
+	return l.pos + 2*len(tag) + end
 }
 
-func (l *lexer) skipHeredoc() bool {
-	tag := l.heredocTag()
-	end := bytes.Index(l.src[l.pos+len(tag):], []byte(tag))
-	if end < 0 {
-		l.pos = len(l.src)
-		return false
+// unicodeQuoted reads the ‘string’ or “identifier” at l.pos up to the
+// bytes E2 80 closer and returns its text: as ClickHouse, no escapes.
+func (l *lexer) unicodeQuoted(closer byte) (string, bool) {
+	start := l.pos + 3
+	for i := start; ; i++ {
+		j := bytes.IndexByte(l.src[i:], 0xE2)
+		if j < 0 || i+j+2 >= len(l.src) {
+			l.pos = len(l.src)
+			return "", false
+		}
+		i += j
+		if l.src[i+1] == 0x80 && l.src[i+2] == closer {
+			l.pos = i + 3
+			return string(l.src[start:i]), true
+		}
 	}
-	l.pos += len(tag) + end + len(tag)
-	return true
 }
