@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -23,7 +24,8 @@ type TextPolicy struct {
 
 // PolicyFor is what the SQL sent for up may not do: assign the fixed
 // settings (clickhouse.settings) or the mode's (service mode's
-// log_comment), switch profile, or KILL on a shared account.
+// log_comment), switch profile, or KILL on a shared account; nor, while
+// any of that holds, change the dialect that later queries are read in.
 func PolicyFor(fixed map[string]string, up *Upstream) TextPolicy {
 	p := TextPolicy{NoKill: up.Shared}
 	for _, set := range []map[string]string{fixed, up.Settings} {
@@ -35,8 +37,15 @@ func PolicyFor(fixed map[string]string, up *Upstream) TextPolicy {
 		// Both change other settings wholesale or after the fact.
 		p.Fixed = append(p.Fixed, "profile", "allow_settings_after_format_in_insert")
 	}
+	if p.Active() {
+		p.Fixed = append(p.Fixed, GuardedDialect)
+	}
 	return p
 }
+
+// GuardedDialect is the setting that makes ClickHouse read queries as
+// another language (kusto, prql), which clickgate's check cannot read.
+const GuardedDialect = "dialect"
 
 // Active reports whether the policy refuses anything.
 func (p TextPolicy) Active() bool { return len(p.Fixed) > 0 || p.NoKill }
@@ -77,17 +86,20 @@ func (p TextPolicy) checkReadings(text []byte, mask int) error {
 // <name> or VALUES) begins within it under every reading: what follows
 // the text is then data, never SQL. A '$' before the data that opens no
 // heredoc closed within text makes it false: ClickHouse looks ahead for
-// the closing tag, and what follows could hold one.
-func DataFollows(text []byte) bool {
-	return dataFollows(text, features(text))
+// the closing tag, and what follows could hold one. complete says text
+// is all there is; else it is a prefix, and the first token of the data
+// must lie whole within it, for ClickHouse 19.1 to 22.3 read a SETTINGS
+// clause there.
+func DataFollows(text []byte, complete bool) bool {
+	return dataFollows(text, features(text), complete)
 }
 
-func dataFollows(text []byte, mask int) bool {
+func dataFollows(text []byte, mask int, complete bool) bool {
 	for i, d := range dialects {
 		if skipDialect(i, mask) {
 			continue
 		}
-		lx := lexer{src: text, dialect: d}
+		lx := lexer{src: text, dialect: d, prefix: !complete}
 		if _, ok := lx.statement(); !ok || lx.openDollar {
 			return false
 		}
@@ -193,14 +205,44 @@ func refuse(status, code int, name, msg string) *Error {
 	return &Error{Status: status, Code: code, Name: name, Msg: "clickgate: " + msg}
 }
 
+// containsFold reports whether s contains sub (lower-case ASCII) in any
+// case: a search for its first byte in both cases, then a compare.
 func containsFold(s []byte, sub string) bool {
-	n := len(sub)
-	for i := 0; i+n <= len(s); i++ {
-		if strings.EqualFold(string(s[i:i+n]), sub) {
+	if sub == "" {
+		return true
+	}
+	lo, up := sub[0], sub[0]
+	if lo >= 'a' && lo <= 'z' {
+		up = lo - 'a' + 'A'
+	}
+	for i := 0; i+len(sub) <= len(s); {
+		j := indexEither(s[i:len(s)-len(sub)+1], lo, up)
+		if j < 0 {
+			return false
+		}
+		i += j
+		if bytes.EqualFold(s[i:i+len(sub)], []byte(sub)) {
 			return true
 		}
+		i++
 	}
 	return false
+}
+
+// indexEither is the first index of a or b in s, or -1.
+func indexEither(s []byte, a, b byte) int {
+	i := bytes.IndexByte(s, a)
+	if a == b {
+		return i
+	}
+	before := s
+	if i >= 0 {
+		before = s[:i]
+	}
+	if j := bytes.IndexByte(before, b); j >= 0 {
+		return j
+	}
+	return i
 }
 
 // dialect is one way of reading SQL text; ClickHouse versions differ.
@@ -280,6 +322,11 @@ type lexer struct {
 	pos int
 	dialect
 	openDollar bool // a '$' opened no heredoc closed within src
+	// prefix: src is the start of a longer text; data begins only where
+	// the token after it is seen whole.
+	prefix bool
+	// heredocs indexes where each heredoc tag stands, built on first use.
+	heredocs map[string][]int
 }
 
 // statement returns the code tokens of the text, stopping where an
@@ -327,10 +374,14 @@ func (l *lexer) statement() ([]token, bool) {
 			continue
 		}
 		at, open := l.pos, l.openDollar
-		if next, ok := l.next(); ok && next.keyword("SETTINGS") {
+		next, ok := l.next()
+		if ok && next.keyword("SETTINGS") {
 			toks = append(toks, next)
 			noData = true
 			continue
+		}
+		if l.prefix && (!ok || l.pos >= len(l.src)) {
+			return toks, false // the next token, maybe SETTINGS, is not whole here
 		}
 		l.pos, l.openDollar = at, open
 		return toks, true
@@ -568,11 +619,44 @@ func (l *lexer) heredocEnd() int {
 		return 0
 	}
 	tag := rest[:i+1]
-	end := bytes.Index(rest[len(tag):], tag)
-	if end < 0 {
+	// The closing tag is the first later '$' whose own tag is the same
+	// (a tag holds no '$' inside): found in an index of all tags, so that
+	// many distinct unclosed tags cost n log n, not n².
+	at := l.heredocIndex()[string(tag)]
+	k, _ := slices.BinarySearch(at, l.pos+len(tag))
+	if k == len(at) {
 		return 0
 	}
-	return l.pos + 2*len(tag) + end
+	return at[k] + len(tag)
+}
+
+// heredocIndex maps each heredoc tag that a '$' in src starts to where
+// it stands, in order, read with this lexer's tag rule.
+func (l *lexer) heredocIndex() map[string][]int {
+	if l.heredocs != nil {
+		return l.heredocs
+	}
+	l.heredocs = map[string][]int{}
+	for i := 0; i < len(l.src); i++ {
+		if l.src[i] != '$' {
+			continue
+		}
+		j := i + 1
+		if l.wordTags {
+			for j < len(l.src) && isWordByte(l.src[j]) {
+				j++
+			}
+		} else if k := bytes.IndexByte(l.src[j:], '$'); k >= 0 {
+			j += k
+		} else {
+			break
+		}
+		if j < len(l.src) && l.src[j] == '$' {
+			tag := string(l.src[i : j+1])
+			l.heredocs[tag] = append(l.heredocs[tag], i)
+		}
+	}
+	return l.heredocs
 }
 
 // unicodeQuoted reads the ‘string’ or “identifier” at l.pos up to the

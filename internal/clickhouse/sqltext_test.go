@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -287,7 +288,7 @@ func TestDataFollows(t *testing.T) {
 		{"INSERT INTO t /* /* */ FORMAT TSV\n", false}, // nested, the comment is open
 		{"INSERT INTO t ‘ FORMAT TSV\n", false},        // a Unicode string is open
 	} {
-		if got := DataFollows([]byte(c.text)); got != c.want {
+		if got := DataFollows([]byte(c.text), true); got != c.want {
 			t.Errorf("DataFollows(%q) = %v, want %v", c.text, got, c.want)
 		}
 	}
@@ -303,7 +304,7 @@ func TestFeaturesCoverCases(t *testing.T) {
 				if (p.Check(text) == nil) != (p.checkReadings(text, allFeatures) == nil) {
 					t.Errorf("%q: Check and the reading under every dialect differ", c.text)
 				}
-				if DataFollows(text) != dataFollows(text, allFeatures) {
+				if DataFollows(text, true) != dataFollows(text, allFeatures, true) {
 					t.Errorf("%q: DataFollows and the reading under every dialect differ", c.text)
 				}
 			}
@@ -365,8 +366,8 @@ func FuzzTextPolicy(f *testing.F) {
 				}
 			}
 		}
-		data := DataFollows(text)
-		if data != DataFollows(text) || data != dataFollows(text, allFeatures) {
+		data := DataFollows(text, true)
+		if data != DataFollows(text, true) || data != dataFollows(text, allFeatures, true) {
 			t.Fatalf("DataFollows(%q) is not deterministic or differs under every dialect", text)
 		}
 
@@ -401,7 +402,7 @@ func FuzzTextPolicy(f *testing.F) {
 				tail = append(tail, alphabet[int(c)%len(alphabet)])
 			}
 			full := append(bytes.Clone(text), tail...)
-			if !DataFollows(full) {
+			if !DataFollows(full, true) {
 				t.Fatalf("DataFollows(%q) but not with data %q after it", text, tail)
 			}
 			for _, p := range []TextPolicy{fixedPolicy, {NoKill: true}} {
@@ -411,4 +412,59 @@ func FuzzTextPolicy(f *testing.F) {
 			}
 		}
 	})
+}
+
+// In a prefix of a longer text, data begins only where the token after
+// FORMAT <name> or VALUES is seen whole: ClickHouse 19.1 to 22.3 read a
+// SETTINGS clause there, and it may be cut at the prefix's end.
+func TestDataFollowsInAPrefix(t *testing.T) {
+	for _, c := range []struct {
+		text string
+		want bool
+	}{
+		{"INSERT INTO t FORMAT TSV\n", false},
+		{"INSERT INTO t FORMAT TSV\n -- comment\n", false},
+		{"INSERT INTO t FORMAT TSV\nSETT", false},
+		{"INSERT INTO t FORMAT TSV\nSETTINGS readonly = 0\n1\n", false},
+		{"INSERT INTO t FORMAT TSV\n1\t2\n", true},
+		{"INSERT INTO t FORMAT TSV\n12", false}, // "12" may go on as "12SETTINGS"? no, but a word may be cut
+		{"INSERT INTO t VALUES", false},
+		{"INSERT INTO t VALUES (1)", true},
+		{"SELECT 1", false},
+	} {
+		if got := DataFollows([]byte(c.text), false); got != c.want {
+			t.Errorf("DataFollows(%q, prefix) = %v, want %v", c.text, got, c.want)
+		}
+	}
+}
+
+// While anything is guarded, the dialect is too: ClickHouse would read
+// later queries of the session as Kusto or PRQL, which the check cannot.
+func TestPolicyGuardsTheDialect(t *testing.T) {
+	for _, up := range []*Upstream{{Shared: true}, {Settings: map[string]string{"log_comment": "x"}}} {
+		if err := PolicyFor(nil, up).Check([]byte("SET dialect = 'kusto'")); err == nil {
+			t.Errorf("%+v: SET dialect passes", up)
+		}
+	}
+	if err := PolicyFor(nil, &Upstream{}).Check([]byte("SET dialect = 'kusto'")); err != nil {
+		t.Errorf("nothing guarded, yet: %v", err)
+	}
+}
+
+// Many distinct unclosed heredoc tags: each looks for its closing tag in
+// an index, not by scanning the rest of the text.
+func BenchmarkCheckUnclosedHeredocs(b *testing.B) {
+	var text bytes.Buffer
+	text.WriteString("SELECT ")
+	for i := 0; text.Len() < MaxCheckedText; i++ {
+		fmt.Fprintf(&text, "$t%d$ ", i)
+	}
+	p := TextPolicy{Fixed: []string{"readonly"}, NoKill: true}
+	src := append(text.Bytes(), " SETTINGS readonly = 0"...)
+	b.SetBytes(int64(len(src)))
+	for b.Loop() {
+		if p.Check(src) == nil {
+			b.Fatal("passed")
+		}
+	}
 }

@@ -164,12 +164,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := &outbound{up: up, namespace: namespace(res.Principal.User)}
-	out.rawQuery, err = g.rewriteParams(ps, g.fixed, up.Settings, out.namespace)
+	policy := clickhouse.PolicyFor(g.fixed, up)
+	out.rawQuery, err = g.rewriteParams(ps, g.fixed, up.Settings, out.namespace, policy)
 	if err == nil {
 		err = bufferSmallBody(r)
 	}
 	if err == nil {
-		err = checkBody(r, ps, clickhouse.PolicyFor(g.fixed, up))
+		err = checkBody(r, ps, policy)
 	}
 	if err == nil && up.QueryPrefix != "" {
 		out.rawQuery, err = prefixQuery(r, out.rawQuery, up.QueryPrefix)

@@ -197,6 +197,13 @@ func checkParams(t *testing.T, raw string) {
 			}
 		case "allow_settings_after_format_in_insert":
 			t.Fatalf("%s forwarded while settings are fixed", name)
+		case "dialect":
+			if !strings.EqualFold(value, "clickhouse") {
+				t.Fatalf("dialect=%q forwarded: the SQL check reads ClickHouse SQL only", value)
+			}
+			if last >= 0 {
+				t.Fatalf("client parameter %q after clickgate's settings", name)
+			}
 		default:
 			if last >= 0 {
 				t.Fatalf("client parameter %q after clickgate's settings", name)

@@ -2,6 +2,9 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -189,7 +192,7 @@ var identityParams = []string{"user", "password", "quota_key"}
 // and query ids in the person's namespace, then the fixed settings
 // (readonly last: ClickHouse 18.16 applies URL settings one by one and
 // refuses any after readonly = 1), then the mode's settings.
-func (g *Gateway) rewriteParams(ps []param, fixed, mode map[string]string, ns string) (string, error) {
+func (g *Gateway) rewriteParams(ps []param, fixed, mode map[string]string, ns string, policy clickhouse.TextPolicy) (string, error) {
 	var b strings.Builder
 	add := func(name, value string) {
 		if b.Len() > 0 {
@@ -207,6 +210,8 @@ func (g *Gateway) rewriteParams(ps []param, fixed, mode map[string]string, ns st
 			// taken out; clickgate's own are added below
 		case lower == "allow_settings_after_format_in_insert" && len(fixed)+len(mode) > 0:
 			return "", badRequest("allow_settings_after_format_in_insert would let INSERT data set fixed settings; leave it out")
+		case lower == clickhouse.GuardedDialect && policy.Active() && !strings.EqualFold(p.value, "clickhouse"):
+			return "", badRequest("queries in another dialect cannot be checked by clickgate here; leave dialect out")
 		case lower == "session_id":
 			add("session_id", ns+p.value)
 		case lower == "query_id":
@@ -304,33 +309,87 @@ func checkBody(r *http.Request, ps []param, p clickhouse.TextPolicy) error {
 		return p.Check([]byte(query))
 	}
 	if compressed(r, ps) {
-		if hasQuery && clickhouse.DataFollows([]byte(query+"\n")) {
-			return p.Check([]byte(query))
-		}
-		return badRequest("a compressed body is accepted only as the data of an INSERT whose query (ending in FORMAT <name> or VALUES) is in the query parameter; send other queries uncompressed")
+		return checkCompressed(r, ps, query, hasQuery, p)
 	}
-	// Read as little of the body as the check needs: an INSERT's data
-	// streams on as soon as its query text is seen whole.
+	return checkStart(r, query, hasQuery, p, func(raw []byte, whole bool) ([]byte, bool) {
+		return raw[:min(len(raw), clickhouse.MaxCheckedText)], whole
+	}, "the query text is longer than %d KiB, more than clickgate checks; shorten it or send large data as an INSERT")
+}
+
+// checkStart reads the start of the body, as little as the check needs:
+// the whole body when it is short, else as far as an INSERT's data is
+// seen to begin, which then streams on unread. open turns the bytes read
+// into the text ClickHouse reads (decompressing them) and says whether
+// that is all of the body.
+func checkStart(r *http.Request, query string, hasQuery bool, p clickhouse.TextPolicy, open func(raw []byte, whole bool) ([]byte, bool), tooLong string) error {
 	br := bufio.NewReaderSize(r.Body, clickhouse.MaxCheckedText+1)
 	r.Body = readCloser{br, r.Body}
 	for n := 4 << 10; ; n *= 4 {
 		n = min(n, clickhouse.MaxCheckedText+1)
-		body, err := br.Peek(n)
+		raw, err := br.Peek(n)
 		if err != nil && !errors.Is(err, io.EOF) {
 			return badRequest("reading the request body: %v", err)
 		}
-		whole := len(body) < n // the body ended within the window
-		text := body[:min(len(body), clickhouse.MaxCheckedText)]
-		if hasQuery {
-			text = append(append(append(make([]byte, 0, len(query)+1+len(text)), query...), '\n'), text...)
-		}
-		switch {
-		case whole || clickhouse.DataFollows(text):
+		body, whole := open(raw, len(raw) < n)
+		text := queryText(query, hasQuery, body)
+		if whole || clickhouse.DataFollows(text, false) {
 			return p.Check(text)
-		case n > clickhouse.MaxCheckedText:
-			return badRequest("the query text is longer than %d KiB, more than clickgate checks; shorten it or send large data as an INSERT", clickhouse.MaxCheckedText>>10)
+		}
+		if n > clickhouse.MaxCheckedText {
+			return badRequest(tooLong, clickhouse.MaxCheckedText>>10)
 		}
 	}
+}
+
+// queryText is what ClickHouse parses: the query parameter, a newline and
+// the body.
+func queryText(query string, hasQuery bool, body []byte) []byte {
+	if !hasQuery {
+		return body
+	}
+	return append(append(append(make([]byte, 0, len(query)+1+len(body)), query...), '\n'), body...)
+}
+
+// decoders open the Content-Encodings whose start clickgate reads: the
+// ones every ClickHouse client can send.
+var decoders = map[string]func(io.Reader) (io.Reader, error){
+	"gzip":    func(r io.Reader) (io.Reader, error) { return gzip.NewReader(r) },
+	"deflate": func(r io.Reader) (io.Reader, error) { return zlib.NewReader(r) },
+}
+
+// checkCompressed checks a compressed body, which ClickHouse decompresses
+// and reads after the query parameter and a newline. Only an INSERT's
+// data may be compressed, so the parameter must reach the data. While
+// settings are fixed, the data's first token must be seen too (ClickHouse
+// 19.1 to 22.3 read a SETTINGS clause there): a gzip or deflate body is
+// opened as far as that; other compression is refused.
+func checkCompressed(r *http.Request, ps []param, query string, hasQuery bool, p clickhouse.TextPolicy) error {
+	if !hasQuery || !clickhouse.DataFollows([]byte(query+"\n"), true) {
+		return badRequest("a compressed body is accepted only as the data of an INSERT whose query (ending in FORMAT <name> or VALUES) is in the query parameter; send other queries uncompressed")
+	}
+	if err := p.Check([]byte(query)); err != nil || len(p.Fixed) == 0 {
+		return err // KILL cannot hide in an INSERT's data
+	}
+	_, native := lookup(ps, "decompress")
+	decode := decoders[strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))]
+	if native || decode == nil {
+		return badRequest("with settings fixed by clickgate, a compressed INSERT body must use Content-Encoding gzip or deflate (not decompress=1 or other encodings), for clickgate to see where its data begins; or send it uncompressed")
+	}
+	return checkStart(r, query, true, p, func(raw []byte, whole bool) ([]byte, bool) {
+		plain, complete := decodePrefix(decode, raw)
+		return plain, complete && whole
+	}, "clickgate could not see where the compressed INSERT's data begins within %d KiB; send it uncompressed")
+}
+
+// decodePrefix decompresses what it can of raw, the start of a body, up
+// to MaxCheckedText bytes, and says whether that was all of it.
+func decodePrefix(decode func(io.Reader) (io.Reader, error), raw []byte) ([]byte, bool) {
+	dec, err := decode(bytes.NewReader(raw))
+	if err != nil {
+		return nil, false
+	}
+	plain, err := io.ReadAll(io.LimitReader(dec, clickhouse.MaxCheckedText+1))
+	return plain[:min(len(plain), clickhouse.MaxCheckedText)], err == nil && len(plain) <= clickhouse.MaxCheckedText
 }
 
 type readCloser struct {

@@ -268,6 +268,11 @@ func TestFixedSettingsHoldOnEveryChannel(t *testing.T) {
 		{name: "two Authorization headers", header: http.Header{"Authorization": {"Bearer " + alice, "Basic ZGVmYXVsdDo="}}, body: plain(probe), refuse: true},
 		{name: "token and password parameter", params: "password=x", body: plain(probe), refuse: true},
 		{name: "allow_settings_after_format_in_insert", params: "allow_settings_after_format_in_insert=1", body: plain(probe), refuse: true},
+		{name: "another dialect in the URL", params: "dialect=prql", body: plain(probe), refuse: true},
+		{name: "SET dialect in a session", params: "session_id=s2", body: plain("SET dialect = 'kusto'"), refuse: true},
+		{name: "gzip INSERT data starting with SETTINGS (read so by 19.1-22.3)", params: q("INSERT INTO default.nowhere FORMAT TSV"), header: http.Header{"Content-Encoding": {"gzip"}},
+			body: func(m string) io.Reader { return gz("SETTINGS max_result_rows = 0\n'" + m + "'\n") }, refuse: true},
+		{name: "zstd INSERT data, not opened", params: q("INSERT INTO default.nowhere FORMAT TSV"), header: http.Header{"Content-Encoding": {"zstd"}}, body: plain("MARK"), refuse: true},
 	}
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
