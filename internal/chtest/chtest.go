@@ -22,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clickgate/clickgate/internal/chdb"
 )
 
 // Copies of shared/testing/clickhouse-18.16/{config.xml,users.xml}; embedded
@@ -63,9 +65,35 @@ type User struct {
 	XML      string // optional raw XML added inside the user's element
 }
 
+// A Release is a ClickHouse server that Start can run.
+type Release int
+
+const (
+	// Debian1816 is Debian's clickhouse-server package, ClickHouse 18.16:
+	// users.xml accounts, no SQL RBAC, no currentUser().
+	Debian1816 Release = iota
+	// ChDB267 is ClickHouse 26.7, the engine of the npm package chdb
+	// (libchdb.so), run as a server by the chdbserver program: real HTTP
+	// and native listeners, users.xml accounts, profiles, quotas, grants
+	// and http_authentication; no SQL-driven users (CREATE USER) and no
+	// EXECUTE AS. Tests using it are skipped, saying why, when the engine
+	// is not installed. Its users.xml must keep the user "default", which
+	// starts the listeners.
+	ChDB267
+)
+
+func (r Release) String() string {
+	if r == ChDB267 {
+		return "ClickHouse 26.7 (chDB)"
+	}
+	return "ClickHouse 18.16 (Debian)"
+}
+
 // Options change the server that Start runs. The zero value is the shared
 // test setup.
 type Options struct {
+	// Release is the server to run; Debian1816 by default.
+	Release Release
 	// UsersXML replaces the whole users.xml when not empty. ExtraUsers,
 	// ExtraProfiles and ExtraQuotas must then be empty.
 	UsersXML string
@@ -93,6 +121,7 @@ type Options struct {
 
 // Server is a running ClickHouse server.
 type Server struct {
+	Release  Release
 	HTTPURL  string // http://127.0.0.1:PORT
 	HTTPAddr string // 127.0.0.1:PORT
 	TCPAddr  string // 127.0.0.1:PORT (native protocol)
@@ -119,11 +148,21 @@ var userNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
 // server cannot be started.
 func Start(tb testing.TB, opts Options) *Server {
 	tb.Helper()
-	bin := opts.Binary
-	if bin == "" {
+	var bin string
+	switch {
+	case opts.Release == ChDB267:
+		var err error
+		if bin, err = chdbServer(); errors.Is(err, chdb.ErrLibraryNotFound) {
+			tb.Skipf("chtest: %s is not installed (%v); make test installs it", opts.Release, err)
+		} else if err != nil {
+			tb.Fatalf("chtest: %v", err)
+		}
+	case opts.Binary != "":
+		if _, err := os.Stat(opts.Binary); err == nil {
+			bin = opts.Binary
+		}
+	default:
 		bin = findBinary()
-	} else if _, err := os.Stat(bin); err != nil {
-		bin = ""
 	}
 	if bin == "" {
 		tb.Fatalf(missingBinary)
@@ -154,7 +193,7 @@ func Start(tb testing.TB, opts Options) *Server {
 
 	var s *Server
 	for attempt := 1; ; attempt++ {
-		s, err = startOnce(bin, dir, usersXML, opts.ExtraConfig, timeout)
+		s, err = startOnce(opts.Release, bin, dir, usersXML, opts.ExtraConfig, timeout)
 		if err == nil {
 			break
 		}
@@ -253,7 +292,7 @@ func xmlText(s string) string {
 var errAddrInUse = errors.New("address already in use")
 
 // startOnce prepares dir and runs the server once, on fresh ports.
-func startOnce(bin, dir, usersXML, extraConfig string, timeout time.Duration) (*Server, error) {
+func startOnce(release Release, bin, dir, usersXML, extraConfig string, timeout time.Duration) (*Server, error) {
 	for _, sub := range []string{"log", "data", "tmp", "user_files", "format_schemas"} {
 		p := filepath.Join(dir, sub)
 		if err := os.RemoveAll(p); err != nil {
@@ -303,6 +342,10 @@ func startOnce(bin, dir, usersXML, extraConfig string, timeout time.Duration) (*
 	}
 	defer out.Close() // the child has its own descriptor
 	cmd := exec.Command(bin, "--config-file="+configPath)
+	if release == ChDB267 {
+		cmd = exec.Command(bin, "--config-file="+configPath, "--multiquery", "--query", serveQuery)
+		cmd.Env = append(os.Environ(), chdb.EnvLibPath+"="+chdbLib)
+	}
 	cmd.Dir = dir
 	cmd.Stdin = nil
 	cmd.Stdout = out
@@ -313,6 +356,7 @@ func startOnce(bin, dir, usersXML, extraConfig string, timeout time.Duration) (*
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
 	s := &Server{
+		Release:  release,
 		HTTPAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)),
 		TCPAddr:  net.JoinHostPort("127.0.0.1", strconv.Itoa(tcpPort)),
 		Dir:      dir,
@@ -339,7 +383,7 @@ func startOnce(bin, dir, usersXML, extraConfig string, timeout time.Duration) (*
 			if strings.Contains(detail, "Address already in use") {
 				return nil, fmt.Errorf("%w (ports %d, %d)", errAddrInUse, httpPort, tcpPort)
 			}
-			return nil, fmt.Errorf("clickhouse-server exited before it was ready (%v)%s", waitErr, detail)
+			return nil, fmt.Errorf("%s exited before it was ready (%v)%s", release, waitErr, detail)
 		default:
 		}
 		resp, err := ping.Get(s.HTTPURL + "/ping")
@@ -353,7 +397,7 @@ func startOnce(bin, dir, usersXML, extraConfig string, timeout time.Duration) (*
 		}
 		if time.Now().After(deadline) {
 			s.Stop()
-			return nil, fmt.Errorf("clickhouse-server did not answer GET /ping within %v%s", timeout, s.logTail())
+			return nil, fmt.Errorf("%s did not answer GET /ping within %v%s", release, timeout, s.logTail())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -402,7 +446,8 @@ func (s *Server) Stop() {
 			return
 		default:
 		}
-		signalGroup(s.cmd, false)
+		// chDB's engine keeps serving on SIGTERM; its data is thrown away.
+		signalGroup(s.cmd, s.Release == ChDB267)
 		select {
 		case <-s.exited:
 		case <-time.After(5 * time.Second):
@@ -506,4 +551,52 @@ func CurrentUserSQL() string { return SelfSQL("user") }
 func (s *Server) WhoAmI(tb testing.TB, user, password string) string {
 	tb.Helper()
 	return s.Query(tb, user, password, CurrentUserSQL())
+}
+
+// QueryLogConfig turns on system.query_log (flushed every half second)
+// for Options.ExtraConfig; both releases read it.
+const QueryLogConfig = `<query_log><database>system</database><table>query_log</table><flush_interval_milliseconds>500</flush_interval_milliseconds></query_log>`
+
+// serveQuery makes chDB's command-line entry a server: it starts the
+// listeners of the configuration, then sleeps for a day, as long as they
+// serve; Stop ends the process.
+const serveQuery = "SYSTEM START LISTEN HTTP; SYSTEM START LISTEN TCP; " +
+	"SELECT sleepEachRow(1) FROM numbers(86400) SETTINGS max_block_size = 1 FORMAT Null"
+
+var (
+	chdbOnce   sync.Once
+	chdbBinary string
+	chdbLib    string
+	chdbErr    error
+)
+
+// chdbServer builds the chdbserver program once per test process (the Go
+// build cache makes it quick) and finds libchdb.so for it.
+func chdbServer() (string, error) {
+	chdbOnce.Do(func() {
+		if chdbLib, chdbErr = chdb.LibPath(); chdbErr != nil {
+			return
+		}
+		// One file for every test process: each builds its own and renames
+		// it into place, which leaves running copies alone.
+		dir := filepath.Join(os.TempDir(), "clickgate-chtest")
+		if chdbErr = os.MkdirAll(dir, 0o755); chdbErr != nil {
+			return
+		}
+		tmp, err := os.CreateTemp(dir, "chdbserver-*")
+		if err != nil {
+			chdbErr = err
+			return
+		}
+		tmp.Close()
+		out, err := exec.Command("go", "build", "-o", tmp.Name(), "github.com/clickgate/clickgate/internal/chtest/chdbserver").CombinedOutput()
+		if err != nil {
+			os.Remove(tmp.Name())
+			chdbErr = fmt.Errorf("building chdbserver: %v: %s", err, out)
+			return
+		}
+		chdbBinary = filepath.Join(dir, "chdbserver")
+		chdbErr = os.Rename(tmp.Name(), chdbBinary)
+	})
+	return chdbBinary, chdbErr
 }
