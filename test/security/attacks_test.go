@@ -1,6 +1,6 @@
 // Package security is the attack catalogue of the trust boundary: each
-// case is tried against a real ClickHouse 18.16 behind clickgate in
-// service mode (one account shared by everyone, fixed settings), and
+// case is tried against real ClickHouse servers (18.16 and 26.7) behind
+// clickgate in service mode (one account shared by everyone, fixed settings), and
 // judged by what ClickHouse actually did — tables created or not, the
 // settings in effect (system.settings), the executing user and quota key
 // (system.processes), the queries it logged (system.query_log) — not by
@@ -49,15 +49,22 @@ type stack struct {
 	key *testkit.Key
 }
 
-// stackFor starts ClickHouse with a service account whose queries are
-// logged, and clickgate in service mode in front of it, for one test.
-func stackFor(t *testing.T) *stack {
-	t.Helper()
-	return newStack(t)
+// servers are the ClickHouse releases every attack is tried against.
+var servers = []chtest.Release{chtest.Debian1816, chtest.ChDB267}
+
+// eachServer runs test once per release, each with its own stack:
+// ClickHouse with a service account whose queries are logged, and
+// clickgate in service mode in front of it.
+func eachServer(t *testing.T, test func(t *testing.T, s *stack)) {
+	for _, release := range servers {
+		t.Run(release.String(), func(t *testing.T) { test(t, newStack(t, release)) })
+	}
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T, release chtest.Release) *stack {
 	ch := chtest.Start(t, chtest.Options{
+		Release:       release,
+		ExtraConfig:   chtest.QueryLogConfig,
 		ExtraProfiles: `<logged><log_queries>1</log_queries></logged>`,
 		ExtraUsers:    []chtest.User{{Name: "svc", Password: "svc-pw", Profile: "logged", Quota: chtest.KeyedQuota}},
 	})
@@ -141,7 +148,10 @@ func (s *stack) logged(t *testing.T, m string) string {
 // valid credentials never leaves clickgate. Each attack tries to create a
 // table as ClickHouse's password-less default user; none may exist after.
 func TestUnauthenticatedRequestsNeverReachClickHouse(t *testing.T) {
-	s := stackFor(t)
+	eachServer(t, testUnauthenticatedRequestsNeverReachClickHouse)
+}
+
+func testUnauthenticatedRequestsNeverReachClickHouse(t *testing.T, s *stack) {
 	alice := s.token(t, "alice@example.com")
 	type attack struct {
 		name, method, path string
@@ -150,7 +160,7 @@ func TestUnauthenticatedRequestsNeverReachClickHouse(t *testing.T) {
 	}
 	var attacks []attack
 	for _, p := range []string{"/ping", "/ping/", "/%70ing", "/PING", "/ping%3Fquery=", "//ping", "/./ping", "/play", "/dashboard", "/replicas_status",
-		"/query", "/binary", "/merges", "/js/uplot.js", "/%2F", "/?", "/clickhouse/auth/../../"} {
+		"/query", "/binary", "/merges", "/js/uplot.js", "/jemalloc", "/replicas_status?verbose=1", "/%2F", "/?", "/clickhouse/auth/../../"} {
 		for _, m := range []string{"GET", "POST", "PUT"} {
 			attacks = append(attacks, attack{"no token " + m + " " + p, m, p, nil, 0})
 		}
@@ -208,7 +218,10 @@ func TestUnauthenticatedRequestsNeverReachClickHouse(t *testing.T) {
 // refused (400, and ClickHouse never ran the query) or run with every
 // fixed setting as the operator set it, as system.settings shows.
 func TestFixedSettingsHoldOnEveryChannel(t *testing.T) {
-	s := stackFor(t)
+	eachServer(t, testFixedSettingsHoldOnEveryChannel)
+}
+
+func testFixedSettingsHoldOnEveryChannel(t *testing.T, s *stack) {
 	alice := s.token(t, "alice@example.com")
 	form := func(fields map[string]string, files map[string]string) (http.Header, io.Reader) {
 		var b bytes.Buffer
@@ -349,8 +362,9 @@ func TestFixedSettingsHoldOnEveryChannel(t *testing.T) {
 
 // Identity cannot be changed by the client: the executing account and
 // the quota key (the person, in service mode) are clickgate's.
-func TestIdentityHolds(t *testing.T) {
-	s := stackFor(t)
+func TestIdentityHolds(t *testing.T) { eachServer(t, testIdentityHolds) }
+
+func testIdentityHolds(t *testing.T, s *stack) {
 	alice := s.token(t, "alice@example.com")
 	who := chtest.SelfSQL("user, quota_key")
 	for name, c := range map[string]struct {
@@ -383,8 +397,9 @@ func TestIdentityHolds(t *testing.T) {
 
 // People who share the service account cannot reach each other's
 // queries or sessions.
-func TestSharedAccountIsolation(t *testing.T) {
-	s := stackFor(t)
+func TestSharedAccountIsolation(t *testing.T) { eachServer(t, testSharedAccountIsolation) }
+
+func testSharedAccountIsolation(t *testing.T, s *stack) {
 	alice, bob := s.token(t, "alice@example.com"), s.token(t, "bob@example.com")
 	victimID := marker()
 	long := "SELECT sleepEachRow(0.25), '" + victimID + "' FROM numbers(12) SETTINGS max_block_size = 1"
