@@ -43,6 +43,16 @@ bench:
 	CLICKGATE_BENCH_GATEWAY=1 $(GO) test -run '^$$' -bench '^BenchmarkGateway$$' -benchtime 1x -count 1 -timeout 20m ./bench/gateway/
 	CLICKGATE_BENCH_MCP=1 $(GO) test -run '^$$' -bench '^BenchmarkMCP$$' -benchtime 1x -count 1 -timeout 10m ./bench/mcp/
 
+## bench-base: SELECT 1 through clickgate built here against clickgate built
+## from BASE (a commit), side by side on one ClickHouse, requests interleaved
+## (BenchmarkGatewayBase, bench/README.md): make bench-base BASE=618831a
+.PHONY: bench-base
+bench-base: build
+	@test -n "$(BASE)" && git rev-parse -q --verify "$(BASE)^{commit}" >/dev/null || { echo "usage: make bench-base BASE=<commit>"; exit 1; }
+	rm -rf bin/base-src && mkdir -p bin/base-src && git archive $(BASE) | tar -x -C bin/base-src
+	cd bin/base-src && $(GO) build -ldflags "-X main.version=$$(git -C $(CURDIR) describe --tags --always $(BASE))" -o ../clickgate-base ./cmd/clickgate
+	CLICKGATE_BENCH_BASE_BINARY=$(CURDIR)/bin/clickgate-base CLICKGATE_BENCH_NEW_BINARY=$(abspath $(BIN)) $(GO) test -run '^$$' -bench '^BenchmarkGatewayBase$$' -benchtime 1x -count 1 -timeout 20m ./bench/gateway/
+
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
 fuzz:

@@ -28,6 +28,10 @@ type ClickgateOptions struct {
 	// the built binary.
 	Profile  string
 	Profiled Profiled
+	// Binary, if set (and Profile is not), is the clickgate binary that
+	// runs instead of one built from ./cmd/clickgate: BenchmarkGatewayBase
+	// runs two builds side by side.
+	Binary string
 }
 
 // Clickgate is a running clickgate process.
@@ -39,18 +43,22 @@ type Clickgate struct {
 	Profile string
 }
 
-// StartClickgate builds cmd/clickgate (testkit.BuildClickgate) and runs
-// `clickgate serve --config … --log-level warn` (or, with o.Profile, the
-// test binary as a profiled server) until the benchmark ends, then stops it
-// with SIGTERM (SIGKILL after 15 s). It picks a free port, waits for
-// /healthz, and tries another port when the one it picked was taken in
-// between ("address already in use"), up to 5 times.
+// StartClickgate builds cmd/clickgate (testkit.BuildClickgate), or takes
+// o.Binary, and runs `clickgate serve --config … --log-level warn` (or,
+// with o.Profile, the test binary as a profiled server) until the
+// benchmark ends, then stops it with SIGTERM (SIGKILL after 15 s). It
+// picks a free port, waits for /healthz, and tries another port when the
+// one it picked was taken in between ("address already in use"), up to 5
+// times.
 func StartClickgate(tb testing.TB, o ClickgateOptions) *Clickgate {
 	tb.Helper()
 	var bin, prof string
-	if o.Profile != "" {
+	switch {
+	case o.Profile != "":
 		prof, _ = filepath.Abs(o.Profile)
-	} else {
+	case o.Binary != "":
+		bin = o.Binary
+	default:
 		var err error
 		if bin, err = testkit.BuildClickgate(o.Dir); err != nil {
 			tb.Fatalf("go build ./cmd/clickgate: %v", err)
