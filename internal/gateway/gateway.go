@@ -216,10 +216,19 @@ func bufferSmallBody(r *http.Request) error {
 	if err != nil {
 		return badRequest("reading the request body: %v", err)
 	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.Body = &memoryBody{bytes.NewReader(body), body}
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	return nil
 }
+
+// memoryBody is a request body read into memory, which the checks read
+// without copying.
+type memoryBody struct {
+	*bytes.Reader
+	data []byte
+}
+
+func (*memoryBody) Close() error { return nil }
 
 // prefixQuery puts prefix before the query: in the query parameter when
 // there is one (ClickHouse appends the body to it), else before the body.

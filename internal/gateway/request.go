@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
@@ -322,15 +321,30 @@ func checkBody(r *http.Request, ps []param, p clickhouse.TextPolicy) error {
 // into the text ClickHouse reads (decompressing them) and says whether
 // that is all of the body.
 func checkStart(r *http.Request, query string, hasQuery bool, p clickhouse.TextPolicy, open func(raw []byte, whole bool) ([]byte, bool), tooLong string) error {
-	br := bufio.NewReaderSize(r.Body, clickhouse.MaxCheckedText+1)
-	r.Body = readCloser{br, r.Body}
+	if mem, ok := r.Body.(*memoryBody); ok { // bufferSmallBody read it all
+		body, _ := open(mem.data, true)
+		return p.Check(queryText(query, hasQuery, body))
+	}
+	// Read in steps into a buffer that grows only as far as needed, then
+	// send what was read ahead of the rest.
+	rest := r.Body
+	var buf []byte
+	defer func() { r.Body = readCloser{io.MultiReader(bytes.NewReader(buf), rest), rest} }()
+	eof := false
 	for n := 4 << 10; ; n *= 4 {
 		n = min(n, clickhouse.MaxCheckedText+1)
-		raw, err := br.Peek(n)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return badRequest("reading the request body: %v", err)
+		if !eof {
+			buf = slices.Grow(buf, n-len(buf))
+			m, err := io.ReadFull(rest, buf[len(buf):n])
+			buf = buf[:len(buf)+m]
+			switch {
+			case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+				eof = true
+			case err != nil:
+				return badRequest("reading the request body: %v", err)
+			}
 		}
-		body, whole := open(raw, len(raw) < n)
+		body, whole := open(buf, eof)
 		text := queryText(query, hasQuery, body)
 		if whole || clickhouse.DataFollows(text, false) {
 			return p.Check(text)
