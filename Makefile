@@ -63,6 +63,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./internal/oauth/
 	$(GO) test -run '^$$' -fuzz '^FuzzRegistration$$' -fuzztime $(FUZZTIME) ./internal/oauth/
 	$(GO) test -run '^$$' -fuzz '^FuzzRedirectURIMatches$$' -fuzztime $(FUZZTIME) ./internal/oauth/
+	$(GO) test -run '^$$' -fuzz '^FuzzTextPolicy$$' -fuzztime $(FUZZTIME) ./internal/clickhouse/
+	$(GO) test -run '^$$' -fuzz '^FuzzGatewayInvariant$$' -fuzztime $(FUZZTIME) ./internal/gateway/
 
 clean:
 	rm -rf bin .clickgate-demo
