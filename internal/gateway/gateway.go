@@ -33,8 +33,11 @@ type Gateway struct {
 	auth  Authenticator
 	mode  clickhouse.Mode
 	fixed map[string]string // clickhouse.settings, fixed for every query
-	proxy *httputil.ReverseProxy
-	log   *slog.Logger
+	// plainPolicy is the SQL policy for upstreams without settings of
+	// their own, by Upstream.Shared: the same for every request.
+	plainPolicy [2]clickhouse.TextPolicy
+	proxy       *httputil.ReverseProxy
+	log         *slog.Logger
 }
 
 // Options configure a Gateway.
@@ -81,6 +84,7 @@ func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 // New returns a Gateway.
 func New(o Options) *Gateway {
 	g := &Gateway{auth: o.Auth, mode: o.Mode, fixed: o.Settings, log: o.Logger}
+	g.plainPolicy = [2]clickhouse.TextPolicy{clickhouse.PolicyFor(g.fixed, &clickhouse.Upstream{}), clickhouse.PolicyFor(g.fixed, &clickhouse.Upstream{Shared: true})}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -164,7 +168,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := &outbound{up: up, namespace: namespace(res.Principal.User)}
-	policy := clickhouse.PolicyFor(g.fixed, up)
+	policy := g.policy(up)
 	out.rawQuery, err = g.rewriteParams(ps, g.fixed, up.Settings, out.namespace, policy)
 	if err == nil {
 		err = bufferSmallBody(r)
@@ -180,6 +184,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outboundKey{}, out)))
+}
+
+// policy is what the SQL sent for up may not do.
+func (g *Gateway) policy(up *clickhouse.Upstream) clickhouse.TextPolicy {
+	if len(up.Settings) > 0 {
+		return clickhouse.PolicyFor(g.fixed, up)
+	}
+	if up.Shared {
+		return g.plainPolicy[1]
+	}
+	return g.plainPolicy[0]
 }
 
 // codeUnknownHandler is ClickHouse's answer for a path it has no handler for.
