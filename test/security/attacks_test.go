@@ -135,12 +135,33 @@ func (s *stack) tableExists(t *testing.T, name string) bool {
 }
 
 // logged returns how many queries containing m ClickHouse logged (the
-// service account's profile logs every query it runs).
+// service account's profile logs every query it runs). SYSTEM FLUSH LOGS
+// alone does not make query_log complete (18.16 writes only what its log
+// thread has taken; 26.7 may add entries after the answer), so a sentinel
+// query runs after the case and the count is read once the sentinel's
+// entry is there: any entry of the case came before it.
 func (s *stack) logged(t *testing.T, m string) string {
 	t.Helper()
-	s.ch.Query(t, chtest.AdminUser, chtest.AdminPassword, "SYSTEM FLUSH LOGS")
-	return s.ch.Query(t, chtest.AdminUser, chtest.AdminPassword,
-		"SELECT count() FROM system.query_log WHERE query LIKE '%"+m+"%' AND query NOT LIKE '%query_log%'")
+	sentinel := marker()
+	s.ch.Query(t, "svc", "svc-pw", "SELECT '"+sentinel+"'")
+	count := func(m string) (string, error) {
+		return s.ch.QueryErr(chtest.AdminUser, chtest.AdminPassword,
+			"SELECT count() FROM system.query_log WHERE query LIKE '%"+m+"%' AND query NOT LIKE '%query_log%'")
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		s.ch.Query(t, chtest.AdminUser, chtest.AdminPassword, "SYSTEM FLUSH LOGS")
+		if n, err := count(sentinel); err == nil && n != "0" { // before its first flush 18.16 has no query_log
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ClickHouse's query_log never showed the sentinel query %s", sentinel)
+		}
+	}
+	n, err := count(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // Nothing reaches ClickHouse without a verified person: every path other
