@@ -67,7 +67,8 @@ func runLogin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			p.Scopes = login.DevIdPScopes
 		}
 	} else {
-		p.Issuer = strings.TrimRight(p.Issuer, "/")
+		// Kept as spelled: discovery compares it exactly, and some
+		// issuers end in "/" (the token cache ignores the difference).
 		if p.ClientID == "" {
 			fmt.Fprintln(stderr, "--issuer needs --client-id: the client registered at that provider for clickgate login")
 			fs.Usage()

@@ -2,24 +2,17 @@ package login
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
+
+	"github.com/clickgate/clickgate/internal/oidcdiscovery"
 )
 
 // Metadata is the part of an OpenID provider's discovery document that
 // sign-in needs.
-type Metadata struct {
-	Issuer                        string   `json:"issuer"`
-	AuthorizationEndpoint         string   `json:"authorization_endpoint"`
-	TokenEndpoint                 string   `json:"token_endpoint"`
-	DeviceAuthorizationEndpoint   string   `json:"device_authorization_endpoint"`
-	RevocationEndpoint            string   `json:"revocation_endpoint"`
-	CodeChallengeMethodsSupported []string `json:"code_challenge_methods_supported"`
-}
+type Metadata = oidcdiscovery.Document
 
 // DiscoveryError is why an issuer's discovery document could not be had:
 // the provider is unreachable, or the URL is not an issuer's.
@@ -32,8 +25,8 @@ func (e *DiscoveryError) Error() string { return e.Err.Error() }
 func (e *DiscoveryError) Unwrap() error { return e.Err }
 
 // Discover fetches issuer's discovery document and checks that it speaks
-// for issuer (OpenID Connect Discovery 1.0, section 4.3). Its errors are
-// *DiscoveryError.
+// for issuer, spelled exactly as given (oidcdiscovery's rule). Its errors
+// are *DiscoveryError.
 func Discover(ctx context.Context, client *http.Client, issuer string) (*Metadata, error) {
 	m, err := discover(ctx, client, issuer)
 	if err != nil {
@@ -50,33 +43,15 @@ func discover(ctx context.Context, client *http.Client, issuer string) (*Metadat
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("login: issuer %q is not an http(s) URL", issuer)
 	}
-	where := strings.TrimRight(issuer, "/") + "/.well-known/openid-configuration"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, where, nil)
-	if err != nil {
-		return nil, fmt.Errorf("login: discovery: %w", err)
+	m, err := oidcdiscovery.Fetch(ctx, oidcdiscovery.HTTP(client), issuer)
+	var se *oidcdiscovery.StatusError
+	switch {
+	case errors.As(err, &se):
+		return nil, fmt.Errorf("login: %w (is %s an OpenID provider's issuer URL?)", err, issuer)
+	case err != nil:
+		return nil, fmt.Errorf("login: %w", err)
+	case m.TokenEndpoint == "":
+		return nil, fmt.Errorf("login: discovery at %s has no token_endpoint", oidcdiscovery.URL(issuer))
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("login: cannot reach the identity provider: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("login: discovery %s: %w", where, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("login: discovery %s: HTTP %d (is %s an OpenID provider's issuer URL?)", where, resp.StatusCode, issuer)
-	}
-	var m Metadata
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, fmt.Errorf("login: discovery %s: not JSON: %w", where, err)
-	}
-	if strings.TrimRight(m.Issuer, "/") != strings.TrimRight(issuer, "/") {
-		return nil, fmt.Errorf("login: discovery %s names issuer %q, expected %q", where, m.Issuer, issuer)
-	}
-	if m.TokenEndpoint == "" {
-		return nil, fmt.Errorf("login: discovery %s has no token_endpoint", where)
-	}
-	return &m, nil
+	return m, nil
 }

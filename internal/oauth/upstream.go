@@ -2,10 +2,8 @@ package oauth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -14,6 +12,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/oidcdiscovery"
 )
 
 // Upstream is the identity provider where the broker sends people to sign
@@ -26,9 +25,8 @@ type Upstream struct {
 	// 9207), when the IdP sends one; empty for IdPs without issuers.
 	Issuer string
 
-	client   *http.Client
-	base     oauth2.Config
-	discover string // OpenID discovery URL; empty when the endpoints are known
+	client *http.Client
+	base   oauth2.Config
 
 	mu       sync.Mutex
 	endpoint *oauth2.Endpoint
@@ -55,8 +53,7 @@ func NewUpstream(name string, cfg *config.TokenProcessor, clientID, secret, redi
 	}
 	switch cfg.Type {
 	case config.TypeOIDC:
-		u.Issuer = cfg.Issuer
-		u.discover = strings.TrimRight(cfg.Issuer, "/") + "/.well-known/openid-configuration"
+		u.Issuer = cfg.Issuer // the endpoints are discovered on first use
 	case config.TypeGitHub:
 		// github.com, or GitHub Enterprise whose API is https://HOST/api/v3.
 		web := "https://github.com"
@@ -96,31 +93,12 @@ func (u *Upstream) config(ctx context.Context) (*oauth2.Config, error) {
 }
 
 func (u *Upstream) discoverEndpoints(ctx context.Context) (*oauth2.Endpoint, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.discover, nil)
+	d, err := oidcdiscovery.Fetch(ctx, oidcdiscovery.HTTP(u.client), u.Issuer)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := u.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("discovery at %s: %v", u.discover, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("discovery at %s answered HTTP %d", u.discover, resp.StatusCode)
-	}
-	var d struct {
-		Issuer                string `json:"issuer"`
-		AuthorizationEndpoint string `json:"authorization_endpoint"`
-		TokenEndpoint         string `json:"token_endpoint"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&d); err != nil {
-		return nil, fmt.Errorf("discovery at %s: %v", u.discover, err)
-	}
-	if d.Issuer != u.Issuer {
-		return nil, fmt.Errorf("discovery at %s names issuer %q, not %q", u.discover, d.Issuer, u.Issuer)
-	}
 	if d.AuthorizationEndpoint == "" || d.TokenEndpoint == "" {
-		return nil, fmt.Errorf("discovery at %s lacks authorization_endpoint or token_endpoint", u.discover)
+		return nil, fmt.Errorf("discovery at %s lacks authorization_endpoint or token_endpoint", oidcdiscovery.URL(u.Issuer))
 	}
 	return &oauth2.Endpoint{AuthURL: d.AuthorizationEndpoint, TokenURL: d.TokenEndpoint}, nil
 }

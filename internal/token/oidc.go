@@ -2,12 +2,13 @@ package token
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/oidcdiscovery"
 )
 
 // oidcProcessor discovers an OpenID provider's endpoints, verifies JWTs
@@ -35,15 +36,6 @@ type oidcEndpoints struct {
 	opaque   *opaqueChecker
 	keys     *remoteKeys
 	tokenURL string
-}
-
-// Discovery is the part of the OpenID provider metadata clickgate uses.
-type Discovery struct {
-	Issuer                string `json:"issuer"`
-	JWKSURI               string `json:"jwks_uri"`
-	UserinfoEndpoint      string `json:"userinfo_endpoint"`
-	IntrospectionEndpoint string `json:"introspection_endpoint"`
-	TokenEndpoint         string `json:"token_endpoint"`
 }
 
 func (p *oidcProcessor) Name() string { return p.name }
@@ -92,16 +84,20 @@ func (p *oidcProcessor) endpoints(ctx context.Context) (*oidcEndpoints, error) {
 }
 
 func (p *oidcProcessor) discover(ctx context.Context) (*oidcEndpoints, error) {
-	u := strings.TrimRight(p.issuer, "/") + "/.well-known/openid-configuration"
-	var d Discovery
-	if err := p.idp.getJSON(ctx, "discovery", u, &d); err != nil {
-		if _, ok := err.(*Error); ok {
-			return nil, err
-		}
-		return nil, errorf(ReasonUnavailable, p.name, "discovery at %s: %v", u, err)
+	get := func(ctx context.Context, u string, d *oidcdiscovery.Document) error {
+		return p.idp.getJSON(ctx, "discovery", u, d)
 	}
-	if d.Issuer != p.issuer {
-		return nil, errorf(ReasonUnavailable, p.name, "discovery document names issuer %s, not the configured %s; set issuer exactly as the IdP spells it", quote(d.Issuer), quote(p.issuer))
+	d, err := oidcdiscovery.Fetch(ctx, get, p.issuer)
+	if err != nil {
+		var te *Error
+		var ie *oidcdiscovery.IssuerError
+		switch {
+		case errors.As(err, &te):
+			return nil, err
+		case errors.As(err, &ie):
+			return nil, errorf(ReasonUnavailable, p.name, "%v", err)
+		}
+		return nil, errorf(ReasonUnavailable, p.name, "discovery at %s: %v", oidcdiscovery.URL(p.issuer), err)
 	}
 	if d.JWKSURI == "" {
 		return nil, errorf(ReasonUnavailable, p.name, "discovery document has no jwks_uri")
