@@ -5,41 +5,27 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"unsafe"
 
 	"github.com/ebitengine/purego"
+
+	"github.com/clickgate/clickgate/internal/chdb/npmlib"
 )
 
 // EnvLibPath names libchdb.so's path, as for chdb-go.
-const EnvLibPath = "CHDB_LIB_PATH"
+const EnvLibPath = npmlib.EnvLibPath
 
 // ErrLibraryNotFound is wrapped by Open's error when libchdb.so is missing.
 var ErrLibraryNotFound = errors.New("libchdb.so not found")
 
 // Platform names the npm package @chdb/lib-<platform> that holds libchdb.so
-// for this machine; the npm package chdb depends on each of them optionally
-// and npm installs the matching one.
-func Platform() string {
-	arch := map[string]string{"amd64": "x64", "arm64": "arm64"}[runtime.GOARCH]
-	if arch == "" {
-		arch = runtime.GOARCH
-	}
-	if runtime.GOOS == "linux" {
-		return "linux-" + arch + "-gnu"
-	}
-	return runtime.GOOS + "-" + arch
-}
-
-// npmLib is where npm puts libchdb.so under a node_modules directory.
-func npmLib() string {
-	return filepath.Join("node_modules", "@chdb", "lib-"+Platform(), "libchdb.so")
-}
+// for this machine (npmlib.Platform).
+func Platform() string { return npmlib.Platform() }
 
 func missing(detail string) error {
 	return fmt.Errorf("%w: install the npm package chdb (npm install chdb) and set %s=…/%s (%s)",
-		ErrLibraryNotFound, EnvLibPath, filepath.ToSlash(npmLib()), detail)
+		ErrLibraryNotFound, EnvLibPath, filepath.ToSlash(npmlib.Path("")), detail)
 }
 
 // LibPath finds libchdb.so: CHDB_LIB_PATH when set, else
@@ -57,7 +43,7 @@ func LibPath() (string, error) {
 		return "", missing(EnvLibPath + " is not set")
 	}
 	for {
-		p := filepath.Join(dir, npmLib())
+		p := npmlib.Path(dir)
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/clickgate/clickgate/internal/chdb/npmlib"
 	"github.com/clickgate/clickgate/internal/chdbtest/internal/preload"
 )
 
@@ -300,7 +301,7 @@ func TestLibraryLocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := root + "/node_modules/@chdb/lib-" + preload.Platform() + "/libchdb.so"
+	want := root + "/node_modules/@chdb/lib-" + npmlib.Platform() + "/libchdb.so"
 	if LibPath() != want || os.Getenv(preload.EnvLibPath) != want {
 		t.Errorf("LibPath = %q, CHDB_LIB_PATH = %q, want %q", LibPath(), os.Getenv(preload.EnvLibPath), want)
 	}

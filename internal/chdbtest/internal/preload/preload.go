@@ -16,8 +16,9 @@
 // initialization ("the first uninitialized package in the list sorted by
 // import path for which all imports are already initialized"). This package
 // imports only packages that os/exec itself depends on (and
-// internal/chdb/signals, which imports only syscall and unsafe and also sorts
-// before os/exec), so it is ready no later than os/exec, and its import path
+// internal/chdb/signals and internal/chdb/npmlib, which import only syscall
+// and unsafe, and runtime and path/filepath, and also sort before os/exec), so
+// it is ready no later than os/exec, and its import path
 // (github.com/clickgate/…) sorts before os/exec; chdb-purego imports os/exec,
 // so it is initialized after this package. Adding an import here that os/exec
 // does not depend on (fmt, for one) would break that argument: keep the
@@ -30,11 +31,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"runtime"
+
+	"github.com/clickgate/clickgate/internal/chdb/npmlib"
 )
 
 // EnvLibPath is the variable chdb-go reads to find libchdb.so.
-const EnvLibPath = "CHDB_LIB_PATH"
+const EnvLibPath = npmlib.EnvLibPath
 
 // Missing is the message for a library that is not where it should be.
 const Missing = "libchdb.so not found: run scripts/install-npm.sh (make test does)"
@@ -76,7 +78,7 @@ func locate() (path string, fromEnv bool, err error) {
 	if err != nil {
 		return "", false, errors.New(Missing + " (" + err.Error() + ")")
 	}
-	path = filepath.Join(root, "node_modules", "@chdb", "lib-"+Platform(), "libchdb.so")
+	path = npmlib.Path(root)
 	if _, err := os.Stat(path); err != nil {
 		return path, false, errors.New(Missing + " (looked for " + path + ")")
 	}
@@ -100,18 +102,4 @@ func RepoRoot() (string, error) {
 		}
 		dir = parent
 	}
-}
-
-// Platform names the npm package @chdb/lib-<platform> that holds libchdb.so
-// for this machine (the npm package chdb depends on all of them optionally and
-// npm installs the matching one). Only linux-x64-gnu is exercised by the tests.
-func Platform() string {
-	arch := map[string]string{"amd64": "x64", "arm64": "arm64"}[runtime.GOARCH]
-	if arch == "" {
-		arch = runtime.GOARCH
-	}
-	if runtime.GOOS == "linux" {
-		return "linux-" + arch + "-gnu"
-	}
-	return runtime.GOOS + "-" + arch
 }
