@@ -12,6 +12,7 @@ import (
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/keyring"
 	"github.com/clickgate/clickgate/internal/oauth"
+	"github.com/clickgate/clickgate/internal/token"
 )
 
 // brokerSealKeyFile keeps the seal key of a single process when
@@ -23,6 +24,13 @@ func brokerSealKeyFile(cfg *config.Config) string {
 // openBrokerKeys opens the broker's signing keys (created on first start).
 func openBrokerKeys(cfg *config.Config, opt Options) (*keyring.Ring, error) {
 	return keyring.Open(cfg.Broker.KeyFile, opt.Now, func(err error) { opt.Logger.Warn("broker signing keys", "error", err) })
+}
+
+// brokerProcessor verifies the broker's own access tokens with the keys
+// that sign them; the verifier tries it after directory.processors.
+func brokerProcessor(cfg *config.Config, keys *keyring.Ring, opt token.Options) token.Extra {
+	pc := cfg.BrokerProcessorConfig()
+	return token.Extra{Processor: token.NewJWTProcessor(config.BrokerProcessor, pc, oauth.VerificationKeys(keys), opt), CacheTTL: pc.CacheTTL}
 }
 
 // openBrokerStore opens the store broker.store names. The ClickHouse

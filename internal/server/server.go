@@ -28,7 +28,6 @@ import (
 	"github.com/clickgate/clickgate/internal/identity"
 	"github.com/clickgate/clickgate/internal/keyring"
 	"github.com/clickgate/clickgate/internal/mcp"
-	"github.com/clickgate/clickgate/internal/oauth"
 	"github.com/clickgate/clickgate/internal/token"
 )
 
@@ -76,14 +75,15 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	tokenOpts := token.Options{HTTPClient: opt.HTTPClient, Metrics: token.NewMetrics(reg), Now: opt.Now}
 	var brokerKeys *keyring.Ring
+	var extra []token.Extra
 	if cfg.Broker.Enabled {
 		k, err := openBrokerKeys(cfg, opt)
 		if err != nil {
 			return nil, err
 		}
-		brokerKeys, tokenOpts.BrokerKeys = k, oauth.VerificationKeys(k)
+		brokerKeys, extra = k, append(extra, brokerProcessor(cfg, k, tokenOpts))
 	}
-	verifier, err := token.NewVerifierFromConfig(cfg, tokenOpts)
+	verifier, err := token.NewVerifierFromConfig(cfg, tokenOpts, extra...)
 	if err != nil {
 		return nil, err
 	}

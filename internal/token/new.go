@@ -18,10 +18,25 @@ type Options struct {
 	Metrics    *Metrics
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// BrokerKeys are the OAuth broker's own signing keys; with them the
-	// verifier also accepts the broker's access tokens (without them, when
-	// the broker is on, none).
-	BrokerKeys KeySource
+}
+
+// withDefaults fills in the zero values.
+func (o Options) withDefaults() Options {
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Extra is a processor that is not in token_processors, which its owner
+// builds and hands to NewVerifierFromConfig (the OAuth broker's, for the
+// access tokens it issues), with how long its identities may be cached.
+type Extra struct {
+	Processor Processor
+	CacheTTL  time.Duration
 }
 
 // constructors registers processor types: adding a provider is one file
@@ -36,12 +51,7 @@ var constructors = map[string]func(name string, cfg *config.TokenProcessor, opt 
 
 // New builds the processor described by cfg.
 func New(name string, cfg *config.TokenProcessor, opt Options) (Processor, error) {
-	if opt.HTTPClient == nil {
-		opt.HTTPClient = &http.Client{Timeout: 10 * time.Second}
-	}
-	if opt.Now == nil {
-		opt.Now = time.Now
-	}
+	opt = opt.withDefaults()
 	newProcessor, ok := constructors[cfg.Type]
 	if !ok {
 		return nil, fmt.Errorf("token_processors.%s.type: %q is not a processor type", name, cfg.Type)
@@ -50,8 +60,8 @@ func New(name string, cfg *config.TokenProcessor, opt Options) (Processor, error
 }
 
 // NewVerifierFromConfig builds every processor named in directory.processors,
-// in that order, and a Verifier over them.
-func NewVerifierFromConfig(cfg *config.Config, opt Options) (*Verifier, error) {
+// in that order, and a Verifier over them and then the extra ones.
+func NewVerifierFromConfig(cfg *config.Config, opt Options, extra ...Extra) (*Verifier, error) {
 	var ps []Processor
 	ttl := map[string]time.Duration{}
 	for _, name := range cfg.Directory.Processors {
@@ -63,15 +73,9 @@ func NewVerifierFromConfig(cfg *config.Config, opt Options) (*Verifier, error) {
 		ps = append(ps, p)
 		ttl[name] = pc.CacheTTL
 	}
-	if cfg.Broker.Enabled {
-		pc := cfg.BrokerProcessorConfig()
-		v := jwtVerifierFor(config.BrokerProcessor, pc, opt)
-		v.keys = opt.BrokerKeys
-		if v.keys == nil { // check-config: nothing verifies
-			v.keys = staticKeys(nil)
-		}
-		ps = append(ps, &jwtProcessor{verifier: v, policy: policyFor(config.BrokerProcessor, pc)})
-		ttl[config.BrokerProcessor] = pc.CacheTTL
+	for _, e := range extra {
+		ps = append(ps, e.Processor)
+		ttl[e.Processor.Name()] = e.CacheTTL
 	}
 	return NewVerifier(ps, ttl, opt.Metrics, opt.Now), nil
 }
@@ -96,13 +100,20 @@ func jwtVerifierFor(name string, cfg *config.TokenProcessor, opt Options) *jwtVe
 }
 
 func newJWTProcessor(name string, cfg *config.TokenProcessor, opt Options) (Processor, error) {
-	v := jwtVerifierFor(name, cfg, opt)
 	keys, err := keySourceFor(name, cfg, opt)
 	if err != nil {
 		return nil, err
 	}
+	return NewJWTProcessor(name, cfg, keys, opt), nil
+}
+
+// NewJWTProcessor returns a jwt processor for cfg that verifies with keys
+// rather than cfg's jwks_uri, jwks_file or keys: for an issuer that holds
+// its keys in this process.
+func NewJWTProcessor(name string, cfg *config.TokenProcessor, keys KeySource, opt Options) Processor {
+	v := jwtVerifierFor(name, cfg, opt.withDefaults())
 	v.keys = keys
-	return &jwtProcessor{verifier: v, policy: policyFor(name, cfg), exchange: exchangeEndpoint(cfg)}, nil
+	return &jwtProcessor{verifier: v, policy: policyFor(name, cfg), exchange: exchangeEndpoint(cfg)}
 }
 
 // keySourceFor returns the jwt processor's keys: a JWKS URL, a file or
