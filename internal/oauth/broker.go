@@ -25,6 +25,7 @@ import (
 	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/authn"
 	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/oauth/seal"
 	"github.com/clickgate/clickgate/internal/pages"
 	"github.com/clickgate/clickgate/internal/token"
 )
@@ -33,6 +34,27 @@ import (
 type Keys interface {
 	Signing() (kid string, key *ecdsa.PrivateKey)
 	Public() []jose.JSONWebKey
+}
+
+// VerificationKeys adapts the broker's signing keys to the token
+// verifier's key source.
+func VerificationKeys(k Keys) interface {
+	Keys(ctx context.Context, kid string) ([]jose.JSONWebKey, error)
+} {
+	return keySource{k}
+}
+
+type keySource struct{ ring Keys }
+
+// Keys returns the published keys with id kid (all when kid is empty).
+func (s keySource) Keys(_ context.Context, kid string) ([]jose.JSONWebKey, error) {
+	var out []jose.JSONWebKey
+	for _, k := range s.ring.Public() {
+		if kid == "" || k.KeyID == kid {
+			out = append(out, k)
+		}
+	}
+	return out, nil
 }
 
 // Authenticator proves who an upstream access token belongs to.
@@ -51,7 +73,7 @@ type Options struct {
 	Upstream  *Upstream
 	Auth      Authenticator
 	Keys      Keys
-	Sealer    *Sealer
+	Sealer    *seal.Sealer
 	Store     Store
 	// Clients are pre-registered clients.
 	Clients    []config.BrokerClient
@@ -71,6 +93,16 @@ const (
 	codeTTL    = 60 * time.Second // authorization code issued → redeemed
 )
 
+// Purposes of the broker's sealed blobs: a blob sealed for one purpose
+// never opens as another.
+const (
+	PurposePending = "pending" // pending authorization (between /authorize and /callback)
+	PurposeCode    = "code"    // authorization code
+	PurposeClient  = "client"  // dynamically registered client (its client_id)
+	PurposeConsent = "consent" // a validated request shown on the consent page
+	PurposeRefresh = "refresh" // refresh token
+)
+
 // Broker is clickgate's OAuth authorization server for MCP clients: it
 // checks the client and its request, asks the person's consent, lets the
 // upstream IdP sign the person in, and issues its own tokens for the MCP
@@ -78,7 +110,7 @@ const (
 type Broker struct {
 	opts     Options
 	issuer   string
-	sealer   *Sealer
+	sealer   *seal.Sealer
 	store    Store
 	clients  *clients
 	metadata http.Handler
@@ -304,7 +336,7 @@ func (b *Broker) consent(w http.ResponseWriter, r *http.Request) {
 	}
 	var req authRequest
 	if err := b.sealer.Open(PurposeConsent, r.PostForm.Get("request"), &req); err != nil {
-		if errors.Is(err, ErrExpired) {
+		if errors.Is(err, seal.ErrExpired) {
 			b.page(w, http.StatusBadRequest, "This page has expired", "The consent page was open too long. Go back to the application and start again.")
 			return
 		}
@@ -342,7 +374,7 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	var p pendingSignIn
 	if err := b.sealer.Open(PurposePending, q.Get("state"), &p); err != nil {
-		if errors.Is(err, ErrExpired) {
+		if errors.Is(err, seal.ErrExpired) {
 			b.page(w, http.StatusBadRequest, "Sign-in took too long", "Go back to the application and start again.")
 			return
 		}

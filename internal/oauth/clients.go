@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/clickgate/clickgate/internal/oauth/seal"
 )
 
 // How clickgate knows a client; the consent page says so.
@@ -105,7 +107,7 @@ func isDocumentError(err error) bool {
 type clients struct {
 	configured map[string]*Client
 	documents  *CIMDFetcher
-	sealer     *Sealer
+	sealer     *seal.Sealer
 }
 
 func (cs *clients) lookup(ctx context.Context, id string) (*Client, error) {
@@ -128,7 +130,7 @@ func (cs *clients) lookup(ctx context.Context, id string) (*Client, error) {
 	case strings.HasPrefix(id, registeredPrefix):
 		var rc registeredClient
 		if err := cs.sealer.Open(PurposeClient, strings.TrimPrefix(id, registeredPrefix), &rc); err != nil {
-			if errors.Is(err, ErrExpired) {
+			if errors.Is(err, seal.ErrExpired) {
 				return nil, errors.New("client registration has expired; register again")
 			}
 			return nil, errUnknownClient

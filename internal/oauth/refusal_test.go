@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/oauth/seal"
 	"github.com/clickgate/clickgate/internal/token"
 )
 
@@ -46,7 +47,7 @@ var requestIDPattern = regexp.MustCompile(`request id ([A-Za-z0-9_-]{16})`)
 // through a fake resolver, as an internal DNS would answer.
 func refusalBroker(t *testing.T, allowPrivate bool, lookup func(context.Context, string) ([]netip.Addr, error)) (*httptest.Server, *syncBuffer) {
 	t.Helper()
-	sealer, err := NewSealer(bytes.Repeat([]byte{7}, 32))
+	sealer, err := seal.New(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
 		t.Fatal(err)
 	}

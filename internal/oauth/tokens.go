@@ -11,6 +11,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/clickgate/clickgate/internal/authn"
+	"github.com/clickgate/clickgate/internal/oauth/seal"
 	"github.com/clickgate/clickgate/internal/token"
 )
 
@@ -189,7 +190,7 @@ func (b *Broker) redeemCode(r *http.Request, client *Client) (*tokenResponse, er
 	f := r.PostForm
 	var c authCode
 	if err := b.sealer.Open(PurposeCode, f.Get("code"), &c); err != nil {
-		if errors.Is(err, ErrExpired) {
+		if errors.Is(err, seal.ErrExpired) {
 			return nil, oauthErr("invalid_grant", "the authorization code has expired (codes live %s)", codeTTL)
 		}
 		return nil, oauthErr("invalid_grant", "the authorization code is invalid")
@@ -233,7 +234,7 @@ func (b *Broker) redeemCode(r *http.Request, client *Client) (*tokenResponse, er
 func (b *Broker) refresh(r *http.Request, client *Client) (*tokenResponse, error) {
 	var rt refreshToken
 	if err := b.sealer.Open(PurposeRefresh, r.PostForm.Get("refresh_token"), &rt); err != nil {
-		if errors.Is(err, ErrExpired) {
+		if errors.Is(err, seal.ErrExpired) {
 			return nil, oauthErr("invalid_grant", "the refresh token has expired; sign in again")
 		}
 		return nil, oauthErr("invalid_grant", "the refresh token is invalid")

@@ -12,6 +12,7 @@ import (
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/keyring"
 	"github.com/clickgate/clickgate/internal/oauth"
+	"github.com/clickgate/clickgate/internal/oauth/seal"
 	"github.com/clickgate/clickgate/internal/token"
 )
 
@@ -66,12 +67,12 @@ func (s *Server) mountBroker(mux *http.ServeMux, keys *keyring.Ring, reg prometh
 	cfg := s.cfg
 	key, err := cfg.BrokerSealKey()
 	if err == nil && key == nil {
-		key, err = oauth.LoadOrCreateSealKey(brokerSealKeyFile(cfg))
+		key, err = seal.LoadOrCreateKey(brokerSealKeyFile(cfg))
 	}
 	if err != nil {
 		return err
 	}
-	sealer, err := oauth.NewSealer(key)
+	sealer, err := seal.New(key)
 	if err != nil {
 		return err
 	}

@@ -1,27 +1,24 @@
-package oauth
+package seal
 
 import (
-	"context"
-
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"github.com/go-jose/go-jose/v4"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 )
 
-// LoadOrCreateSealKey reads the seal key kept at path (base64, mode 0600),
+// LoadOrCreateKey reads the seal key kept at path (base64, mode 0600),
 // creating it on first use. It is for a single process: replicas need
 // broker.seal_key in their configuration.
-func LoadOrCreateSealKey(path string) ([]byte, error) {
+func LoadOrCreateKey(path string) ([]byte, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("oauth: seal key directory: %w", err)
 	}
-	key := make([]byte, SealKeySize)
+	key := make([]byte, KeySize)
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
@@ -52,29 +49,8 @@ func LoadOrCreateSealKey(path string) ([]byte, error) {
 		return nil, err
 	}
 	key, err = base64.StdEncoding.DecodeString(strings.TrimSpace(string(data)))
-	if err != nil || len(key) != SealKeySize {
-		return nil, fmt.Errorf("oauth: seal key %s is not %d bytes in base64; remove it to make a new one (pending sign-ins and refresh tokens then stop working)", path, SealKeySize)
+	if err != nil || len(key) != KeySize {
+		return nil, fmt.Errorf("oauth: seal key %s is not %d bytes in base64; remove it to make a new one (pending sign-ins and refresh tokens then stop working)", path, KeySize)
 	}
 	return key, nil
-}
-
-// VerificationKeys adapts the broker's signing keys to the token
-// verifier's key source.
-func VerificationKeys(k Keys) interface {
-	Keys(ctx context.Context, kid string) ([]jose.JSONWebKey, error)
-} {
-	return keySource{k}
-}
-
-type keySource struct{ ring Keys }
-
-// Keys returns the published keys with id kid (all when kid is empty).
-func (s keySource) Keys(_ context.Context, kid string) ([]jose.JSONWebKey, error) {
-	var out []jose.JSONWebKey
-	for _, k := range s.ring.Public() {
-		if kid == "" || k.KeyID == kid {
-			out = append(out, k)
-		}
-	}
-	return out, nil
 }

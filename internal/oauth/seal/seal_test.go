@@ -1,4 +1,4 @@
-package oauth
+package seal
 
 import (
 	"bytes"
@@ -13,11 +13,11 @@ type pending struct {
 	Redirect string `json:"redirect_uri"`
 }
 
-func testKey(b byte) []byte { return bytes.Repeat([]byte{b}, SealKeySize) }
+func testKey(b byte) []byte { return bytes.Repeat([]byte{b}, KeySize) }
 
 func mustSealer(t *testing.T, key []byte) *Sealer {
 	t.Helper()
-	s, err := NewSealer(key)
+	s, err := New(key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,29 +27,29 @@ func mustSealer(t *testing.T, key []byte) *Sealer {
 func TestSealerRoundTripAcrossReplicas(t *testing.T) {
 	a, b := mustSealer(t, testKey(7)), mustSealer(t, testKey(7))
 	in := pending{ClientID: "https://c.example/m.json", Redirect: "http://127.0.0.1:5000/cb"}
-	blob, err := a.Seal(PurposePending, in, time.Minute)
+	blob, err := a.Seal("pending", in, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out pending
-	if err := b.Open(PurposePending, blob, &out); err != nil {
+	if err := b.Open("pending", blob, &out); err != nil {
 		t.Fatalf("replica b cannot open a's blob: %v", err)
 	}
 	if out != in {
 		t.Fatalf("got %+v want %+v", out, in)
 	}
-	blob2, _ := b.Seal(PurposePending, in, time.Minute)
+	blob2, _ := b.Seal("pending", in, time.Minute)
 	if blob2 == blob {
 		t.Fatal("two seals of the same value are identical (nonce reuse?)")
 	}
-	if err := a.Open(PurposePending, blob2, &out); err != nil {
+	if err := a.Open("pending", blob2, &out); err != nil {
 		t.Fatalf("replica a cannot open b's blob: %v", err)
 	}
 }
 
 func TestSealerRefusals(t *testing.T) {
 	s := mustSealer(t, testKey(1))
-	blob, err := s.Seal(PurposeCode, pending{ClientID: "x"}, time.Minute)
+	blob, err := s.Seal("code", pending{ClientID: "x"}, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,16 +65,16 @@ func TestSealerRefusals(t *testing.T) {
 		s                   *Sealer
 		want                error
 	}{
-		{"wrong purpose", PurposeClient, blob, s, ErrSealed},
-		{"wrong key", PurposeCode, blob, mustSealer(t, testKey(2)), ErrSealed},
-		{"tampered ciphertext", PurposeCode, flip(len(raw) - 20), s, ErrSealed},
-		{"tampered tag", PurposeCode, flip(len(raw) - 1), s, ErrSealed},
-		{"tampered nonce", PurposeCode, flip(3), s, ErrSealed},
-		{"tampered version", PurposeCode, flip(0), s, ErrSealed},
-		{"truncated", PurposeCode, blob[:len(blob)-5], s, ErrSealed},
-		{"too short", PurposeCode, "AQ", s, ErrSealed},
-		{"empty", PurposeCode, "", s, ErrSealed},
-		{"not base64", PurposeCode, "!!!" + blob, s, ErrSealed},
+		{"wrong purpose", "client", blob, s, ErrSealed},
+		{"wrong key", "code", blob, mustSealer(t, testKey(2)), ErrSealed},
+		{"tampered ciphertext", "code", flip(len(raw) - 20), s, ErrSealed},
+		{"tampered tag", "code", flip(len(raw) - 1), s, ErrSealed},
+		{"tampered nonce", "code", flip(3), s, ErrSealed},
+		{"tampered version", "code", flip(0), s, ErrSealed},
+		{"truncated", "code", blob[:len(blob)-5], s, ErrSealed},
+		{"too short", "code", "AQ", s, ErrSealed},
+		{"empty", "code", "", s, ErrSealed},
+		{"not base64", "code", "!!!" + blob, s, ErrSealed},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -92,27 +92,27 @@ func TestSealerExpiry(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	s := mustSealer(t, testKey(3))
 	s.Now = func() time.Time { return now }
-	blob, err := s.Seal(PurposeCode, pending{ClientID: "x"}, 60*time.Second)
+	blob, err := s.Seal("code", pending{ClientID: "x"}, 60*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out pending
 	now = now.Add(59 * time.Second)
-	if err := s.Open(PurposeCode, blob, &out); err != nil {
+	if err := s.Open("code", blob, &out); err != nil {
 		t.Fatalf("before expiry: %v", err)
 	}
 	now = now.Add(time.Second)
-	if err := s.Open(PurposeCode, blob, &out); !errors.Is(err, ErrExpired) {
+	if err := s.Open("code", blob, &out); !errors.Is(err, ErrExpired) {
 		t.Fatalf("at expiry: got %v want ErrExpired", err)
 	}
-	if _, err := s.Seal(PurposeCode, 1, 0); err == nil {
+	if _, err := s.Seal("code", 1, 0); err == nil {
 		t.Fatal("zero ttl accepted")
 	}
 }
 
 func TestNewSealerKeySize(t *testing.T) {
 	for _, n := range []int{0, 16, 31, 33, 64} {
-		if _, err := NewSealer(make([]byte, n)); err == nil {
+		if _, err := New(make([]byte, n)); err == nil {
 			t.Errorf("key of %d bytes accepted", n)
 		}
 	}

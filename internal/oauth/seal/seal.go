@@ -1,4 +1,8 @@
-package oauth
+// Package seal encrypts and authenticates the broker's transient state
+// (pending sign-ins, codes, refresh tokens, registered clients) under a
+// key its replicas share, so that they need no shared store for it, and
+// keeps that key in a file for a single process.
+package seal
 
 import (
 	"crypto/aes"
@@ -15,19 +19,8 @@ import (
 	"time"
 )
 
-// Purposes of sealed blobs. A blob sealed for one purpose never opens as
-// another: each purpose has its own HKDF-derived key and the purpose is
-// also bound as additional authenticated data.
-const (
-	PurposePending = "pending" // pending authorization (between /authorize and /callback)
-	PurposeCode    = "code"    // authorization code
-	PurposeClient  = "client"  // dynamically registered client (its client_id)
-	PurposeConsent = "consent" // a validated request shown on the consent page
-	PurposeRefresh = "refresh" // refresh token
-)
-
-// SealKeySize is the size of the key given to NewSealer.
-const SealKeySize = 32
+// KeySize is the size of the key given to New.
+const KeySize = 32
 
 const sealVersion byte = 1
 
@@ -41,8 +34,10 @@ var (
 )
 
 // Sealer encrypts and authenticates transient state with AES-256-GCM, so
-// that replicas sharing the key need no shared store for it. It is safe
-// for concurrent use.
+// that replicas sharing the key need no shared store for it. A blob sealed
+// for one purpose never opens as another: each purpose has its own
+// HKDF-derived key and the purpose is also bound as additional
+// authenticated data. It is safe for concurrent use.
 type Sealer struct {
 	key   []byte
 	aeads sync.Map // purpose → cipher.AEAD
@@ -50,10 +45,10 @@ type Sealer struct {
 	Now func() time.Time
 }
 
-// NewSealer returns a sealer for a 32-byte key.
-func NewSealer(key []byte) (*Sealer, error) {
-	if len(key) != SealKeySize {
-		return nil, fmt.Errorf("oauth: seal key must be %d bytes, got %d", SealKeySize, len(key))
+// New returns a sealer for a 32-byte key.
+func New(key []byte) (*Sealer, error) {
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("oauth: seal key must be %d bytes, got %d", KeySize, len(key))
 	}
 	return &Sealer{key: append([]byte(nil), key...), Now: time.Now}, nil
 }
