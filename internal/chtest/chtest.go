@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/clickgate/clickgate/internal/chdb"
+	"github.com/clickgate/clickgate/internal/chproc"
 )
 
 // Copies of shared/testing/clickhouse-18.16/{config.xml,users.xml}; embedded
@@ -36,7 +37,7 @@ var (
 )
 
 // DefaultBinary is where Debian's package installs the server.
-const DefaultBinary = "/usr/sbin/clickhouse-server"
+const DefaultBinary = chproc.DefaultBinary
 
 // missingBinary is the failure message when no server binary is found.
 const missingBinary = "clickhouse-server not found: run scripts/install-clickhouse.sh (make test does)"
@@ -133,10 +134,8 @@ type Server struct {
 	// answer of GET /ping.
 	StartDuration time.Duration
 
-	client   *http.Client
-	cmd      *exec.Cmd
-	exited   chan struct{} // closed when the process has exited
-	stopOnce sync.Once
+	client *http.Client
+	proc   *chproc.Process
 }
 
 // A user name is an XML element name in users.xml, and ClickHouse reads '.'
@@ -148,11 +147,11 @@ var userNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
 // server cannot be started.
 func Start(tb testing.TB, opts Options) *Server {
 	tb.Helper()
-	var bin string
+	var bin, lib string
 	switch {
 	case opts.Release == ChDB267:
 		var err error
-		if bin, err = chdbServer(); errors.Is(err, chdb.ErrLibraryNotFound) {
+		if bin, lib, err = chdbServer(); errors.Is(err, chdb.ErrLibraryNotFound) {
 			tb.Skipf("chtest: %s is not installed (%v); make test installs it", opts.Release, err)
 		} else if err != nil {
 			tb.Fatalf("chtest: %v", err)
@@ -162,7 +161,7 @@ func Start(tb testing.TB, opts Options) *Server {
 			bin = opts.Binary
 		}
 	default:
-		bin = findBinary()
+		bin = chproc.FindServer()
 	}
 	if bin == "" {
 		tb.Fatalf(missingBinary)
@@ -191,18 +190,38 @@ func Start(tb testing.TB, opts Options) *Server {
 		_ = os.RemoveAll(dir)
 	})
 
-	var s *Server
-	for attempt := 1; ; attempt++ {
-		s, err = startOnce(opts.Release, bin, dir, usersXML, opts.ExtraConfig, timeout)
-		if err == nil {
-			break
-		}
-		if errors.Is(err, errAddrInUse) && attempt < 5 {
-			tb.Logf("chtest: %v; retrying with other ports", err)
-			continue
-		}
+	p, err := chproc.Start(context.Background(), chproc.Config{
+		Name:    opts.Release.String(),
+		Binary:  bin,
+		ChDBLib: lib,
+		Dir:     dir,
+		Configure: func(ports chproc.Ports) error {
+			return writeConfig(dir, ports, usersXML, opts.ExtraConfig)
+		},
+		Timeout: timeout,
+		// The data is thrown away, and 18.16 waits for its clients'
+		// idle keep-alive connections (a clickgate under test holds
+		// some) before it exits: a second is enough.
+		Grace:    time.Second,
+		PickPort: pickPort,
+		OnRetry:  func(err error) { tb.Logf("chtest: %v; retrying with other ports", err) },
+	})
+	if err != nil {
 		tb.Fatalf("chtest: %v", err)
 		return nil
+	}
+	s := &Server{
+		Release:       opts.Release,
+		HTTPURL:       p.HTTPURL,
+		HTTPAddr:      net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Ports.HTTP)),
+		TCPAddr:       net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Ports.TCP)),
+		Dir:           dir,
+		PID:           p.PID,
+		StartDuration: p.StartDuration,
+		proc:          p,
+		client: &http.Client{
+			Transport: &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: 5 * time.Second},
+		},
 	}
 	tb.Cleanup(s.Stop)
 
@@ -219,16 +238,6 @@ func Start(tb testing.TB, opts Options) *Server {
 		tb.Fatalf("chtest: SELECT version() failed for every known account (%v); set Options.ProbeUser", lastErr)
 	}
 	return s
-}
-
-func findBinary() string {
-	if fi, err := os.Stat(DefaultBinary); err == nil && !fi.IsDir() {
-		return DefaultBinary
-	}
-	if p, err := exec.LookPath("clickhouse-server"); err == nil {
-		return p
-	}
-	return ""
 }
 
 func versionCredentials(opts Options) [][2]string {
@@ -289,181 +298,55 @@ func xmlText(s string) string {
 	return b.String()
 }
 
-var errAddrInUse = errors.New("address already in use")
-
-// startOnce prepares dir and runs the server once, on fresh ports.
-func startOnce(release Release, bin, dir, usersXML, extraConfig string, timeout time.Duration) (*Server, error) {
+// writeConfig prepares dir for a start of the server on ports: fresh
+// subdirectories (an earlier attempt may have left some), config.xml and
+// users.xml.
+func writeConfig(dir string, ports chproc.Ports, usersXML, extraConfig string) error {
 	for _, sub := range []string{"log", "data", "tmp", "user_files", "format_schemas"} {
 		p := filepath.Join(dir, sub)
 		if err := os.RemoveAll(p); err != nil {
-			return nil, err
+			return err
 		}
 		if err := os.MkdirAll(p, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	httpPort, err := pickPort()
-	if err != nil {
-		return nil, err
-	}
-	tcpPort, err := pickPort()
-	if err != nil {
-		return nil, err
-	}
-	for tcpPort == httpPort {
-		if tcpPort, err = pickPort(); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	config := strings.NewReplacer(
 		"DIR", dir,
-		"HTTP_PORT", strconv.Itoa(httpPort),
-		"TCP_PORT", strconv.Itoa(tcpPort),
+		"HTTP_PORT", strconv.Itoa(ports.HTTP),
+		"TCP_PORT", strconv.Itoa(ports.TCP),
 	).Replace(configTemplate)
 	// Do not wait for idle keep-alive connections of test clients when
 	// stopping (18.16 waits up to 5 s by default); the data is thrown away.
 	extraConfig += "\n  <shutdown_wait_unfinished>0</shutdown_wait_unfinished>"
 	i := strings.LastIndex(config, "</yandex>")
 	if i < 0 {
-		return nil, errors.New("embedded config.xml has no </yandex>")
+		return errors.New("embedded config.xml has no </yandex>")
 	}
 	config = config[:i] + extraConfig + "\n" + config[i:]
-	configPath := filepath.Join(dir, "config.xml")
-	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
-		return nil, err
+	if err := os.WriteFile(filepath.Join(dir, "config.xml"), []byte(config), 0o644); err != nil {
+		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o644); err != nil {
-		return nil, err
-	}
-
-	out, err := os.Create(filepath.Join(dir, "log", "stdout.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer out.Close() // the child has its own descriptor
-	cmd := exec.Command(bin, "--config-file="+configPath)
-	if release == ChDB267 {
-		cmd = exec.Command(bin, "--config-file="+configPath, "--multiquery", "--query", serveQuery)
-		cmd.Env = append(os.Environ(), chdb.EnvLibPath+"="+chdbLib)
-	}
-	cmd.Dir = dir
-	cmd.Stdin = nil
-	cmd.Stdout = out
-	cmd.Stderr = out
-	setProcAttr(cmd)
-	t0 := time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
-	}
-	s := &Server{
-		Release:  release,
-		HTTPAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)),
-		TCPAddr:  net.JoinHostPort("127.0.0.1", strconv.Itoa(tcpPort)),
-		Dir:      dir,
-		PID:      cmd.Process.Pid,
-		cmd:      cmd,
-		exited:   make(chan struct{}),
-		client: &http.Client{
-			Transport: &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: 5 * time.Second},
-		},
-	}
-	s.HTTPURL = "http://" + s.HTTPAddr
-	var waitErr error
-	go func() {
-		waitErr = cmd.Wait()
-		close(s.exited)
-	}()
-
-	deadline := time.Now().Add(timeout)
-	ping := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	for {
-		select {
-		case <-s.exited:
-			detail := s.logTail()
-			if strings.Contains(detail, "Address already in use") {
-				return nil, fmt.Errorf("%w (ports %d, %d)", errAddrInUse, httpPort, tcpPort)
-			}
-			return nil, fmt.Errorf("%s exited before it was ready (%v)%s", release, waitErr, detail)
-		default:
-		}
-		resp, err := ping.Get(s.HTTPURL + "/ping")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && string(body) == "Ok.\n" {
-				s.StartDuration = time.Since(t0)
-				return s, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			s.Stop()
-			return nil, fmt.Errorf("%s did not answer GET /ping within %v%s", release, timeout, s.logTail())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o644)
 }
 
-// pickPort is freePort; tests replace it to provoke "Address already in use".
-var pickPort = freePort
-
-// freePort asks the kernel for a free loopback port. Another process may take
-// it before the server binds it; Start retries on "Address already in use".
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// logTail is the end of the server's error log and standard output, for
-// failure messages.
-func (s *Server) logTail() string {
-	var b strings.Builder
-	for _, name := range []string{"err.log", "stdout.log"} {
-		data, err := os.ReadFile(filepath.Join(s.Dir, "log", name))
-		if err != nil || len(bytes.TrimSpace(data)) == 0 {
-			continue
-		}
-		const max = 4000
-		if len(data) > max {
-			data = data[len(data)-max:]
-		}
-		fmt.Fprintf(&b, "\n--- tail of %s ---\n%s", filepath.Join(s.Dir, "log", name), bytes.TrimSpace(data))
-	}
-	return b.String()
-}
+// pickPort is chproc.FreePort; tests replace it to provoke "Address
+// already in use".
+var pickPort = chproc.FreePort
 
 // Stop stops the server: SIGTERM to its process group, SIGKILL after a
-// second (at once for ChDB267). It is registered as a cleanup by Start and may be called earlier,
-// e.g. to test what happens when ClickHouse is down. It is idempotent.
+// second (at once for ChDB267). It is registered as a cleanup by Start and
+// may be called earlier, e.g. to test what happens when ClickHouse is down.
+// It is idempotent.
 func (s *Server) Stop() {
-	s.stopOnce.Do(func() {
-		s.client.CloseIdleConnections()
-		select {
-		case <-s.exited:
-			return
-		default:
-		}
-		// chDB's engine keeps serving on SIGTERM; its data is thrown away.
-		signalGroup(s.cmd, s.Release == ChDB267)
-		// 18.16 waits for its clients' idle keep-alive connections (a
-		// clickgate under test holds some) before it exits; the data is
-		// thrown away, so it gets a second.
-		select {
-		case <-s.exited:
-		case <-time.After(time.Second):
-			signalGroup(s.cmd, true)
-			<-s.exited
-		}
-	})
+	s.client.CloseIdleConnections()
+	s.proc.Stop()
 }
 
 // Exited reports whether the server process has ended.
 func (s *Server) Exited() bool {
 	select {
-	case <-s.exited:
+	case <-s.proc.Done():
 		return true
 	default:
 		return false
@@ -560,12 +443,6 @@ func (s *Server) WhoAmI(tb testing.TB, user, password string) string {
 // for Options.ExtraConfig; both releases read it.
 const QueryLogConfig = `<query_log><database>system</database><table>query_log</table><flush_interval_milliseconds>500</flush_interval_milliseconds></query_log>`
 
-// serveQuery makes chDB's command-line entry a server: it starts the
-// listeners of the configuration, then sleeps for a day, as long as they
-// serve; Stop ends the process.
-const serveQuery = "SYSTEM START LISTEN HTTP; SYSTEM START LISTEN TCP; " +
-	"SELECT sleepEachRow(1) FROM numbers(86400) SETTINGS max_block_size = 1 FORMAT Null"
-
 var (
 	chdbOnce   sync.Once
 	chdbBinary string
@@ -573,9 +450,10 @@ var (
 	chdbErr    error
 )
 
-// chdbServer builds the chdbserver program once per test process (the Go
-// build cache makes it quick) and finds libchdb.so for it.
-func chdbServer() (string, error) {
+// chdbServer builds the chdbserver program (internal/chproc/chdbserver)
+// once per test process (the Go build cache makes it quick) and finds
+// libchdb.so for it.
+func chdbServer() (bin, lib string, err error) {
 	chdbOnce.Do(func() {
 		if chdbLib, chdbErr = chdb.LibPath(); chdbErr != nil {
 			return
@@ -592,7 +470,7 @@ func chdbServer() (string, error) {
 			return
 		}
 		tmp.Close()
-		out, err := exec.Command("go", "build", "-o", tmp.Name(), "github.com/clickgate/clickgate/internal/chtest/chdbserver").CombinedOutput()
+		out, err := exec.Command("go", "build", "-o", tmp.Name(), "github.com/clickgate/clickgate/internal/chproc/chdbserver").CombinedOutput()
 		if err != nil {
 			os.Remove(tmp.Name())
 			chdbErr = fmt.Errorf("building chdbserver: %v: %s", err, out)
@@ -601,5 +479,5 @@ func chdbServer() (string, error) {
 		chdbBinary = filepath.Join(dir, "chdbserver")
 		chdbErr = os.Rename(tmp.Name(), chdbBinary)
 	})
-	return chdbBinary, chdbErr
+	return chdbBinary, chdbLib, chdbErr
 }

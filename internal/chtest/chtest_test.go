@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/clickgate/clickgate/internal/chproc"
 )
 
 // codeOf returns the ClickHouse error code of err, failing when err is not a
@@ -620,9 +622,9 @@ func TestRetryWhenPortTaken(t *testing.T) {
 		if calls == 1 {
 			return port, nil // the HTTP port of the first attempt is in use
 		}
-		return freePort()
+		return chproc.FreePort()
 	}
-	defer func() { pickPort = freePort }()
+	defer func() { pickPort = chproc.FreePort }()
 	s := Start(t, Options{})
 	if strings.HasSuffix(s.HTTPURL, fmt.Sprintf(":%d", port)) {
 		t.Fatalf("server on the taken port %d", port)

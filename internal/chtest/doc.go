@@ -4,8 +4,9 @@
 //
 // Start writes a private configuration (free loopback ports, a temporary data
 // directory, users.xml accounts), starts /usr/sbin/clickhouse-server as its own
-// process group, waits until GET /ping answers and stops the server and removes
-// its directory when the test ends. Starting takes about half a second, so each
+// process group (package chproc runs the process, as for the demo), waits
+// until GET /ping answers and stops the server and removes its directory when
+// the test ends. Starting takes about half a second, so each
 // test package can start its own; stopping takes about a second. A missing
 // binary fails the test (it never skips): scripts/install-clickhouse.sh
 // installs it, and `make test` runs that. The server dies with the test binary

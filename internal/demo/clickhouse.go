@@ -8,20 +8,17 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/clickgate/clickgate/internal/chproc"
 )
 
 // DefaultBinary is where Debian's package installs the server.
-const DefaultBinary = "/usr/sbin/clickhouse-server"
+const DefaultBinary = chproc.DefaultBinary
 
 // ErrNoServer means no clickhouse-server binary was found.
 var ErrNoServer = errors.New(`clickhouse-server is not installed. Either install Debian's package:
@@ -33,10 +30,7 @@ or point the demo at a ClickHouse you have:
 // FindServer returns the path of clickhouse-server: DefaultBinary, else
 // the one on PATH.
 func FindServer() (string, error) {
-	if fi, err := os.Stat(DefaultBinary); err == nil && !fi.IsDir() {
-		return DefaultBinary, nil
-	}
-	if p, err := exec.LookPath("clickhouse-server"); err == nil {
+	if p := chproc.FindServer(); p != "" {
 		return p, nil
 	}
 	return "", ErrNoServer
@@ -61,10 +55,7 @@ type Server struct {
 	PID     int
 	Version string
 
-	cmd      *exec.Cmd
-	exited   chan struct{}
-	waitErr  error
-	stopOnce sync.Once
+	proc *chproc.Process
 }
 
 // StartServer runs bin as its own process (its own process group, so that a
@@ -81,98 +72,32 @@ func StartServer(ctx context.Context, bin, dir string, analyst, admin Account) (
 	if err := os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML(analyst, admin)), 0o600); err != nil {
 		return nil, err
 	}
-	var lastErr error
-	for attempt := 0; attempt < 4; attempt++ {
-		s, err := startOnce(ctx, bin, dir, admin)
-		if err == nil {
-			return s, nil
-		}
-		lastErr = err
-		if !errors.Is(err, errAddrInUse) {
-			break
-		}
-	}
-	return nil, lastErr
-}
-
-var errAddrInUse = errors.New("address already in use")
-
-func startOnce(ctx context.Context, bin, dir string, admin Account) (*Server, error) {
-	httpPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	tcpPort, err := freePort()
-	for err == nil && tcpPort == httpPort {
-		tcpPort, err = freePort()
-	}
-	if err != nil {
-		return nil, err
-	}
-	cfg := strings.NewReplacer(
-		"{{DIR}}", xmlText(dir),
-		"{{HTTP_PORT}}", strconv.Itoa(httpPort),
-		"{{TCP_PORT}}", strconv.Itoa(tcpPort),
-	).Replace(configXML)
-	cfgPath := filepath.Join(dir, "config.xml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		return nil, err
-	}
-	out, err := os.OpenFile(filepath.Join(dir, "log", "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	defer out.Close() // the child has its own descriptor
-	// Not CommandContext: the server is stopped by Stop, gracefully.
-	cmd := exec.Command(bin, "--config-file="+cfgPath)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = out, out
-	setProcAttr(cmd)
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", bin, err)
-	}
-	s := &Server{
-		URL:    "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(httpPort)),
+	p, err := chproc.Start(ctx, chproc.Config{
+		Name:   "clickhouse-server",
+		Binary: bin,
 		Dir:    dir,
-		PID:    cmd.Process.Pid,
-		cmd:    cmd,
-		exited: make(chan struct{}),
+		Configure: func(ports chproc.Ports) error {
+			cfg := strings.NewReplacer(
+				"{{DIR}}", xmlText(dir),
+				"{{HTTP_PORT}}", strconv.Itoa(ports.HTTP),
+				"{{TCP_PORT}}", strconv.Itoa(ports.TCP),
+			).Replace(configXML)
+			return os.WriteFile(filepath.Join(dir, "config.xml"), []byte(cfg), 0o600)
+		},
+		Timeout: time.Minute,
+		// The data is kept from run to run: the server gets time to
+		// finish its writes and exit cleanly. Idle keep-alive
+		// connections do not hold it up (keep_alive_timeout is 2 s).
+		Grace: 10 * time.Second,
+	})
+	if ee, ok := errors.AsType[*chproc.ExitError](err); ok &&
+		(strings.Contains(ee.Log, "Another server instance") || strings.Contains(ee.Log, "Cannot lock file")) {
+		return nil, fmt.Errorf("another clickhouse-server already uses %s (a demo still running, or one left behind: stop it)%s", filepath.Join(dir, "data"), ee.Log)
 	}
-	go func() {
-		s.waitErr = cmd.Wait()
-		close(s.exited)
-	}()
-	ping := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		select {
-		case <-s.exited:
-			tail := s.logTail()
-			switch {
-			case strings.Contains(tail, "Address already in use"):
-				return nil, errAddrInUse
-			case strings.Contains(tail, "Another server instance"), strings.Contains(tail, "Cannot lock file"):
-				return nil, fmt.Errorf("another clickhouse-server already uses %s (a demo still running, or one left behind: stop it)%s", filepath.Join(dir, "data"), tail)
-			}
-			return nil, fmt.Errorf("clickhouse-server exited before it was ready (%v)%s", s.waitErr, tail)
-		case <-ctx.Done():
-			s.Stop()
-			return nil, ctx.Err()
-		default:
-		}
-		if resp, err := ping.Get(s.URL + "/ping"); err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && string(body) == "Ok.\n" {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			s.Stop()
-			return nil, fmt.Errorf("clickhouse-server did not answer GET /ping within a minute%s", s.logTail())
-		}
-		time.Sleep(25 * time.Millisecond)
+	if err != nil {
+		return nil, err
 	}
+	s := &Server{URL: p.HTTPURL, Dir: dir, PID: p.PID, proc: p}
 	v, err := (&Client{URL: s.URL, Account: admin}).Query(ctx, "SELECT version()")
 	if err != nil {
 		s.Stop()
@@ -184,50 +109,10 @@ func startOnce(ctx context.Context, bin, dir string, admin Account) (*Server, er
 
 // Stop ends the server: SIGTERM to its process group, SIGKILL after ten
 // seconds. It is idempotent.
-func (s *Server) Stop() {
-	s.stopOnce.Do(func() {
-		select {
-		case <-s.exited:
-			return
-		default:
-		}
-		signalGroup(s.cmd, false)
-		select {
-		case <-s.exited:
-		case <-time.After(10 * time.Second):
-			signalGroup(s.cmd, true)
-			<-s.exited
-		}
-	})
-}
+func (s *Server) Stop() { s.proc.Stop() }
 
 // Exited is closed when the server process has ended.
-func (s *Server) Exited() <-chan struct{} { return s.exited }
-
-func (s *Server) logTail() string {
-	var b strings.Builder
-	for _, name := range []string{"err.log", "stdout.log"} {
-		p := filepath.Join(s.Dir, "log", name)
-		data, err := os.ReadFile(p)
-		if err != nil || len(bytes.TrimSpace(data)) == 0 {
-			continue
-		}
-		if len(data) > 2000 {
-			data = data[len(data)-2000:]
-		}
-		fmt.Fprintf(&b, "\n--- end of %s ---\n%s", p, bytes.TrimSpace(data))
-	}
-	return b.String()
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func (s *Server) Exited() <-chan struct{} { return s.proc.Done() }
 
 // configXML starts Debian's ClickHouse 18.16 (and later releases) on
 // loopback with everything under {{DIR}}.

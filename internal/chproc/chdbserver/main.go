@@ -4,7 +4,8 @@
 // program would get them. With a query that starts the HTTP and native
 // listeners and then sleeps, the engine serves them until the process
 // ends. The embedded API (chdb_connect) cannot start listeners, so this
-// runs in a process of its own; internal/chtest builds and starts it.
+// runs in a process of its own: package chproc starts it (Config.ChDBLib)
+// with that query; internal/chtest builds it.
 package main
 
 import (

@@ -1,6 +1,6 @@
 //go:build linux
 
-package demo
+package chproc
 
 import (
 	"os/exec"
@@ -8,8 +8,9 @@ import (
 )
 
 // setProcAttr puts the server in its own process group (a Ctrl-C in the
-// terminal reaches clickgate only, which stops the server in order) and has
-// the kernel kill it if clickgate dies without stopping it.
+// terminal reaches only the program that started it, which stops it in
+// order) and has the kernel kill it if that program dies without stopping
+// it (a panic, a test timeout).
 func setProcAttr(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 }
