@@ -60,7 +60,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./internal/token/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTransform$$' -fuzztime $(FUZZTIME) ./internal/identity/
 	$(GO) test -run '^$$' -fuzz '^FuzzLoad$$' -fuzztime $(FUZZTIME) ./internal/config/
-	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./internal/oauth/
+	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./internal/oauth/seal/
 	$(GO) test -run '^$$' -fuzz '^FuzzRegistration$$' -fuzztime $(FUZZTIME) ./internal/oauth/
 	$(GO) test -run '^$$' -fuzz '^FuzzRedirectURIMatches$$' -fuzztime $(FUZZTIME) ./internal/oauth/
 	$(GO) test -run '^$$' -fuzz '^FuzzTextPolicy$$' -fuzztime $(FUZZTIME) ./internal/clickhouse/
