@@ -24,15 +24,22 @@ func runMCP(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	srv, err := server.New(cfg, server.Options{Logger: logger, Version: buildVersion()})
+	if cfg.ClickHouse == nil || !*cfg.MCP.Enabled {
+		return errors.New("MCP needs a clickhouse section and mcp.enabled (the default) in the configuration")
+	}
+	// Only the parts MCP over stdio uses: no listener, broker or dev IdP.
+	opt := server.Options{Logger: logger, Version: buildVersion()}
+	auth, err := server.NewAuth(cfg, opt, nil)
 	if err != nil {
 		return err
 	}
-	m := srv.MCP()
-	if m == nil {
-		return errors.New("MCP needs a clickhouse section and mcp.enabled (the default) in the configuration")
+	defer auth.Log.Close()
+	up, err := server.NewUpstream(cfg, opt, auth.Verifier)
+	if err != nil {
+		return err
 	}
-	source, err := stdioCaller(cfg, srv.Authenticator())
+	m := server.NewMCP(cfg, opt, up)
+	source, err := stdioCaller(cfg, auth.Authenticator)
 	if err != nil {
 		return err
 	}

@@ -63,17 +63,12 @@ type Options struct {
 	ClientMetadataRoots *x509.CertPool
 }
 
-// New builds a server from cfg.
+// New builds a server from cfg: every part the configuration turns on.
 func New(cfg *config.Config, opt Options) (*Server, error) {
-	if opt.Logger == nil {
-		opt.Logger = slog.Default()
-	}
-	if opt.Now == nil {
-		opt.Now = time.Now
-	}
+	opt = opt.withDefaults()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	tokenOpts := token.Options{HTTPClient: opt.HTTPClient, Metrics: token.NewMetrics(reg), Now: opt.Now}
+	tok := tokenOptions(opt, reg)
 	var brokerKeys *keyring.Ring
 	var extra []token.Extra
 	if cfg.Broker.Enabled {
@@ -81,53 +76,36 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		brokerKeys, extra = k, append(extra, brokerProcessor(cfg, k, tokenOpts))
+		brokerKeys, extra = k, append(extra, brokerProcessor(cfg, k, tok))
 	}
-	verifier, err := token.NewVerifierFromConfig(cfg, tokenOpts, extra...)
+	auth, err := newAuth(cfg, opt, tok, reg, extra...)
 	if err != nil {
 		return nil, err
 	}
-	dir, err := identity.NewDirectory(DirectoryConfig(cfg))
-	if err != nil {
-		return nil, err
-	}
-	auditLog, err := audit.Open(cfg.Audit.File)
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{cfg: cfg, log: opt.Logger, audit: auditLog}
-	s.auth = authn.New(verifier, dir, auditLog, reg)
-	s.auth.AdmitToClickHouse(authn.ClickHouseAudiences(cfg))
+	s := &Server{cfg: cfg, log: opt.Logger, audit: auth.Log, auth: auth.Authenticator}
 
 	mux := http.NewServeMux()
 	var tickets chauth.Tickets
 	var root http.Handler = http.HandlerFunc(s.gatewayOff)
 	if cfg.ClickHouse != nil {
-		transport := gateway.NewTransport()
-		up, err := clickhouse.New(cfg.ClickHouse, clickhouse.Deps{
-			HTTP: &http.Client{Transport: transport}, Logger: opt.Logger, Now: opt.Now,
-			TokenEndpoint: func(ctx context.Context, processor string) (clickhouse.TokenEndpoint, error) {
-				e, err := verifier.TokenEndpoint(ctx, processor)
-				return clickhouse.TokenEndpoint(e), err
-			},
-		})
+		up, err := NewUpstream(cfg, opt, auth.Verifier)
 		if err != nil {
 			return nil, err
 		}
 		if up.Tickets != nil {
 			tickets = up.Tickets
 		}
-		s.clickhouse = up
+		s.clickhouse = up.Upstreams
 		if up.Engine != nil {
 			root = http.HandlerFunc(gatewayEmbedded)
 		} else {
 			root = gateway.New(gateway.Options{
 				Target: up.Target, Auth: s.auth, Mode: up.Mode, Settings: cfg.ClickHouse.Settings,
-				Transport: transport, Logger: opt.Logger,
+				Transport: up.Transport, Logger: opt.Logger,
 			})
 		}
 		if *cfg.MCP.Enabled {
-			s.mountMCP(mux, up, &http.Client{Transport: transport}, opt)
+			s.mountMCP(mux, NewMCP(cfg, opt, up))
 		}
 	}
 	if cfg.DevIdP.Enabled {
@@ -143,7 +121,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		}
 	}
 	mux.Handle("/", root)
-	mux.Handle("/clickhouse/auth", chauth.Handler(s.auth, tickets, auditLog))
+	mux.Handle("/clickhouse/auth", chauth.Handler(s.auth, tickets, auth.Log))
 	mux.HandleFunc("/whoami", s.whoami)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -161,14 +139,9 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	return s, nil
 }
 
-// mountMCP serves MCP at /mcp with its protected resource metadata.
-func (s *Server) mountMCP(mux *http.ServeMux, up *clickhouse.Upstreams, client *http.Client, opt Options) {
+// mountMCP serves m at /mcp with its protected resource metadata.
+func (s *Server) mountMCP(mux *http.ServeMux, m *mcp.Server) {
 	cfg := s.cfg
-	m := mcp.New(mcp.Options{
-		Mode: up.Mode, Querier: &clickhouse.Querier{Target: up.Target, HTTP: client, Fixed: cfg.ClickHouse.Settings, Engine: up.Engine},
-		ReadOnly: *cfg.MCP.ReadOnly, MaxResultRows: cfg.MCP.MaxResultRows, MaxResultBytes: cfg.MCP.MaxResultBytes,
-		QueryTimeout: cfg.MCP.QueryTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentQueries, Version: opt.Version, Logger: opt.Logger,
-	})
 	metadataURL := cfg.Server.PublicURL + "/.well-known/oauth-protected-resource/mcp"
 	ho := mcp.HTTPOptions{
 		Auth: s.auth, Resource: cfg.MCPResource(), MetadataURL: metadataURL, Audiences: cfg.MCP.Audiences,

@@ -1,0 +1,112 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/clickgate/clickgate/internal/audit"
+	"github.com/clickgate/clickgate/internal/authn"
+	"github.com/clickgate/clickgate/internal/clickhouse"
+	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/gateway"
+	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/mcp"
+	"github.com/clickgate/clickgate/internal/token"
+)
+
+// The parts of clickgate, each built by its own function, so that each
+// command builds only what it uses (clickgate mcp: Auth, Upstream and
+// NewMCP; serve: all of them through New) and a part can be rebuilt alone.
+
+// Auth is the one path from credentials to a principal, with what it is
+// made of.
+type Auth struct {
+	*authn.Authenticator
+	Verifier *token.Verifier
+	// Log is the session log; the caller closes it.
+	Log *audit.Log
+}
+
+// NewAuth builds the authenticator: the configured token processors, the
+// directory, the session log, and metrics in reg (which may be nil).
+func NewAuth(cfg *config.Config, opt Options, reg prometheus.Registerer) (*Auth, error) {
+	opt = opt.withDefaults()
+	return newAuth(cfg, opt, tokenOptions(opt, reg), reg)
+}
+
+// newAuth is NewAuth with processor options shared with extra processors
+// (the broker's own) built beside it.
+func newAuth(cfg *config.Config, opt Options, tok token.Options, reg prometheus.Registerer, extra ...token.Extra) (*Auth, error) {
+	verifier, err := token.NewVerifierFromConfig(cfg, tok, extra...)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := identity.NewDirectory(DirectoryConfig(cfg))
+	if err != nil {
+		return nil, err
+	}
+	log, err := audit.Open(cfg.Audit.File)
+	if err != nil {
+		return nil, err
+	}
+	a := authn.New(verifier, dir, log, reg)
+	a.AdmitToClickHouse(authn.ClickHouseAudiences(cfg))
+	return &Auth{Authenticator: a, Verifier: verifier, Log: log}, nil
+}
+
+// tokenOptions are what every processor shares; metrics only with a registry.
+func tokenOptions(opt Options, reg prometheus.Registerer) token.Options {
+	o := token.Options{HTTPClient: opt.HTTPClient, Now: opt.Now}
+	if reg != nil {
+		o.Metrics = token.NewMetrics(reg)
+	}
+	return o
+}
+
+// Upstream is the way to ClickHouse and the pooled connections to it.
+type Upstream struct {
+	*clickhouse.Upstreams
+	Transport *http.Transport
+}
+
+// NewUpstream builds the configured upstream mode; exchange mode finds
+// token endpoints through the verifier's processors.
+func NewUpstream(cfg *config.Config, opt Options, verifier *token.Verifier) (*Upstream, error) {
+	opt = opt.withDefaults()
+	transport := gateway.NewTransport()
+	up, err := clickhouse.New(cfg.ClickHouse, clickhouse.Deps{
+		HTTP: &http.Client{Transport: transport}, Logger: opt.Logger, Now: opt.Now,
+		TokenEndpoint: func(ctx context.Context, processor string) (clickhouse.TokenEndpoint, error) {
+			e, err := verifier.TokenEndpoint(ctx, processor)
+			return clickhouse.TokenEndpoint(e), err
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Upstream{Upstreams: up, Transport: transport}, nil
+}
+
+// NewMCP builds the MCP server (tools, resources, prompts) over up.
+func NewMCP(cfg *config.Config, opt Options, up *Upstream) *mcp.Server {
+	opt = opt.withDefaults()
+	return mcp.New(mcp.Options{
+		Mode: up.Mode, Querier: &clickhouse.Querier{Target: up.Target, HTTP: &http.Client{Transport: up.Transport}, Fixed: cfg.ClickHouse.Settings, Engine: up.Engine},
+		ReadOnly: *cfg.MCP.ReadOnly, MaxResultRows: cfg.MCP.MaxResultRows, MaxResultBytes: cfg.MCP.MaxResultBytes,
+		QueryTimeout: cfg.MCP.QueryTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentQueries, Version: opt.Version, Logger: opt.Logger,
+	})
+}
+
+func (opt Options) withDefaults() Options {
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	return opt
+}
