@@ -40,7 +40,9 @@ type Tickets interface {
 func Handler(a Authenticator, tickets Tickets, log *audit.Log) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, password, ok := r.BasicAuth()
-		if !ok || password == "" {
+		// An empty user is no one's: authn reads Credentials.User "" as
+		// "any user", which suits the gateway but not this contract.
+		if !ok || user == "" || password == "" {
 			w.Header().Set("WWW-Authenticate", `Basic realm="clickgate"`)
 			http.Error(w, "clickgate: send Authorization: Basic with the ClickHouse user and a token as password", http.StatusUnauthorized)
 			return
