@@ -26,6 +26,7 @@ import (
 	"github.com/clickgate/clickgate/internal/authn"
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/oauth/seal"
+	"github.com/clickgate/clickgate/internal/oauth/store"
 	"github.com/clickgate/clickgate/internal/pages"
 	"github.com/clickgate/clickgate/internal/token"
 )
@@ -74,7 +75,7 @@ type Options struct {
 	Auth      Authenticator
 	Keys      Keys
 	Sealer    *seal.Sealer
-	Store     Store
+	Store     store.Store
 	// Clients are pre-registered clients.
 	Clients    []config.BrokerClient
 	Documents  *CIMDFetcher
@@ -111,7 +112,7 @@ type Broker struct {
 	opts     Options
 	issuer   string
 	sealer   *seal.Sealer
-	store    Store
+	store    store.Store
 	clients  *clients
 	metadata http.Handler
 	log      *slog.Logger
@@ -388,7 +389,7 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := b.store.Use(r.Context(), "state:"+p.ID, b.now().Add(pendingTTL)); err != nil {
-		if errors.Is(err, ErrReplay) {
+		if errors.Is(err, store.ErrReplay) {
 			b.log.Warn("oauth: callback refused: state used before", "client_id", clip(req.ClientID, 200))
 			b.page(w, http.StatusBadRequest, "Sign-in already finished", "This sign-in response was used before. Go back to the application and start again.")
 			return

@@ -12,6 +12,7 @@ import (
 
 	"github.com/clickgate/clickgate/internal/authn"
 	"github.com/clickgate/clickgate/internal/oauth/seal"
+	"github.com/clickgate/clickgate/internal/oauth/store"
 	"github.com/clickgate/clickgate/internal/token"
 )
 
@@ -209,7 +210,7 @@ func (b *Broker) redeemCode(r *http.Request, client *Client) (*tokenResponse, er
 	ctx := r.Context()
 	familyEnd := b.now().Add(b.opts.RefreshTTL)
 	if err := b.store.Use(ctx, "code:"+c.ID, b.now().Add(codeTTL)); err != nil {
-		if !errors.Is(err, ErrReplay) {
+		if !errors.Is(err, store.ErrReplay) {
 			return nil, err
 		}
 		// RFC 6749 §4.1.2: a code used twice revokes what it gave.
@@ -220,7 +221,7 @@ func (b *Broker) redeemCode(r *http.Request, client *Client) (*tokenResponse, er
 		return nil, oauthErr("invalid_grant", "the authorization code was used before; the tokens issued for it are revoked")
 	}
 	if err := b.store.StartFamily(ctx, c.ID, familyEnd); err != nil {
-		if errors.Is(err, ErrRevoked) {
+		if errors.Is(err, store.ErrRevoked) {
 			return nil, oauthErr("invalid_grant", "the authorization code was used before")
 		}
 		return nil, err
@@ -246,10 +247,10 @@ func (b *Broker) refresh(r *http.Request, client *Client) (*tokenResponse, error
 		return nil, oauthErr("invalid_target", "resource must be %s", rt.Resource)
 	}
 	switch err := b.store.Rotate(r.Context(), rt.Family, rt.Gen); {
-	case errors.Is(err, ErrReplay):
+	case errors.Is(err, store.ErrReplay):
 		b.log.Warn("oauth: refresh token replayed; the sign-in is revoked", "client_id", clip(client.ID, 200), "user", rt.Person.Username)
 		return nil, oauthErr("invalid_grant", "the refresh token was used before; every token of this sign-in is revoked, sign in again")
-	case errors.Is(err, ErrRevoked):
+	case errors.Is(err, store.ErrRevoked):
 		return nil, oauthErr("invalid_grant", "this sign-in was revoked; sign in again")
 	case err != nil:
 		return nil, err

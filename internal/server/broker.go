@@ -13,6 +13,9 @@ import (
 	"github.com/clickgate/clickgate/internal/keyring"
 	"github.com/clickgate/clickgate/internal/oauth"
 	"github.com/clickgate/clickgate/internal/oauth/seal"
+	"github.com/clickgate/clickgate/internal/oauth/store"
+	"github.com/clickgate/clickgate/internal/oauth/store/chstore"
+	"github.com/clickgate/clickgate/internal/oauth/store/filestore"
 	"github.com/clickgate/clickgate/internal/token"
 )
 
@@ -36,14 +39,14 @@ func brokerProcessor(cfg *config.Config, keys *keyring.Ring, opt token.Options) 
 
 // openBrokerStore opens the store broker.store names. The ClickHouse
 // store is purged of expired rows daily while the server runs.
-func (s *Server) openBrokerStore(opt Options) (oauth.Store, error) {
+func (s *Server) openBrokerStore(opt Options) (store.Store, error) {
 	cfg := s.cfg
 	if cfg.Broker.Store != config.BrokerStoreClickHouse {
-		return oauth.OpenFileStore(cfg.Broker.StoreFile, opt.Now)
+		return filestore.Open(cfg.Broker.StoreFile, opt.Now)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	store, err := oauth.NewClickHouseStore(ctx, s.clickhouse.Service, cfg.Broker.StoreTable, opt.Now)
+	st, err := chstore.New(ctx, s.clickhouse.Service, cfg.Broker.StoreTable, opt.Now)
 	if err != nil {
 		return nil, fmt.Errorf("broker.store clickhouse: %w", err)
 	}
@@ -54,12 +57,12 @@ func (s *Server) openBrokerStore(opt Options) (oauth.Store, error) {
 				return
 			case <-time.After(wait):
 			}
-			if err := store.Purge(ctx); err != nil && ctx.Err() == nil {
+			if err := st.Purge(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("broker store: purging expired rows", "error", err)
 			}
 		}
 	})
-	return store, nil
+	return st, nil
 }
 
 // mountBroker serves the OAuth broker's endpoints on mux.
@@ -77,7 +80,7 @@ func (s *Server) mountBroker(mux *http.ServeMux, keys *keyring.Ring, reg prometh
 		return err
 	}
 	sealer.Now = opt.Now
-	store, err := s.openBrokerStore(opt)
+	st, err := s.openBrokerStore(opt)
 	if err != nil {
 		return err
 	}
@@ -108,7 +111,7 @@ func (s *Server) mountBroker(mux *http.ServeMux, keys *keyring.Ring, reg prometh
 	}
 	b := oauth.New(oauth.Options{
 		Issuer: cfg.Server.PublicURL, Resource: cfg.MCPResource(), Audiences: audiences, Scopes: scopes, Upstream: up,
-		Auth: s.auth, Keys: keys, Sealer: sealer, Store: store, Clients: cfg.Broker.Clients,
+		Auth: s.auth, Keys: keys, Sealer: sealer, Store: st, Clients: cfg.Broker.Clients,
 		Documents: oauth.NewCIMDFetcher(oauth.CIMDOptions{AllowPrivate: cfg.Broker.AllowPrivateClientURLs, RootCAs: opt.ClientMetadataRoots}),
 		AccessTTL: cfg.Broker.AccessTokenTTL, RefreshTTL: cfg.Broker.RefreshTokenTTL, Logger: opt.Logger, Now: opt.Now,
 		Registerer: reg,

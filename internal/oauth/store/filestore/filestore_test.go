@@ -1,4 +1,4 @@
-package oauth
+package filestore
 
 import (
 	"context"
@@ -10,18 +10,34 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clickgate/clickgate/internal/oauth/store"
+	"github.com/clickgate/clickgate/internal/oauth/store/storetest"
 )
 
-// Several FileStores on one file behave as one store: as replicas on one
+func TestContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, now func() time.Time) func() store.Store {
+		path := filepath.Join(t.TempDir(), "broker-state.json")
+		return func() store.Store {
+			s, err := Open(path, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+	})
+}
+
+// Several Stores on one file behave as one store: as replicas on one
 // host (or processes sharing a volume) do.
-func TestFileStoreSharedByInstances(t *testing.T) {
+func TestSharedByInstances(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
 	ctx := context.Background()
 	exp := time.Now().Add(time.Minute)
 	const n = 20
-	stores := make([]*FileStore, n)
+	stores := make([]*Store, n)
 	for i := range stores {
-		s, err := OpenFileStore(path, nil)
+		s, err := Open(path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +63,7 @@ func TestFileStoreSharedByInstances(t *testing.T) {
 			switch {
 			case err == nil:
 				ok++
-			case errors.Is(err, ErrReplay), errors.Is(err, ErrRevoked):
+			case errors.Is(err, store.ErrReplay), errors.Is(err, store.ErrRevoked):
 				replay++
 			default:
 				t.Fatalf("unexpected error %v", err)
@@ -62,15 +78,15 @@ func TestFileStoreSharedByInstances(t *testing.T) {
 		t.Fatalf("Rotate(0): %d succeeded, want 1", ok)
 	}
 	// The concurrent replays revoked the family.
-	if err := stores[0].Rotate(ctx, "fam", 1); !errors.Is(err, ErrRevoked) {
-		t.Fatalf("after replays: %v, want ErrRevoked", err)
+	if err := stores[0].Rotate(ctx, "fam", 1); !errors.Is(err, store.ErrRevoked) {
+		t.Fatalf("after replays: %v, want store.ErrRevoked", err)
 	}
 }
 
-func TestFileStoreDropsExpiredRecords(t *testing.T) {
+func TestDropsExpiredRecords(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { return now }
-	s, err := OpenFileStore(filepath.Join(t.TempDir(), "state.json"), clock)
+	s, err := Open(filepath.Join(t.TempDir(), "state.json"), clock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +94,7 @@ func TestFileStoreDropsExpiredRecords(t *testing.T) {
 	if err := s.Use(ctx, "a", now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Use(ctx, "a", now.Add(time.Minute)); !errors.Is(err, ErrReplay) {
+	if err := s.Use(ctx, "a", now.Add(time.Minute)); !errors.Is(err, store.ErrReplay) {
 		t.Fatalf("second use: %v", err)
 	}
 	now = now.Add(2 * time.Minute)
@@ -89,51 +105,51 @@ func TestFileStoreDropsExpiredRecords(t *testing.T) {
 	}
 }
 
-func TestFileStoreRefusesDamagedFile(t *testing.T) {
+func TestRefusesDamagedFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
 	if err := os.WriteFile(path, []byte(`{"use:x":{"exp":1}}`+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenFileStore(path, nil); err == nil || !strings.Contains(err.Error(), "remove it to start afresh") {
+	if _, err := Open(path, nil); err == nil || !strings.Contains(err.Error(), "remove it to start afresh") {
 		t.Fatalf("got %v", err)
 	}
 }
 
 // A line cut short by a crash is not read, and the next append ends it
 // first.
-func TestFileStoreToleratesACutLine(t *testing.T) {
+func TestToleratesACutLine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.json")
 	exp := time.Now().Add(time.Hour).Unix()
 	if err := os.WriteFile(path, []byte(fmt.Sprintf(`{"k":"use:a","x":%d}`+"\n"+`{"k":"use:b","x":`, exp)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err := OpenFileStore(path, nil)
+	s, err := Open(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := s.Use(ctx, "a", time.Unix(exp, 0)); !errors.Is(err, ErrReplay) {
+	if err := s.Use(ctx, "a", time.Unix(exp, 0)); !errors.Is(err, store.ErrReplay) {
 		t.Fatalf("a: %v", err)
 	}
 	if err := s.Use(ctx, "b", time.Unix(exp, 0)); err != nil {
 		t.Fatalf("b: %v", err)
 	}
-	other, err := OpenFileStore(path, nil)
+	other, err := Open(path, nil)
 	if err != nil {
 		t.Fatalf("reopening after the cut line was ended: %v", err)
 	}
-	if err := other.Use(ctx, "b", time.Unix(exp, 0)); !errors.Is(err, ErrReplay) {
+	if err := other.Use(ctx, "b", time.Unix(exp, 0)); !errors.Is(err, store.ErrReplay) {
 		t.Fatalf("b seen by another instance: %v", err)
 	}
 }
 
 // Dead lines are compacted away; other instances notice the new file.
-func TestFileStoreCompacts(t *testing.T) {
+func TestCompacts(t *testing.T) {
 	now := time.Now()
 	clock := func() time.Time { return now }
 	path := filepath.Join(t.TempDir(), "state.json")
-	a, _ := OpenFileStore(path, clock)
-	b, _ := OpenFileStore(path, clock)
+	a, _ := Open(path, clock)
+	b, _ := Open(path, clock)
 	ctx := context.Background()
 	for i := 0; i < 5000; i++ { // ~250 KiB of lines that expire
 		if err := a.Use(ctx, fmt.Sprintf("short-%d", i), now.Add(time.Second)); err != nil {
@@ -153,7 +169,7 @@ func TestFileStoreCompacts(t *testing.T) {
 	if info.Size() >= compactAfter {
 		t.Fatalf("file is %d bytes: not compacted", info.Size())
 	}
-	if err := b.Use(ctx, "kept", now.Add(time.Hour)); !errors.Is(err, ErrReplay) {
+	if err := b.Use(ctx, "kept", now.Add(time.Hour)); !errors.Is(err, store.ErrReplay) {
 		t.Fatalf("after compaction another instance lost a live record: %v", err)
 	}
 	if err := b.Use(ctx, "short-1", now.Add(time.Hour)); err != nil {
@@ -161,12 +177,12 @@ func TestFileStoreCompacts(t *testing.T) {
 	}
 }
 
-// BenchmarkFileStoreUse measures one Use with n records already in the
+// BenchmarkUse measures one Use with n records already in the
 // file (a Use appends one line; the index is in memory).
-func BenchmarkFileStoreUse(b *testing.B) {
+func BenchmarkUse(b *testing.B) {
 	for _, n := range []int{100, 10000} {
 		b.Run(fmt.Sprintf("records=%d", n), func(b *testing.B) {
-			s, err := OpenFileStore(filepath.Join(b.TempDir(), "state.json"), nil)
+			s, err := Open(filepath.Join(b.TempDir(), "state.json"), nil)
 			if err != nil {
 				b.Fatal(err)
 			}

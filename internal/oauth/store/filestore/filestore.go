@@ -1,4 +1,6 @@
-package oauth
+// Package filestore is a broker store (store.Store) in a file that the
+// processes of one host share.
+package filestore
 
 import (
 	"bytes"
@@ -12,35 +14,11 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/clickgate/clickgate/internal/oauth/store"
 )
 
-// Store errors.
-var (
-	// ErrReplay reports a one-time value (code, state, refresh token)
-	// presented a second time.
-	ErrReplay = errors.New("oauth: already used")
-	// ErrRevoked reports a refresh-token family that was revoked or is
-	// unknown.
-	ErrRevoked = errors.New("oauth: revoked")
-)
-
-// Store remembers what sealing cannot: which one-time values were used,
-// and the generation of each refresh-token family. Replicas share one.
-type Store interface {
-	// Use marks id as used until exp; ErrReplay if it was used before.
-	Use(ctx context.Context, id string, exp time.Time) error
-	// StartFamily records a new refresh-token family at generation 0,
-	// unless the family was revoked already (a replayed code).
-	StartFamily(ctx context.Context, family string, exp time.Time) error
-	// Rotate advances family from gen to gen+1. If gen is not the current
-	// generation, the family is revoked and ErrReplay returned; a revoked
-	// or unknown family gives ErrRevoked.
-	Rotate(ctx context.Context, family string, gen int) error
-	// Revoke ends family (recording it until exp if it is unknown).
-	Revoke(ctx context.Context, family string, exp time.Time) error
-}
-
-// record is one entry of a FileStore: one line of its file.
+// record is one entry of a Store: one line of its file.
 type record struct {
 	Key     string `json:"k"`
 	Exp     int64  `json:"x"`
@@ -48,14 +26,14 @@ type record struct {
 	Revoked bool   `json:"r,omitempty"`
 }
 
-// FileStore keeps its records as JSON lines appended to one file, locked
+// Store keeps its records as JSON lines appended to one file, locked
 // with flock(2) for every change, so that several processes on one host
 // (or on a shared volume with working locks) may share it. A later line
 // for a key replaces the earlier ones. Each process keeps the records in
 // memory and reads only what others appended since, so a change costs
 // one short append however many records there are; the file is rewritten
 // with the live records only when dead ones make up most of it.
-type FileStore struct {
+type Store struct {
 	path string
 	now  func() time.Time
 
@@ -69,15 +47,15 @@ type FileStore struct {
 // is rewritten.
 const compactAfter = 256 << 10
 
-// OpenFileStore opens (creating when missing, mode 0600) the store at path.
-func OpenFileStore(path string, now func() time.Time) (*FileStore, error) {
+// Open opens (creating when missing, mode 0600) the store at path.
+func Open(path string, now func() time.Time) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("oauth: store directory: %w", err)
 	}
-	s := &FileStore{path: path, now: now}
+	s := &Store{path: path, now: now}
 	// One read checks that the file is usable before the first sign-in.
 	err := s.update(func(func(string) *record) ([]*record, error) { return nil, nil })
 	return s, err
@@ -85,9 +63,9 @@ func OpenFileStore(path string, now func() time.Time) (*FileStore, error) {
 
 // update runs fn under the file lock with the current records (get
 // returns nil for missing and expired ones) and appends the records fn
-// returns as changed. A replay (ErrReplay) may come with changes, which
+// returns as changed. A replay (store.ErrReplay) may come with changes, which
 // are written before it is reported.
-func (s *FileStore) update(fn func(get func(key string) *record) ([]*record, error)) error {
+func (s *Store) update(fn func(get func(key string) *record) ([]*record, error)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	lock, err := os.OpenFile(s.path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
@@ -110,7 +88,7 @@ func (s *FileStore) update(fn func(get func(key string) *record) ([]*record, err
 		}
 		return nil
 	})
-	if ferr != nil && !errors.Is(ferr, ErrReplay) {
+	if ferr != nil && !errors.Is(ferr, store.ErrReplay) {
 		return ferr
 	}
 	if len(changed) > 0 {
@@ -126,7 +104,7 @@ func (s *FileStore) update(fn func(get func(key string) *record) ([]*record, err
 
 // catchUp reads what was appended since the last read, or the whole file
 // when it was replaced (compacted by another process) or is new.
-func (s *FileStore) catchUp() error {
+func (s *Store) catchUp() error {
 	f, err := os.Open(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		s.recs, s.info, s.offset = map[string]*record{}, nil, 0
@@ -175,7 +153,7 @@ func (s *FileStore) catchUp() error {
 }
 
 // append writes recs as lines at the end of the file and takes them in.
-func (s *FileStore) append(recs []*record) error {
+func (s *Store) append(recs []*record) error {
 	var buf bytes.Buffer
 	if s.info != nil && s.info.Size() > s.offset {
 		buf.WriteByte('\n') // ends a line cut short by a crash
@@ -212,7 +190,7 @@ func (s *FileStore) append(recs []*record) error {
 
 // compact rewrites the file with the live records once dead lines (expired
 // or replaced) make up most of a large file.
-func (s *FileStore) compact(now int64) error {
+func (s *Store) compact(now int64) error {
 	if s.offset < compactAfter {
 		return nil
 	}
@@ -254,22 +232,22 @@ func (s *FileStore) compact(now int64) error {
 	return s.catchUp()
 }
 
-// Use implements Store.
-func (s *FileStore) Use(_ context.Context, id string, exp time.Time) error {
+// Use implements store.Store.
+func (s *Store) Use(_ context.Context, id string, exp time.Time) error {
 	return s.update(func(get func(string) *record) ([]*record, error) {
 		if get("use:"+id) != nil {
-			return nil, ErrReplay
+			return nil, store.ErrReplay
 		}
 		return []*record{{Key: "use:" + id, Exp: exp.Unix()}}, nil
 	})
 }
 
-// StartFamily implements Store.
-func (s *FileStore) StartFamily(_ context.Context, family string, exp time.Time) error {
+// StartFamily implements store.Store.
+func (s *Store) StartFamily(_ context.Context, family string, exp time.Time) error {
 	return s.update(func(get func(string) *record) ([]*record, error) {
 		if r := get("family:" + family); r != nil {
 			if r.Revoked {
-				return nil, ErrRevoked
+				return nil, store.ErrRevoked
 			}
 			return nil, nil
 		}
@@ -277,22 +255,22 @@ func (s *FileStore) StartFamily(_ context.Context, family string, exp time.Time)
 	})
 }
 
-// Rotate implements Store.
-func (s *FileStore) Rotate(_ context.Context, family string, gen int) error {
+// Rotate implements store.Store.
+func (s *Store) Rotate(_ context.Context, family string, gen int) error {
 	return s.update(func(get func(string) *record) ([]*record, error) {
 		r := get("family:" + family)
 		switch {
 		case r == nil || r.Revoked:
-			return nil, ErrRevoked
+			return nil, store.ErrRevoked
 		case r.Gen != gen:
-			return []*record{{Key: r.Key, Exp: r.Exp, Gen: r.Gen, Revoked: true}}, ErrReplay
+			return []*record{{Key: r.Key, Exp: r.Exp, Gen: r.Gen, Revoked: true}}, store.ErrReplay
 		}
 		return []*record{{Key: r.Key, Exp: r.Exp, Gen: r.Gen + 1}}, nil
 	})
 }
 
-// Revoke implements Store.
-func (s *FileStore) Revoke(_ context.Context, family string, exp time.Time) error {
+// Revoke implements store.Store.
+func (s *Store) Revoke(_ context.Context, family string, exp time.Time) error {
 	return s.update(func(get func(string) *record) ([]*record, error) {
 		if r := get("family:" + family); r != nil {
 			exp = time.Unix(r.Exp, 0)

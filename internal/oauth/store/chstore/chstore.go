@@ -1,4 +1,6 @@
-package oauth
+// Package chstore is a broker store (store.Store) in a ClickHouse table,
+// for broker replicas on several hosts.
+package chstore
 
 import (
 	"context"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/clickgate/clickgate/internal/clickhouse"
+	"github.com/clickgate/clickgate/internal/oauth/store"
 )
 
 // Exec runs one SQL statement on ClickHouse and returns the answer (rows in
@@ -40,7 +43,7 @@ const purgeMargin = time.Hour
 // later.
 const revokeMargin = 24 * time.Hour
 
-// ClickHouseStore is a Store in a ClickHouse table, for broker replicas on
+// Store is a store.Store in a ClickHouse table, for broker replicas on
 // several hosts. It runs on every ClickHouse from 18.16 on. 18.16 has
 // neither a compare-and-set (KeeperMap came in 22.x) nor row deletion
 // without a mutation, so the table is an append-only log and every call
@@ -61,14 +64,14 @@ const revokeMargin = 24 * time.Hour
 // see A, A saw B, and A wins only if B saw A or did not win.) One call
 // always wins unless a claimant stops between its claim and its view: the
 // calls that saw it then lose after viewWait. A lost Use is ErrReplay; so
-// is a lost Rotate, where FileStore, serializing, answers the third and
+// is a lost Rotate, where filestore, serializing, answers the third and
 // later presentations of a generation with ErrRevoked.
 //
 // The premise holds on a single server (MergeTree). For a Replicated
 // table, the account's profile needs insert_quorum ≥ 2 (or 'auto'),
 // insert_quorum_parallel = 0 and select_sequential_consistency = 1; for
-// SharedMergeTree, select_sequential_consistency = 1. NewClickHouseStore
-// refuses a table without them. A quorum INSERT on a busy table may fail
+// SharedMergeTree, select_sequential_consistency = 1. New refuses
+// a table without them. A quorum INSERT on a busy table may fail
 // instead of waiting (before 21.x, only one quorum INSERT at a time): the
 // call then returns that error, which refuses the request, which is safe.
 // A call that does not see its own claim reports the missing consistency.
@@ -80,13 +83,13 @@ const revokeMargin = 24 * time.Hour
 // of generations claimed.
 //
 // Rows carry their expiry and reads ignore expired rows, by the clock now
-// given to NewClickHouseStore; clock skew between replicas shifts expiry,
+// given to New; clock skew between replicas shifts expiry,
 // as it does for sealed values. 18.16 has no table TTL (19.6 added it), so
 // the table grows by about five rows per sign-in (state and code: claim and
 // view each; the family's start) and two per refresh. Purge deletes expired
 // rows with ALTER TABLE … DELETE; call it daily. On ClickHouse 19.6 and
 // later, ALTER TABLE … MODIFY TTL exp + INTERVAL 1 HOUR does the same.
-type ClickHouseStore struct {
+type Store struct {
 	db    Exec
 	table string // quoted
 	now   func() time.Time
@@ -100,11 +103,11 @@ const (
 	kindRevoke = "revoke"
 )
 
-// NewClickHouseStore returns a store in table ("name" or "database.name")
+// New returns a store in table ("name" or "database.name")
 // reached through db, creating the table if it is missing. The account
 // needs SELECT and INSERT on it, CREATE TABLE to create it, and ALTER
 // DELETE for Purge.
-func NewClickHouseStore(ctx context.Context, db Exec, table string, now func() time.Time) (*ClickHouseStore, error) {
+func New(ctx context.Context, db Exec, table string, now func() time.Time) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
@@ -126,7 +129,7 @@ func NewClickHouseStore(ctx context.Context, db Exec, table string, now func() t
 		ldb, _ := clickhouse.QuoteString(database)
 		qname, where = qdb+"."+qname, "database = "+ldb
 	}
-	s := &ClickHouseStore{db: db, table: qname, now: now}
+	s := &Store{db: db, table: qname, now: now}
 
 	// Looking first spares the account CREATE TABLE when an administrator
 	// made the table.
@@ -161,7 +164,7 @@ func NewClickHouseStore(ctx context.Context, db Exec, table string, now func() t
 // checkEngine refuses a table on which the contests would not be safe:
 // engines that merge rows away (ReplacingMergeTree and the like), and
 // replicated tables read without sequential consistency.
-func (s *ClickHouseStore) checkEngine(ctx context.Context, engine string) error {
+func (s *Store) checkEngine(ctx context.Context, engine string) error {
 	switch engine {
 	case "MergeTree":
 		return nil
@@ -202,7 +205,7 @@ type row struct {
 }
 
 // insert appends a row; exp is an SQL expression for its expiry.
-func (s *ClickHouseStore) insert(ctx context.Context, key, kind string, gen int, writer uint64, seen []uint64, exp string) error {
+func (s *Store) insert(ctx context.Context, key, kind string, gen int, writer uint64, seen []uint64, exp string) error {
 	qkey, err := clickhouse.QuoteString(key)
 	if err != nil {
 		return fmt.Errorf("oauth: store key: %w", err)
@@ -230,7 +233,7 @@ func (s *ClickHouseStore) insert(ctx context.Context, key, kind string, gen int,
 
 // read returns the live rows of key, with the views of generation gen
 // only.
-func (s *ClickHouseStore) read(ctx context.Context, key string, gen int) ([]row, error) {
+func (s *Store) read(ctx context.Context, key string, gen int) ([]row, error) {
 	qkey, err := clickhouse.QuoteString(key)
 	if err != nil {
 		return nil, fmt.Errorf("oauth: store key: %w", err)
@@ -295,7 +298,7 @@ func claimants(rows []row, gen int) []uint64 {
 
 // enter appends a claim on (key, gen) by a new writer, expiring at the
 // SQL expression exp, and reads the rows of key.
-func (s *ClickHouseStore) enter(ctx context.Context, key string, gen int, exp string) (uint64, []row, error) {
+func (s *Store) enter(ctx context.Context, key string, gen int, exp string) (uint64, []row, error) {
 	w := newWriter()
 	if err := s.insert(ctx, key, kindClaim, gen, w, nil, exp); err != nil {
 		return 0, nil, err
@@ -306,7 +309,7 @@ func (s *ClickHouseStore) enter(ctx context.Context, key string, gen int, exp st
 
 // publish appends the view of writer w, which entered the contest on
 // (key, gen) and read rows, and returns it: the claimants w saw.
-func (s *ClickHouseStore) publish(ctx context.Context, key string, gen int, w uint64, exp string, rows []row) ([]uint64, error) {
+func (s *Store) publish(ctx context.Context, key string, gen int, w uint64, exp string, rows []row) ([]uint64, error) {
 	seen := claimants(rows, gen)
 	if !slices.Contains(seen, w) {
 		return nil, fmt.Errorf("oauth: store table %s did not show a row just written: reads are not sequentially consistent", s.table)
@@ -317,7 +320,7 @@ func (s *ClickHouseStore) publish(ctx context.Context, key string, gen int, w ui
 // await reports whether writer w, which saw the claimants seen on (key,
 // gen) in rows and published that view, wins the contest. It reads again
 // until the views of the others it saw are there, or viewWait passed.
-func (s *ClickHouseStore) await(ctx context.Context, key string, gen int, w uint64, seen []uint64, rows []row) (bool, error) {
+func (s *Store) await(ctx context.Context, key string, gen int, w uint64, seen []uint64, rows []row) (bool, error) {
 	deadline := time.Now().Add(viewWait)
 	for delay := pollFirst; ; delay = min(2*delay, pollMax) {
 		views := map[uint64][]uint64{}
@@ -382,7 +385,7 @@ func threatens(x, w uint64, v []uint64) bool {
 func familyKey(family string) string { return "family:" + family }
 
 // familyExp is an SQL expression for the expiry of family's rows.
-func (s *ClickHouseStore) familyExp(family string) (string, error) {
+func (s *Store) familyExp(family string) (string, error) {
 	qkey, err := clickhouse.QuoteString(familyKey(family))
 	if err != nil {
 		return "", fmt.Errorf("oauth: store key: %w", err)
@@ -418,10 +421,10 @@ func stateOf(rows []row, gen int) familyState {
 	return f
 }
 
-// Use implements Store.
-func (s *ClickHouseStore) Use(ctx context.Context, id string, exp time.Time) error {
+// Use implements store.Store.
+func (s *Store) Use(ctx context.Context, id string, exp time.Time) error {
 	if unixSeconds(exp) <= unixSeconds(s.now()) {
-		return nil // nothing to remember, as in FileStore
+		return nil // nothing to remember, as in the file store
 	}
 	key, when := "use:"+id, fmt.Sprintf("toDateTime(%d)", unixSeconds(exp))
 	w, rows, err := s.enter(ctx, key, 0, when)
@@ -437,13 +440,13 @@ func (s *ClickHouseStore) Use(ctx context.Context, id string, exp time.Time) err
 	case err != nil:
 		return err
 	case !won:
-		return ErrReplay
+		return store.ErrReplay
 	}
 	return nil
 }
 
-// StartFamily implements Store.
-func (s *ClickHouseStore) StartFamily(ctx context.Context, family string, exp time.Time) error {
+// StartFamily implements store.Store.
+func (s *Store) StartFamily(ctx context.Context, family string, exp time.Time) error {
 	key := familyKey(family)
 	if err := s.insert(ctx, key, kindStart, 0, 0, nil, fmt.Sprintf("toDateTime(%d)", unixSeconds(exp))); err != nil {
 		return err
@@ -459,11 +462,11 @@ func (s *ClickHouseStore) StartFamily(ctx context.Context, family string, exp ti
 	if err := s.Revoke(ctx, family, exp); err != nil {
 		return err
 	}
-	return ErrRevoked
+	return store.ErrRevoked
 }
 
-// Rotate implements Store.
-func (s *ClickHouseStore) Rotate(ctx context.Context, family string, gen int) error {
+// Rotate implements store.Store.
+func (s *Store) Rotate(ctx context.Context, family string, gen int) error {
 	if gen < 0 || int64(gen) > math.MaxUint32 {
 		return fmt.Errorf("oauth: generation %d out of range", gen)
 	}
@@ -479,7 +482,7 @@ func (s *ClickHouseStore) Rotate(ctx context.Context, family string, gen int) er
 	f := stateOf(rows, gen)
 	if !f.started {
 		// Unknown or expired: the claim expired with the family's rows.
-		return ErrRevoked
+		return store.ErrRevoked
 	}
 	// The view is published even when this call fails, so that the other
 	// claimants need not wait for it.
@@ -488,22 +491,22 @@ func (s *ClickHouseStore) Rotate(ctx context.Context, family string, gen int) er
 	case err != nil:
 		return err
 	case f.revoked:
-		return ErrRevoked
+		return store.ErrRevoked
 	case gen > 0 && f.claims[gen-1] == 0:
-		return ErrReplay
+		return store.ErrReplay
 	}
 	won, err := s.await(ctx, key, gen, w, seen, rows)
 	switch {
 	case err != nil:
 		return err
 	case !won:
-		return ErrReplay
+		return store.ErrReplay
 	}
 	return nil
 }
 
-// Revoke implements Store.
-func (s *ClickHouseStore) Revoke(ctx context.Context, family string, exp time.Time) error {
+// Revoke implements store.Store.
+func (s *Store) Revoke(ctx context.Context, family string, exp time.Time) error {
 	famExp, err := s.familyExp(family)
 	if err != nil {
 		return err
@@ -517,7 +520,7 @@ func (s *ClickHouseStore) Revoke(ctx context.Context, family string, exp time.Ti
 // Purge deletes the rows that expired over an hour ago. It starts a
 // mutation, which ClickHouse runs in the background, rewriting the parts
 // that hold such rows.
-func (s *ClickHouseStore) Purge(ctx context.Context) error {
+func (s *Store) Purge(ctx context.Context) error {
 	_, err := s.db.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DELETE WHERE exp < toDateTime(%d)",
 		s.table, unixSeconds(s.now().Add(-purgeMargin))))
 	if err != nil {
