@@ -155,7 +155,7 @@ func describeProcessor(tp *config.TokenProcessor, forClickHouse authn.Audiences)
 	case config.TypeJWT:
 		switch {
 		case tp.JWKSURI != "":
-			add("JWTs verified locally with keys from %s (refreshed at most every 10s for an unknown kid; kept for %s if it goes down)", tp.JWKSURI, tp.MaxKeyStaleness)
+			add("JWTs verified locally with keys from %s (refreshed at most every %s for an unknown kid; kept for %s if it goes down)", tp.JWKSURI, token.JWKSMinRefresh, tp.MaxKeyStaleness)
 		case tp.JWKSFile != "":
 			add("JWTs verified locally with keys from the file %s", tp.JWKSFile)
 		case tp.Keys != "":

@@ -87,22 +87,9 @@ func New(cfg *config.Config, opt Options) (*IdP, error) {
 	if err != nil || iu.Host == "" {
 		return nil, fmt.Errorf("devidp: issuer %q (server.public_url + %s) is not a URL", issuer, config.DevIdPPath)
 	}
-	keyFile := d.KeyFile
-	if keyFile == "" {
-		keyFile = config.DefaultDevIdPKeyFile()
-	}
-	tokenTTL := d.TokenTTL
-	if tokenTTL <= 0 {
-		tokenTTL = config.DefaultDevIdPTokenTTL
-	}
-	refreshTTL := d.RefreshTokenTTL
-	if refreshTTL <= 0 {
-		refreshTTL = config.DefaultDevIdPRefreshTokenTTL
-	}
-	audiences := d.Audiences
-	if len(audiences) == 0 {
-		audiences = []string{"clickhouse", cfg.MCPResource()}
-	}
+	// cfg is validated: config applied the defaults (key file, lifetimes,
+	// audiences) once, for everyone who reads them.
+	keyFile, tokenTTL, refreshTTL, audiences := d.KeyFile, d.TokenTTL, d.RefreshTokenTTL, d.Audiences
 
 	p := &IdP{
 		issuer:     issuer,

@@ -174,12 +174,14 @@ type remoteKeys struct {
 }
 
 const (
-	jwksMinRefresh = 10 * time.Second
+	// JWKSMinRefresh is the least time between two fetches of a key set
+	// for an unknown kid: an IdP outage is not multiplied by traffic.
+	JWKSMinRefresh = 10 * time.Second
 	jwksMaxAge     = 1 * time.Hour
 )
 
 func newRemoteKeys(url string, idp *idpClient, maxStale time.Duration, now func() time.Time) *remoteKeys {
-	return &remoteKeys{url: url, idp: idp, minRefresh: jwksMinRefresh, maxAge: jwksMaxAge, maxStale: maxStale, now: now}
+	return &remoteKeys{url: url, idp: idp, minRefresh: JWKSMinRefresh, maxAge: jwksMaxAge, maxStale: maxStale, now: now}
 }
 
 func (r *remoteKeys) Keys(ctx context.Context, kid string) ([]jose.JSONWebKey, error) {

@@ -62,7 +62,7 @@ func (p *oidcProcessor) Verify(ctx context.Context, t *Token) (*identity.Identit
 }
 
 // endpoints runs discovery once; a failure is retried at most every
-// jwksMinRefresh so that an IdP outage is not multiplied by traffic.
+// JWKSMinRefresh so that an IdP outage is not multiplied by traffic.
 func (p *oidcProcessor) endpoints(ctx context.Context) (*oidcEndpoints, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -70,7 +70,7 @@ func (p *oidcProcessor) endpoints(ctx context.Context) (*oidcEndpoints, error) {
 		return p.discovered, nil
 	}
 	now := p.jwtTemplate.now()
-	if !p.lastAttempt.IsZero() && now.Sub(p.lastAttempt) < jwksMinRefresh {
+	if !p.lastAttempt.IsZero() && now.Sub(p.lastAttempt) < JWKSMinRefresh {
 		return nil, p.lastErr
 	}
 	p.lastAttempt = now
