@@ -25,6 +25,7 @@ import (
 	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/authn"
 	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/oauth/cimd"
 	"github.com/clickgate/clickgate/internal/oauth/seal"
 	"github.com/clickgate/clickgate/internal/oauth/store"
 	"github.com/clickgate/clickgate/internal/pages"
@@ -78,7 +79,7 @@ type Options struct {
 	Store     store.Store
 	// Clients are pre-registered clients.
 	Clients    []config.BrokerClient
-	Documents  *CIMDFetcher
+	Documents  *cimd.Fetcher
 	AccessTTL  time.Duration
 	RefreshTTL time.Duration
 	Logger     *slog.Logger

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clickgate/clickgate/internal/oauth/cimd"
 	"github.com/clickgate/clickgate/internal/oauth/seal"
 )
 
@@ -106,7 +107,7 @@ func isDocumentError(err error) bool {
 // clients finds clients by id.
 type clients struct {
 	configured map[string]*Client
-	documents  *CIMDFetcher
+	documents  *cimd.Fetcher
 	sealer     *seal.Sealer
 }
 
@@ -118,7 +119,7 @@ func (cs *clients) lookup(ctx context.Context, id string) (*Client, error) {
 		return nil, errors.New("client_id is too long")
 	case cs.configured[id] != nil:
 		return cs.configured[id], nil
-	case IsCIMDClientID(id):
+	case cimd.IsClientID(id):
 		md, err := cs.documents.Fetch(ctx, id)
 		if err != nil {
 			return nil, &documentError{clientID: id, err: err}

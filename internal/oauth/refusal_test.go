@@ -19,6 +19,7 @@ import (
 	"testing"
 
 	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/oauth/cimd"
 	"github.com/clickgate/clickgate/internal/oauth/seal"
 	"github.com/clickgate/clickgate/internal/token"
 )
@@ -54,7 +55,7 @@ func refusalBroker(t *testing.T, allowPrivate bool, lookup func(context.Context,
 	logs := &syncBuffer{}
 	b := New(Options{
 		Issuer: "https://clickgate.example", Resource: "https://clickgate.example/mcp", Sealer: sealer,
-		Documents: NewCIMDFetcher(CIMDOptions{AllowPrivate: allowPrivate, LookupIP: lookup}),
+		Documents: cimd.NewFetcher(cimd.Options{AllowPrivate: allowPrivate, LookupIP: lookup}),
 		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
 	})
 	srv := httptest.NewServer(b)

@@ -12,6 +12,7 @@ import (
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/keyring"
 	"github.com/clickgate/clickgate/internal/oauth"
+	"github.com/clickgate/clickgate/internal/oauth/cimd"
 	"github.com/clickgate/clickgate/internal/oauth/seal"
 	"github.com/clickgate/clickgate/internal/oauth/store"
 	"github.com/clickgate/clickgate/internal/oauth/store/chstore"
@@ -112,7 +113,7 @@ func (s *Server) mountBroker(mux *http.ServeMux, keys *keyring.Ring, reg prometh
 	b := oauth.New(oauth.Options{
 		Issuer: cfg.Server.PublicURL, Resource: cfg.MCPResource(), Audiences: audiences, Scopes: scopes, Upstream: up,
 		Auth: s.auth, Keys: keys, Sealer: sealer, Store: st, Clients: cfg.Broker.Clients,
-		Documents: oauth.NewCIMDFetcher(oauth.CIMDOptions{AllowPrivate: cfg.Broker.AllowPrivateClientURLs, RootCAs: opt.ClientMetadataRoots}),
+		Documents: cimd.NewFetcher(cimd.Options{AllowPrivate: cfg.Broker.AllowPrivateClientURLs, RootCAs: opt.ClientMetadataRoots}),
 		AccessTTL: cfg.Broker.AccessTokenTTL, RefreshTTL: cfg.Broker.RefreshTokenTTL, Logger: opt.Logger, Now: opt.Now,
 		Registerer: reg,
 	})

@@ -1,4 +1,7 @@
-package oauth
+// Package cimd fetches OAuth Client ID Metadata Documents: the client
+// metadata an MCP client publishes at the https URL it uses as its
+// client_id, fetched with SSRF protection and cached.
+package cimd
 
 import (
 	"context"
@@ -20,9 +23,9 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// ClientMetadata is a client's metadata (RFC 7591 fields), as found in a
+// Metadata is a client's metadata (RFC 7591 fields), as found in a
 // Client ID Metadata Document or a registration request.
-type ClientMetadata struct {
+type Metadata struct {
 	ClientID                string   `json:"client_id"`
 	ClientName              string   `json:"client_name,omitempty"`
 	ClientURI               string   `json:"client_uri,omitempty"`
@@ -36,8 +39,8 @@ type ClientMetadata struct {
 	SoftwareVersion         string   `json:"software_version,omitempty"`
 }
 
-// CIMDOptions configures a CIMDFetcher. Zero values take the defaults.
-type CIMDOptions struct {
+// Options configures a Fetcher. Zero values take the defaults.
+type Options struct {
 	// AllowPrivate permits loopback, private, link-local and other
 	// non-public addresses. For development and tests only.
 	AllowPrivate bool
@@ -55,21 +58,21 @@ type CIMDOptions struct {
 	LookupIP func(ctx context.Context, host string) ([]netip.Addr, error)
 }
 
-// ErrCIMD wraps every reason a Client ID Metadata Document is refused.
-var ErrCIMD = errors.New("oauth: client metadata document refused")
+// ErrRefused wraps every reason a Client ID Metadata Document is refused.
+var ErrRefused = errors.New("oauth: client metadata document refused")
 
-func cimdErr(format string, a ...any) error {
-	return fmt.Errorf("%w: %s", ErrCIMD, fmt.Sprintf(format, a...))
+func refused(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, a...))
 }
 
-// CIMDFetcher fetches and caches Client ID Metadata Documents with SSRF
+// Fetcher fetches and caches Client ID Metadata Documents with SSRF
 // protection: https only, non-public addresses refused (checked both
 // after resolution and on the socket actually connected, which defeats
 // DNS rebinding), no proxy, no redirects, size and time limits.
-type CIMDFetcher struct {
-	opts   CIMDOptions
+type Fetcher struct {
+	opts   Options
 	client *http.Client
-	cache  *expirable.LRU[string, *ClientMetadata]
+	cache  *expirable.LRU[string, *Metadata]
 	// failed remembers refusals briefly, so that a URL that fails (slowly,
 	// say) is not fetched again for every request naming it.
 	failed   *expirable.LRU[string, error]
@@ -77,11 +80,11 @@ type CIMDFetcher struct {
 	inFlight chan struct{}
 }
 
-// cimdFailureTTL is how long a refused document stays refused.
-const cimdFailureTTL = 30 * time.Second
+// failureTTL is how long a refused document stays refused.
+const failureTTL = 30 * time.Second
 
-// NewCIMDFetcher returns a fetcher with opts.
-func NewCIMDFetcher(opts CIMDOptions) *CIMDFetcher {
+// NewFetcher returns a fetcher with opts.
+func NewFetcher(opts Options) *Fetcher {
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = 64 << 10
 	}
@@ -102,18 +105,18 @@ func NewCIMDFetcher(opts CIMDOptions) *CIMDFetcher {
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 16
 	}
-	f := &CIMDFetcher{opts: opts, inFlight: make(chan struct{}, opts.MaxInFlight),
-		failed: expirable.NewLRU[string, error](opts.CacheSize, nil, cimdFailureTTL)}
+	f := &Fetcher{opts: opts, inFlight: make(chan struct{}, opts.MaxInFlight),
+		failed: expirable.NewLRU[string, error](opts.CacheSize, nil, failureTTL)}
 	dialer := &net.Dialer{
 		Timeout: opts.Timeout,
 		// Checked on the address really connected to.
 		Control: func(network, address string, _ syscall.RawConn) error {
 			ap, err := netip.ParseAddrPort(address)
 			if err != nil {
-				return cimdErr("unexpected dial address %q", address)
+				return refused("unexpected dial address %q", address)
 			}
 			if !f.allowed(ap.Addr()) {
-				return cimdErr("address %s is not public", ap.Addr())
+				return refused("address %s is not public", ap.Addr())
 			}
 			return nil
 		},
@@ -150,38 +153,38 @@ func NewCIMDFetcher(opts CIMDOptions) *CIMDFetcher {
 		Transport: tr,
 		Timeout:   opts.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return cimdErr("redirects are not followed")
+			return refused("redirects are not followed")
 		},
 	}
-	f.cache = expirable.NewLRU[string, *ClientMetadata](opts.CacheSize, nil, opts.CacheTTL)
+	f.cache = expirable.NewLRU[string, *Metadata](opts.CacheSize, nil, opts.CacheTTL)
 	return f
 }
 
 // resolve returns the host's addresses, refusing the host if any of them
 // is not allowed (a name must not mix public and private addresses).
-func (f *CIMDFetcher) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
+func (f *Fetcher) resolve(ctx context.Context, host string) ([]netip.Addr, error) {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		if !f.allowed(ip) {
-			return nil, cimdErr("address %s is not public", ip)
+			return nil, refused("address %s is not public", ip)
 		}
 		return []netip.Addr{ip}, nil
 	}
 	ips, err := f.opts.LookupIP(ctx, host)
 	if err != nil {
-		return nil, cimdErr("resolve %s: %v", host, err)
+		return nil, refused("resolve %s: %v", host, err)
 	}
 	if len(ips) == 0 {
-		return nil, cimdErr("resolve %s: no addresses", host)
+		return nil, refused("resolve %s: no addresses", host)
 	}
 	for _, ip := range ips {
 		if !f.allowed(ip) {
-			return nil, cimdErr("%s resolves to %s, which is not public", host, ip)
+			return nil, refused("%s resolves to %s, which is not public", host, ip)
 		}
 	}
 	return ips, nil
 }
 
-func (f *CIMDFetcher) allowed(ip netip.Addr) bool {
+func (f *Fetcher) allowed(ip netip.Addr) bool {
 	return f.opts.AllowPrivate || IsPublicAddr(ip)
 }
 
@@ -225,34 +228,34 @@ func IsPublicAddr(ip netip.Addr) bool {
 	return true
 }
 
-// IsCIMDClientID reports whether clientID looks like a Client ID Metadata
+// IsClientID reports whether clientID looks like a Client ID Metadata
 // Document URL (as opposed to a registered or configured client id).
-func IsCIMDClientID(clientID string) bool {
+func IsClientID(clientID string) bool {
 	return strings.HasPrefix(clientID, "https://")
 }
 
-// ValidateCIMDURL checks the form of a client_id URL: https, a host, a
+// ValidateURL checks the form of a client_id URL: https, a host, a
 // path, no userinfo, fragment or dot segments.
-func ValidateCIMDURL(clientID string) (*url.URL, error) {
+func ValidateURL(clientID string) (*url.URL, error) {
 	u, err := url.Parse(clientID)
 	if err != nil {
-		return nil, cimdErr("client_id is not a URL")
+		return nil, refused("client_id is not a URL")
 	}
 	switch {
 	case u.Scheme != "https":
-		return nil, cimdErr("client_id must be an https URL")
+		return nil, refused("client_id must be an https URL")
 	case u.Host == "" || u.Hostname() == "" || u.Opaque != "":
-		return nil, cimdErr("client_id has no host")
+		return nil, refused("client_id has no host")
 	case u.User != nil:
-		return nil, cimdErr("client_id must not contain userinfo")
+		return nil, refused("client_id must not contain userinfo")
 	case u.Fragment != "" || strings.Contains(clientID, "#"):
-		return nil, cimdErr("client_id must not contain a fragment")
+		return nil, refused("client_id must not contain a fragment")
 	case u.Path == "" || u.Path == "/":
-		return nil, cimdErr("client_id must have a path")
+		return nil, refused("client_id must have a path")
 	}
 	for _, seg := range strings.Split(u.Path, "/") {
 		if seg == "." || seg == ".." {
-			return nil, cimdErr("client_id must not contain dot segments")
+			return nil, refused("client_id must not contain dot segments")
 		}
 	}
 	return u, nil
@@ -260,11 +263,11 @@ func ValidateCIMDURL(clientID string) (*url.URL, error) {
 
 // Fetch returns the validated metadata document for clientID, from the
 // cache when possible.
-func (f *CIMDFetcher) Fetch(ctx context.Context, clientID string) (*ClientMetadata, error) {
+func (f *Fetcher) Fetch(ctx context.Context, clientID string) (*Metadata, error) {
 	if md, ok := f.cache.Get(clientID); ok {
 		return md, nil
 	}
-	if _, err := ValidateCIMDURL(clientID); err != nil {
+	if _, err := ValidateURL(clientID); err != nil {
 		return nil, err
 	}
 	if err, ok := f.failed.Get(clientID); ok {
@@ -275,7 +278,7 @@ func (f *CIMDFetcher) Fetch(ctx context.Context, clientID string) (*ClientMetada
 		case f.inFlight <- struct{}{}:
 			defer func() { <-f.inFlight }()
 		default:
-			return nil, cimdErr("too many client metadata documents are being fetched; try again shortly")
+			return nil, refused("too many client metadata documents are being fetched; try again shortly")
 		}
 		md, err := f.fetch(context.WithoutCancel(ctx), clientID)
 		if err != nil {
@@ -288,58 +291,58 @@ func (f *CIMDFetcher) Fetch(ctx context.Context, clientID string) (*ClientMetada
 	if err != nil {
 		return nil, err
 	}
-	return v.(*ClientMetadata), nil
+	return v.(*Metadata), nil
 }
 
-func (f *CIMDFetcher) fetch(ctx context.Context, clientID string) (*ClientMetadata, error) {
+func (f *Fetcher) fetch(ctx context.Context, clientID string) (*Metadata, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, clientID, nil)
 	if err != nil {
-		return nil, cimdErr("%v", err)
+		return nil, refused("%v", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := f.client.Do(req)
 	if err != nil {
-		if errors.Is(err, ErrCIMD) {
+		if errors.Is(err, ErrRefused) {
 			return nil, err
 		}
-		return nil, cimdErr("fetch: %v", err)
+		return nil, refused("fetch: %v", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, cimdErr("fetch: status %d", resp.StatusCode)
+		return nil, refused("fetch: status %d", resp.StatusCode)
 	}
 	if resp.ContentLength > f.opts.MaxBytes {
-		return nil, cimdErr("document larger than %d bytes", f.opts.MaxBytes)
+		return nil, refused("document larger than %d bytes", f.opts.MaxBytes)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, f.opts.MaxBytes+1))
 	if err != nil {
-		return nil, cimdErr("read: %v", err)
+		return nil, refused("read: %v", err)
 	}
 	if int64(len(body)) > f.opts.MaxBytes {
-		return nil, cimdErr("document larger than %d bytes", f.opts.MaxBytes)
+		return nil, refused("document larger than %d bytes", f.opts.MaxBytes)
 	}
-	var md ClientMetadata
+	var md Metadata
 	if err := json.Unmarshal(body, &md); err != nil {
-		return nil, cimdErr("document is not JSON: %v", err)
+		return nil, refused("document is not JSON: %v", err)
 	}
 	if md.ClientID != clientID {
-		return nil, cimdErr("document client_id %q does not equal its URL", md.ClientID)
+		return nil, refused("document client_id %q does not equal its URL", md.ClientID)
 	}
 	if len(md.RedirectURIs) == 0 {
-		return nil, cimdErr("document has no redirect_uris")
+		return nil, refused("document has no redirect_uris")
 	}
 	for _, r := range md.RedirectURIs {
 		if u, err := url.Parse(r); err != nil || u.Scheme == "" || u.Fragment != "" || u.User != nil {
-			return nil, cimdErr("invalid redirect_uri %q", r)
+			return nil, refused("invalid redirect_uri %q", r)
 		}
 	}
 	switch md.TokenEndpointAuthMethod {
 	case "", "none", "private_key_jwt":
 	default:
 		// CIMD clients have no shared secret.
-		return nil, cimdErr("token_endpoint_auth_method %q is not allowed", md.TokenEndpointAuthMethod)
+		return nil, refused("token_endpoint_auth_method %q is not allowed", md.TokenEndpointAuthMethod)
 	}
 	return &md, nil
 }

@@ -1,4 +1,4 @@
-package oauth
+package cimd
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 )
 
 // cimdServer serves documents over TLS; docs maps path to a handler.
-func cimdServer(t *testing.T, handler func(base string) http.Handler) (*httptest.Server, *CIMDFetcher) {
+func cimdServer(t *testing.T, handler func(base string) http.Handler) (*httptest.Server, *Fetcher) {
 	t.Helper()
 	var base string
 	srv := httptest.NewUnstartedServer(nil)
@@ -25,7 +25,7 @@ func cimdServer(t *testing.T, handler func(base string) http.Handler) (*httptest
 	t.Cleanup(srv.Close)
 	base = srv.URL
 	roots := srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
-	f := NewCIMDFetcher(CIMDOptions{AllowPrivate: true, RootCAs: roots, Timeout: 2 * time.Second})
+	f := NewFetcher(Options{AllowPrivate: true, RootCAs: roots, Timeout: 2 * time.Second})
 	return srv, f
 }
 
@@ -49,7 +49,7 @@ func docHandler(hits *atomic.Int32, mutate func(base string, d map[string]any)) 
 	}
 }
 
-func TestCIMDFetchHappyPathAndCache(t *testing.T) {
+func TestFetchHappyPathAndCache(t *testing.T) {
 	var hits atomic.Int32
 	srv, f := cimdServer(t, docHandler(&hits, nil))
 	id := srv.URL + "/client.json"
@@ -67,7 +67,7 @@ func TestCIMDFetchHappyPathAndCache(t *testing.T) {
 	}
 }
 
-func TestCIMDRefusals(t *testing.T) {
+func TestRefusals(t *testing.T) {
 	cases := []struct {
 		name    string
 		handler func(string) http.Handler
@@ -119,20 +119,20 @@ func TestCIMDRefusals(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			srv, f := cimdServer(t, c.handler)
 			_, err := f.Fetch(context.Background(), srv.URL+c.path)
-			if !errors.Is(err, ErrCIMD) || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("got %v, want ErrCIMD containing %q", err, c.want)
+			if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want ErrRefused containing %q", err, c.want)
 			}
 		})
 	}
 }
 
-func TestCIMDRefusesPrivateAddresses(t *testing.T) {
+func TestRefusesPrivateAddresses(t *testing.T) {
 	var hits atomic.Int32
 	srv, _ := cimdServer(t, docHandler(&hits, nil))
 	roots := srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
 	// Names resolve through a fake resolver: "rebind.test" to loopback, as a
 	// rebinding attacker's DNS would answer at connect time.
-	f := NewCIMDFetcher(CIMDOptions{RootCAs: roots, Timeout: 2 * time.Second,
+	f := NewFetcher(Options{RootCAs: roots, Timeout: 2 * time.Second,
 		LookupIP: func(_ context.Context, host string) ([]netip.Addr, error) {
 			switch host {
 			case "rebind.test":
@@ -162,7 +162,7 @@ func TestCIMDRefusesPrivateAddresses(t *testing.T) {
 		"https://[::ffff:127.0.0.1]" + port + "/client.json",
 	} {
 		_, err := f.Fetch(context.Background(), id)
-		if !errors.Is(err, ErrCIMD) || !strings.Contains(err.Error(), "not public") {
+		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "not public") {
 			t.Errorf("%s: got %v, want a not-public refusal", id, err)
 		}
 	}
@@ -171,7 +171,7 @@ func TestCIMDRefusesPrivateAddresses(t *testing.T) {
 	}
 }
 
-func TestValidateCIMDURL(t *testing.T) {
+func TestValidateURL(t *testing.T) {
 	for _, id := range []string{
 		"http://example.com/client.json",
 		"example.com/client.json",
@@ -185,15 +185,15 @@ func TestValidateCIMDURL(t *testing.T) {
 		"client-123",
 		"",
 	} {
-		if _, err := ValidateCIMDURL(id); !errors.Is(err, ErrCIMD) {
+		if _, err := ValidateURL(id); !errors.Is(err, ErrRefused) {
 			t.Errorf("%q accepted", id)
 		}
-		f := NewCIMDFetcher(CIMDOptions{AllowPrivate: true})
-		if _, err := f.Fetch(context.Background(), id); !errors.Is(err, ErrCIMD) {
+		f := NewFetcher(Options{AllowPrivate: true})
+		if _, err := f.Fetch(context.Background(), id); !errors.Is(err, ErrRefused) {
 			t.Errorf("Fetch(%q): %v", id, err)
 		}
 	}
-	if _, err := ValidateCIMDURL("https://app.example.com/oauth/client.json"); err != nil {
+	if _, err := ValidateURL("https://app.example.com/oauth/client.json"); err != nil {
 		t.Error(err)
 	}
 }
@@ -214,7 +214,7 @@ func TestIsPublicAddr(t *testing.T) {
 
 // A refused document stays refused for a while: naming it again does not
 // fetch it again.
-func TestCIMDRemembersRefusals(t *testing.T) {
+func TestRemembersRefusals(t *testing.T) {
 	var hits atomic.Int32
 	srv, f := cimdServer(t, func(string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -223,7 +223,7 @@ func TestCIMDRemembersRefusals(t *testing.T) {
 		})
 	})
 	for i := 0; i < 3; i++ {
-		if _, err := f.Fetch(context.Background(), srv.URL+"/client.json"); !errors.Is(err, ErrCIMD) {
+		if _, err := f.Fetch(context.Background(), srv.URL+"/client.json"); !errors.Is(err, ErrRefused) {
 			t.Fatalf("fetch %d: %v", i, err)
 		}
 	}
@@ -234,7 +234,7 @@ func TestCIMDRemembersRefusals(t *testing.T) {
 
 // Only MaxInFlight documents are fetched at once; more are refused at once
 // rather than queued.
-func TestCIMDBoundsFetchesInFlight(t *testing.T) {
+func TestBoundsFetchesInFlight(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
 	srv, _ := cimdServer(t, func(base string) http.Handler {
@@ -245,7 +245,7 @@ func TestCIMDBoundsFetchesInFlight(t *testing.T) {
 		})
 	})
 	roots := srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
-	f := NewCIMDFetcher(CIMDOptions{AllowPrivate: true, RootCAs: roots, Timeout: 5 * time.Second, MaxInFlight: 1})
+	f := NewFetcher(Options{AllowPrivate: true, RootCAs: roots, Timeout: 5 * time.Second, MaxInFlight: 1})
 	done := make(chan error)
 	go func() {
 		_, err := f.Fetch(context.Background(), srv.URL+"/a.json")
