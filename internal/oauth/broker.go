@@ -28,6 +28,7 @@ import (
 	"github.com/clickgate/clickgate/internal/oauth/cimd"
 	"github.com/clickgate/clickgate/internal/oauth/seal"
 	"github.com/clickgate/clickgate/internal/oauth/store"
+	"github.com/clickgate/clickgate/internal/oauth/upstream"
 	"github.com/clickgate/clickgate/internal/pages"
 	"github.com/clickgate/clickgate/internal/token"
 )
@@ -72,7 +73,7 @@ type Options struct {
 	// audience when clickgate forwards the token (bearer mode).
 	Audiences []string
 	Scopes    []string // scopes_supported
-	Upstream  *Upstream
+	Upstream  *upstream.Client
 	Auth      Authenticator
 	Keys      Keys
 	Sealer    *seal.Sealer
@@ -590,4 +591,12 @@ func randomString() string {
 		panic(err) // crypto/rand does not fail on supported platforms
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// clip shortens s to n bytes for a log line or an error description.
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/clickgate/clickgate/internal/authn"
 	"github.com/clickgate/clickgate/internal/oauth/seal"
 	"github.com/clickgate/clickgate/internal/oauth/store"
+	"github.com/clickgate/clickgate/internal/oauth/upstream"
 	"github.com/clickgate/clickgate/internal/token"
 )
 
@@ -288,7 +289,7 @@ func (b *Broker) recheck(r *http.Request, rt refreshToken) (person, error) {
 	}
 	up, err := b.opts.Upstream.Refresh(ctx, rt.Person.UpstreamRefresh)
 	switch {
-	case errors.Is(err, ErrUpstreamRefused):
+	case errors.Is(err, upstream.ErrRefused):
 		return end(err)
 	case err != nil:
 		b.log.Warn("oauth: upstream unreachable at refresh; keeping the person as signed in", "user", rt.Person.Username, "error", err)

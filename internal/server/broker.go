@@ -17,6 +17,7 @@ import (
 	"github.com/clickgate/clickgate/internal/oauth/store"
 	"github.com/clickgate/clickgate/internal/oauth/store/chstore"
 	"github.com/clickgate/clickgate/internal/oauth/store/filestore"
+	"github.com/clickgate/clickgate/internal/oauth/upstream"
 	"github.com/clickgate/clickgate/internal/token"
 )
 
@@ -94,7 +95,7 @@ func (s *Server) mountBroker(mux *http.ServeMux, keys *keyring.Ring, reg prometh
 	if httpClient == nil {
 		httpClient = &http.Client{Timeout: 10 * time.Second}
 	}
-	up, err := oauth.NewUpstream(cfg.Broker.Upstream, pc, clientID, secret, cfg.Server.PublicURL+oauth.PathCallback, cfg.Broker.UpstreamScopes, httpClient)
+	up, err := upstream.New(cfg.Broker.Upstream, pc, clientID, secret, cfg.Server.PublicURL+oauth.PathCallback, cfg.Broker.UpstreamScopes, httpClient)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package oauth
+package upstream
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/clickgate/clickgate/internal/config"
 )
 
-func TestUpstreamEndpoints(t *testing.T) {
+func TestEndpoints(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		cfg       config.TokenProcessor
@@ -25,7 +25,7 @@ func TestUpstreamEndpoints(t *testing.T) {
 		{"Google", config.TokenProcessor{Type: config.TypeGoogle}, "https://accounts.google.com/o/oauth2/v2/auth", "https://accounts.google.com"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			u, err := NewUpstream("p", &tc.cfg, "cid", "secret", "https://cg.example/oauth/callback", []string{"a", "b"}, nil)
+			u, err := New("p", &tc.cfg, "cid", "secret", "https://cg.example/oauth/callback", []string{"a", "b"}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -42,12 +42,12 @@ func TestUpstreamEndpoints(t *testing.T) {
 			}
 		})
 	}
-	if _, err := NewUpstream("p", &config.TokenProcessor{Type: config.TypeJWT}, "c", "", "https://x/cb", nil, nil); err == nil {
+	if _, err := New("p", &config.TokenProcessor{Type: config.TypeJWT}, "c", "", "https://x/cb", nil, nil); err == nil {
 		t.Fatal("a jwt processor cannot sign people in")
 	}
 }
 
-func TestUpstreamDiscovery(t *testing.T) {
+func TestDiscovery(t *testing.T) {
 	var issuer string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]string{"issuer": issuer, "authorization_endpoint": "https://idp.example/auth", "token_endpoint": "https://idp.example/token"})
@@ -55,7 +55,7 @@ func TestUpstreamDiscovery(t *testing.T) {
 	defer srv.Close()
 	cfg := &config.TokenProcessor{Type: config.TypeOIDC, Issuer: srv.URL}
 	issuer = "https://impostor.example"
-	u, _ := NewUpstream("p", cfg, "cid", "", "https://cg.example/oauth/callback", nil, srv.Client())
+	u, _ := New("p", cfg, "cid", "", "https://cg.example/oauth/callback", nil, srv.Client())
 	if _, err := u.AuthCodeURL(context.Background(), "s", strings.Repeat("v", 43)); err == nil || !strings.Contains(err.Error(), "names issuer") {
 		t.Fatalf("an impostor issuer: %v", err)
 	}

@@ -1,4 +1,7 @@
-package oauth
+// Package upstream is the OAuth broker as a client of the identity
+// provider where it sends people to sign in: authorization code with
+// PKCE, the code exchange, and refreshes that ask the IdP again.
+package upstream
 
 import (
 	"context"
@@ -15,9 +18,9 @@ import (
 	"github.com/clickgate/clickgate/internal/oidcdiscovery"
 )
 
-// Upstream is the identity provider where the broker sends people to sign
-// in, as an OAuth client of its own (authorization code with PKCE).
-type Upstream struct {
+// Client signs people in at the identity provider where the broker sends
+// them, as an OAuth client of its own (authorization code with PKCE).
+type Client struct {
 	// Processor is the token processor that verifies the upstream's
 	// access tokens; only identities it proves are accepted.
 	Processor string
@@ -40,14 +43,14 @@ var (
 	}
 )
 
-// NewUpstream describes the sign-in at the IdP of processor name (cfg).
+// New describes the sign-in at the IdP of processor name (cfg).
 // clientID and secret are the broker's credentials there; redirect is
 // the broker's callback URL.
-func NewUpstream(name string, cfg *config.TokenProcessor, clientID, secret, redirect string, scopes []string, client *http.Client) (*Upstream, error) {
+func New(name string, cfg *config.TokenProcessor, clientID, secret, redirect string, scopes []string, client *http.Client) (*Client, error) {
 	if client == nil {
 		client = http.DefaultClient
 	}
-	u := &Upstream{
+	u := &Client{
 		Processor: name, client: client,
 		base: oauth2.Config{ClientID: clientID, ClientSecret: secret, RedirectURL: redirect, Scopes: scopes},
 	}
@@ -77,7 +80,7 @@ func NewUpstream(name string, cfg *config.TokenProcessor, clientID, secret, redi
 
 // config returns the OAuth client configuration, discovering the
 // endpoints on first use (and again after a failure).
-func (u *Upstream) config(ctx context.Context) (*oauth2.Config, error) {
+func (u *Client) config(ctx context.Context) (*oauth2.Config, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	if u.endpoint == nil {
@@ -92,7 +95,7 @@ func (u *Upstream) config(ctx context.Context) (*oauth2.Config, error) {
 	return &c, nil
 }
 
-func (u *Upstream) discoverEndpoints(ctx context.Context) (*oauth2.Endpoint, error) {
+func (u *Client) discoverEndpoints(ctx context.Context) (*oauth2.Endpoint, error) {
 	d, err := oidcdiscovery.Fetch(ctx, oidcdiscovery.HTTP(u.client), u.Issuer)
 	if err != nil {
 		return nil, err
@@ -105,7 +108,7 @@ func (u *Upstream) discoverEndpoints(ctx context.Context) (*oauth2.Endpoint, err
 
 // AuthCodeURL is where the person signs in; verifier is the broker's own
 // PKCE verifier for this sign-in.
-func (u *Upstream) AuthCodeURL(ctx context.Context, state, verifier string) (string, error) {
+func (u *Client) AuthCodeURL(ctx context.Context, state, verifier string) (string, error) {
 	c, err := u.config(ctx)
 	if err != nil {
 		return "", err
@@ -114,50 +117,47 @@ func (u *Upstream) AuthCodeURL(ctx context.Context, state, verifier string) (str
 }
 
 // Exchange trades the upstream's code for its tokens.
-func (u *Upstream) Exchange(ctx context.Context, code, verifier string) (*oauth2.Token, error) {
+func (u *Client) Exchange(ctx context.Context, code, verifier string) (*oauth2.Token, error) {
 	c, err := u.config(ctx)
 	if err != nil {
 		return nil, err
 	}
 	tok, err := c.Exchange(context.WithValue(ctx, oauth2.HTTPClient, u.client), code, oauth2.VerifierOption(verifier))
 	if err != nil {
-		return nil, upstreamError("the sign-in code", err)
+		return nil, refusal("the sign-in code", err)
 	}
 	return tok, nil
 }
 
 // Refresh asks the upstream for new tokens with its refresh token, which
 // tells whether the person's sign-in there still stands.
-func (u *Upstream) Refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+func (u *Client) Refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
 	c, err := u.config(ctx)
 	if err != nil {
 		return nil, err
 	}
 	tok, err := c.TokenSource(context.WithValue(ctx, oauth2.HTTPClient, u.client), &oauth2.Token{RefreshToken: refreshToken}).Token()
 	if err != nil {
-		return nil, upstreamError("the refresh token", err)
+		return nil, refusal("the refresh token", err)
 	}
 	return tok, nil
 }
 
-// ErrUpstreamRefused reports an upstream that answered no (rather than
-// not answering).
-var ErrUpstreamRefused = errors.New("the identity provider refused")
+// ErrRefused reports an upstream that answered no (rather than not
+// answering).
+var ErrRefused = errors.New("the identity provider refused")
 
-func upstreamError(what string, err error) error {
+func refusal(what string, err error) error {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
-		return fmt.Errorf("%w %s: %s %s", ErrUpstreamRefused, what, re.ErrorCode, clip(re.ErrorDescription, 200))
+		desc := re.ErrorDescription
+		if len(desc) > 200 {
+			desc = desc[:200] + "…"
+		}
+		return fmt.Errorf("%w %s: %s %s", ErrRefused, what, re.ErrorCode, desc)
 	}
 	if errors.As(err, &re) && re.Response != nil {
 		return fmt.Errorf("the identity provider answered HTTP %d for %s", re.Response.StatusCode, what)
 	}
 	return fmt.Errorf("asking the identity provider about %s: %v", what, err)
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
 }
