@@ -9,7 +9,6 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -24,6 +23,7 @@ import (
 	"time"
 
 	"github.com/clickgate/clickgate/internal/chdb"
+	"github.com/clickgate/clickgate/internal/chhttp"
 	"github.com/clickgate/clickgate/internal/chproc"
 )
 
@@ -134,6 +134,7 @@ type Server struct {
 	// answer of GET /ping.
 	StartDuration time.Duration
 
+	url    *url.URL // HTTPURL + "/"
 	client *http.Client
 	proc   *chproc.Process
 }
@@ -210,14 +211,16 @@ func Start(tb testing.TB, opts Options) *Server {
 		tb.Fatalf("chtest: %v", err)
 		return nil
 	}
+	httpAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Ports.HTTP))
 	s := &Server{
 		Release:       opts.Release,
 		HTTPURL:       p.HTTPURL,
-		HTTPAddr:      net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Ports.HTTP)),
+		HTTPAddr:      httpAddr,
 		TCPAddr:       net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Ports.TCP)),
 		Dir:           dir,
 		PID:           p.PID,
 		StartDuration: p.StartDuration,
+		url:           &url.URL{Scheme: "http", Host: httpAddr, Path: "/"},
 		proc:          p,
 		client: &http.Client{
 			Transport: &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: 5 * time.Second},
@@ -364,8 +367,6 @@ func (e *QueryError) Error() string {
 	return fmt.Sprintf("clickhouse: HTTP %d: %s", e.Status, strings.TrimSpace(e.Body))
 }
 
-var codeRE = regexp.MustCompile(`Code: (\d+)`)
-
 // Query runs sql as user over HTTP (POST body, Basic auth) and returns the
 // result without its final newline. A non-200 answer fails the test with
 // ClickHouse's error text.
@@ -387,34 +388,14 @@ func (s *Server) QueryErr(user, password, sql string) (string, error) {
 // QueryParams is QueryErr with extra URL parameters: settings (readonly,
 // max_execution_time), session_id, quota_key, query_id, default_format, …
 func (s *Server) QueryParams(user, password, sql string, params url.Values) (string, error) {
-	u := s.HTTPURL + "/"
-	if len(params) > 0 {
-		u += "?" + params.Encode()
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(sql))
-	if err != nil {
-		return "", err
+	c := &chhttp.Client{URL: s.url, User: user, Password: password, HTTP: s.client, MaxAnswer: 1 << 30}
+	out, err := c.Query(ctx, sql, params)
+	if ex, ok := err.(*chhttp.Exception); ok {
+		return "", &QueryError{Status: ex.Status, Code: ex.Code, Body: ex.Message}
 	}
-	req.SetBasicAuth(user, password)
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		qe := &QueryError{Status: resp.StatusCode, Body: string(body)}
-		if m := codeRE.FindSubmatch(body); m != nil {
-			qe.Code, _ = strconv.Atoi(string(m[1]))
-		}
-		return "", qe
-	}
-	return strings.TrimSuffix(string(body), "\n"), nil
+	return strings.TrimSuffix(out, "\n"), err
 }
 
 // SelfSQL returns a query that selects columns of system.processes for the

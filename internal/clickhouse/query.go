@@ -8,9 +8,9 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/clickgate/clickgate/internal/chdb"
+	"github.com/clickgate/clickgate/internal/chhttp"
 )
 
 // Querier sends clickgate's own queries for a caller (MCP tools): the
@@ -52,28 +52,15 @@ func (q *Querier) Query(ctx context.Context, up *Upstream, sql string, settings 
 		body, err := q.queryEngine(ctx, up.QueryPrefix+sql, params)
 		return body, nil, err
 	}
-	u := *q.Target
-	u.RawQuery = params.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(up.QueryPrefix+sql))
-	if err != nil {
-		return nil, nil, err
-	}
-	for k, v := range up.Header {
-		req.Header[k] = v
-	}
-	resp, err := q.HTTP.Do(req)
-	if err != nil {
+	target := &chhttp.Client{URL: q.Target, HTTP: q.HTTP}
+	body, header, err := target.Open(ctx, up.QueryPrefix+sql, params, up.Header)
+	if _, ok := err.(*Exception); err != nil && !ok {
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
 		return nil, nil, fmt.Errorf("clickhouse: unreachable: %w", err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-		return nil, nil, parseException(resp.Header, body)
-	}
-	return resp.Body, resp.Header, nil
+	return body, header, err
 }
 
 // queryEngine runs sql on the engine with the parameters the HTTP

@@ -3,15 +3,16 @@ package demo
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/clickgate/clickgate/internal/chhttp"
 )
 
 // Client sends SQL to a ClickHouse HTTP interface, directly or through
-// clickgate's gateway.
+// clickgate's gateway, with chhttp's client.
 type Client struct {
 	URL string // base URL, e.g. http://127.0.0.1:8123
 	// Account is sent as Basic credentials when User is set.
@@ -36,40 +37,25 @@ func (c *Client) Query(ctx context.Context, sql string) (string, error) {
 
 // QueryParams is Query with URL parameters (database, settings).
 func (c *Client) QueryParams(ctx context.Context, sql string, params url.Values) (string, error) {
-	u := strings.TrimRight(c.URL, "/") + "/"
-	if len(params) > 0 {
-		u += "?" + params.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(sql))
+	u, err := url.Parse(strings.TrimRight(c.URL, "/") + "/")
 	if err != nil {
 		return "", err
 	}
-	switch {
-	case c.Bearer != "":
-		req.Header.Set("Authorization", "Bearer "+c.Bearer)
-	case c.Account.User != "":
-		req.SetBasicAuth(c.Account.User, c.Account.Password)
+	ch := &chhttp.Client{
+		URL: u, User: c.Account.User, Password: c.Account.Password, Bearer: c.Bearer,
+		HTTP: c.HTTP, MaxAnswer: 16 << 20,
 	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
+	out, err := ch.Query(ctx, sql, params)
+	if ex, ok := err.(*chhttp.Exception); ok {
+		return "", &QueryError{Status: ex.Status, Message: CleanMessage(ex.Message)}
 	}
-	resp, err := hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
 		return "", fmt.Errorf("%s: %w", c.URL, err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", &QueryError{Status: resp.StatusCode, Message: CleanMessage(string(body))}
-	}
-	return strings.TrimSuffix(string(body), "\n"), nil
+	return strings.TrimSuffix(out, "\n"), nil
 }
 
 var (
