@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/clickgate/clickgate/internal/oidcdiscovery"
 )
@@ -44,6 +45,13 @@ func discover(ctx context.Context, client *http.Client, issuer string) (*Metadat
 		return nil, fmt.Errorf("login: issuer %q is not an http(s) URL", issuer)
 	}
 	m, err := oidcdiscovery.Fetch(ctx, oidcdiscovery.HTTP(client), issuer)
+	var ie *oidcdiscovery.IssuerError
+	if errors.As(err, &ie) && strings.TrimRight(ie.Named, "/") == strings.TrimRight(issuer, "/") {
+		// --issuer typed with or without the provider's trailing slash:
+		// the same document (its URL drops the slash) speaks for the
+		// provider's spelling, which is then the issuer, exactly.
+		m, err = oidcdiscovery.Fetch(ctx, oidcdiscovery.HTTP(client), ie.Named)
+	}
 	var se *oidcdiscovery.StatusError
 	switch {
 	case errors.As(err, &se):

@@ -10,8 +10,10 @@ import (
 	"testing"
 )
 
-// Discover holds the provider to the issuer as given, trailing slash
-// included (the rule of oidcdiscovery), and says what it expected.
+// Discover holds the provider to one issuer, exactly (the rule of
+// oidcdiscovery): the one given, or — when the given one differs only by
+// a trailing slash, a typing matter at the command line — the provider's
+// own spelling; an impostor is refused, saying what was expected.
 func TestDiscoverIssuerRule(t *testing.T) {
 	var named string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -26,16 +28,19 @@ func TestDiscoverIssuerRule(t *testing.T) {
 	for _, tc := range []struct{ given, named string }{
 		{srv.URL + "/tenant", srv.URL + "/tenant"},
 		{srv.URL + "/tenant/", srv.URL + "/tenant/"},
+		{srv.URL + "/tenant/", srv.URL + "/tenant"},
+		{srv.URL + "/tenant", srv.URL + "/tenant/"},
 	} {
 		named = tc.named
-		if _, err := Discover(ctx, srv.Client(), tc.given); err != nil {
-			t.Errorf("issuer %q named %q: %v", tc.given, tc.named, err)
+		m, err := Discover(ctx, srv.Client(), tc.given)
+		if err != nil || m.Issuer != tc.named {
+			t.Errorf("issuer %q named %q: %v, %+v", tc.given, tc.named, err, m)
 		}
 	}
 	for _, tc := range []struct{ given, named string }{
-		{srv.URL + "/tenant/", srv.URL + "/tenant"},
-		{srv.URL + "/tenant", srv.URL + "/tenant/"},
 		{srv.URL + "/tenant", "https://impostor.example/tenant"},
+		{srv.URL + "/tenant", srv.URL + "/tenant/x"},
+		{srv.URL + "/tenant", srv.URL + "/"},
 	} {
 		named = tc.named
 		_, err := Discover(ctx, srv.Client(), tc.given)
