@@ -61,6 +61,7 @@ import (
 	"unsafe"
 
 	"github.com/clickgate/clickgate/internal/chdb/signals"
+	"github.com/clickgate/clickgate/internal/chsql"
 )
 
 // Engine is the process's embedded ClickHouse. Get it with Open; its
@@ -276,7 +277,8 @@ func setSQL(values map[string]string, readonly int) (string, error) {
 	slices.Sort(names)
 	parts := make([]string, 0, len(names)+1)
 	for _, k := range names {
-		parts = append(parts, k+" = "+stringLiteral(values[k]))
+		// Settings accept their values as strings.
+		parts = append(parts, k+" = "+chsql.Literal(values[k]))
 	}
 	if readonly != 0 {
 		parts = append(parts, "readonly = "+strconv.Itoa(readonly))
@@ -285,13 +287,6 @@ func setSQL(values map[string]string, readonly int) (string, error) {
 		return "", nil
 	}
 	return "SET " + strings.Join(parts, ", "), nil
-}
-
-// stringLiteral quotes s for ClickHouse; settings accept their values as
-// strings.
-func stringLiteral(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\x00", `\0`)
-	return "'" + r.Replace(s) + "'"
 }
 
 // Error is a query the engine refused, with ClickHouse's message.

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clickgate/clickgate/internal/chsql"
 )
 
 // The process's one engine, shared by every test here (chDB runs one per
@@ -165,11 +167,11 @@ func TestNoWritesBeyondTheEngine(t *testing.T) {
 	}
 	// Reading local files is what chdb:// is for (readonly 2 allows table
 	// functions; readonly 1 does not).
-	if got := exec1(t, "SELECT count() FROM file("+stringLiteral(csv)+")", Settings{Readonly: 2}); got != "2" {
+	if got := exec1(t, "SELECT count() FROM file("+chsql.Literal(csv)+")", Settings{Readonly: 2}); got != "2" {
 		t.Errorf("file() read %s rows", got)
 	}
 	out := filepath.Join(dir, "out.csv")
-	_, err := testEngine.Exec(context.Background(), "INSERT INTO FUNCTION file("+stringLiteral(out)+", 'CSV', 'a UInt8') SELECT 1", "TSV", Settings{})
+	_, err := testEngine.Exec(context.Background(), "INSERT INTO FUNCTION file("+chsql.Literal(out)+", 'CSV', 'a UInt8') SELECT 1", "TSV", Settings{})
 	var ce *Error
 	if !errors.As(err, &ce) || ce.Code != 497 || !strings.Contains(ce.Message, "WRITE ON FILE") {
 		t.Errorf("INSERT INTO FUNCTION file(): %v, want ACCESS_DENIED for WRITE ON FILE", err)
@@ -183,8 +185,8 @@ func TestNoWritesBeyondTheEngine(t *testing.T) {
 	outfile := filepath.Join(dir, "outfile.tsv")
 	for _, level := range []int{1, 2} {
 		for _, sql := range []string{
-			"SELECT 1 INTO OUTFILE " + stringLiteral(outfile),
-			"SELECT 1 INTO OUTFILE " + stringLiteral(outfile) + " APPEND",
+			"SELECT 1 INTO OUTFILE " + chsql.Literal(outfile),
+			"SELECT 1 INTO OUTFILE " + chsql.Literal(outfile) + " APPEND",
 			"SET max_threads = 1",
 			"USE system",
 		} {
@@ -201,7 +203,7 @@ func TestNoWritesBeyondTheEngine(t *testing.T) {
 	if got := exec1(t, "SELECT 'INTO OUTFILE x; SET a = 1'", Settings{Readonly: 1}); got != "INTO OUTFILE x; SET a = 1" {
 		t.Errorf("SELECT of a string: %q", got)
 	}
-	exec1(t, "SELECT 1 INTO OUTFILE "+stringLiteral(outfile), Settings{})
+	exec1(t, "SELECT 1 INTO OUTFILE "+chsql.Literal(outfile), Settings{})
 	if _, err := os.Stat(outfile); err != nil {
 		t.Errorf("INTO OUTFILE at readonly 0: %v", err)
 	}

@@ -50,6 +50,7 @@ import (
 	"github.com/ebitengine/purego"
 
 	"github.com/clickgate/clickgate/internal/chdbtest/internal/preload"
+	"github.com/clickgate/clickgate/internal/chsql"
 )
 
 // Engine is the process-wide chDB connection. Get it with Open.
@@ -250,7 +251,7 @@ func (e *Engine) FormatSingleLine(sql string) (string, error) {
 }
 
 func (e *Engine) format(fn, sql string) (string, error) {
-	out, err := e.Exec("SELECT "+fn+"("+StringLiteral(sql)+")", "RawBLOB")
+	out, err := e.Exec("SELECT "+fn+"("+chsql.Literal(sql)+")", "RawBLOB")
 	if err != nil {
 		var ce *Error
 		if errors.As(err, &ce) {
@@ -297,32 +298,31 @@ func (e *Engine) Identifier(ident string) (string, error) {
 	return string(b[n : n+int(size)]), nil
 }
 
-// StringLiteral quotes s as a ClickHouse string literal: in single quotes,
-// with backslash, single quote and the control characters that would be
-// unreadable or cut the query (NUL, newline, carriage return, tab) escaped by
-// backslash. Any bytes, including invalid UTF-8, round-trip.
-func StringLiteral(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte('\'')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '\\':
-			b.WriteString(`\\`)
-		case '\'':
-			b.WriteString(`\'`)
-		case 0:
-			b.WriteString(`\0`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\r':
-			b.WriteString(`\r`)
-		case '\t':
-			b.WriteString(`\t`)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('\'')
-	return b.String()
+// HostileNames are user, role and database names a token could carry, for
+// tests of the SQL that quotes them: quotes, backticks, backslashes,
+// control characters, unicode, very long. All are valid UTF-8 and at most
+// chsql.MaxIdentifierBytes long, so chsql quotes every one.
+var HostileNames = []string{
+	"alice@example.com",
+	"o'brien",
+	"back`tick",
+	`back\slash`,
+	`trailing\`,
+	`\`,
+	"`",
+	"new\nline; DROP USER admin",
+	"tab\tand\rcr",
+	"nul\x00byte",
+	"bell\x07",
+	"ünïcødé-用户-👩‍💻",
+	"ünï€ødé 😀 名前",
+	"x y.z@corp",
+	"` OR 1=1 --",
+	"' OR 1=1 --",
+	"`; DROP USER admin; --",
+	"'; GRANT ALL ON *.* TO `eve`; --",
+	"`'\\\n" + "ü😀",
+	strings.Repeat("x", 1024),
+	strings.Repeat("`\\'", 340),
+	strings.Repeat("long`'\\", 500),
 }

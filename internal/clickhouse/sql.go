@@ -1,17 +1,18 @@
 package clickhouse
 
+import "github.com/clickgate/clickgate/internal/chsql"
+
 // The statements clickgate sends to ClickHouse. Each quotes every name
-// with QuoteIdentifier or QuoteString; tests parse them with the real
-// ClickHouse engine.
+// with package chsql; tests parse them with the real ClickHouse engine.
 
 // CreateHTTPUserSQL creates a user whose password ClickHouse checks at the
 // named http_authentication server (clickgate's /clickhouse/auth).
 func CreateHTTPUserSQL(user, authServer string) (string, error) {
-	u, err := QuoteIdentifier(user)
+	u, err := chsql.QuoteIdentifier(user)
 	if err != nil {
 		return "", err
 	}
-	s, err := QuoteString(authServer)
+	s, err := chsql.QuoteString(authServer)
 	if err != nil {
 		return "", err
 	}
@@ -21,7 +22,7 @@ func CreateHTTPUserSQL(user, authServer string) (string, error) {
 // CreateImpersonationTargetSQL creates a user nobody can log in as; the
 // service account runs queries as it with EXECUTE AS.
 func CreateImpersonationTargetSQL(user string) (string, error) {
-	u, err := QuoteIdentifier(user)
+	u, err := chsql.QuoteIdentifier(user)
 	if err != nil {
 		return "", err
 	}
@@ -39,11 +40,11 @@ func RevokeRolesSQL(roles []string, user string) (string, error) {
 }
 
 func roleStatement(verb string, roles []string, prep, user string) (string, error) {
-	r, err := quoteList(roles)
+	r, err := chsql.QuoteIdentifiers(roles)
 	if err != nil {
 		return "", err
 	}
-	u, err := QuoteIdentifier(user)
+	u, err := chsql.QuoteIdentifier(user)
 	if err != nil {
 		return "", err
 	}
@@ -52,7 +53,7 @@ func roleStatement(verb string, roles []string, prep, user string) (string, erro
 
 // ExecuteAsPrefix is what impersonate mode puts before a query.
 func ExecuteAsPrefix(user string) (string, error) {
-	u, err := QuoteIdentifier(user)
+	u, err := chsql.QuoteIdentifier(user)
 	if err != nil {
 		return "", err
 	}
@@ -61,7 +62,7 @@ func ExecuteAsPrefix(user string) (string, error) {
 
 // RoleGrantsSQL lists the roles granted to user.
 func RoleGrantsSQL(user string) (string, error) {
-	u, err := QuoteString(user)
+	u, err := chsql.QuoteString(user)
 	if err != nil {
 		return "", err
 	}

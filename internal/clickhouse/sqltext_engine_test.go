@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/clickgate/clickgate/internal/chdbtest"
+	"github.com/clickgate/clickgate/internal/chsql"
 	"github.com/clickgate/clickgate/internal/chtest"
 )
 
@@ -109,7 +110,7 @@ func hostileCorpus(n int) []string {
 // it (implicit_select is on in clickhouse-local and chDB only); an error
 // means ClickHouse does not parse the text.
 func canonical(e *chdbtest.Engine, text string) (string, error) {
-	return e.Exec("SELECT formatQuerySingleLine("+chdbtest.StringLiteral(text)+") SETTINGS implicit_select = 0", "RawBLOB")
+	return e.Exec("SELECT formatQuerySingleLine("+chsql.Literal(text)+") SETTINGS implicit_select = 0", "RawBLOB")
 }
 
 // canonToken is a token of ClickHouse's formatted SQL.

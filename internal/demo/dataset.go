@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/clickgate/clickgate/internal/chsql"
 )
 
 // The demo's databases: the analyst account reads UsageDB only, the admin
@@ -161,7 +163,7 @@ const budgetsSchema = `CREATE TABLE %s (
 func pricesRows() []string {
 	var rows []string
 	for _, m := range models {
-		rows = append(rows, fmt.Sprintf("(%s, %s, %g, %g, %g)", sqlString(m.name), sqlString(m.provider), m.in, m.cachedIn, m.out))
+		rows = append(rows, fmt.Sprintf("(%s, %s, %g, %g, %g)", chsql.Literal(m.name), chsql.Literal(m.provider), m.in, m.cachedIn, m.out))
 	}
 	return rows
 }
@@ -169,7 +171,7 @@ func pricesRows() []string {
 func budgetRows() []string {
 	var rows []string
 	for _, t := range teams {
-		rows = append(rows, fmt.Sprintf("(%s, %s, %s, %d)", sqlString(t.name), sqlString(t.costCenter), sqlString(t.owner), t.budget))
+		rows = append(rows, fmt.Sprintf("(%s, %s, %s, %d)", chsql.Literal(t.name), chsql.Literal(t.costCenter), chsql.Literal(t.owner), t.budget))
 	}
 	return rows
 }
@@ -205,18 +207,18 @@ func fillUsage(ctx context.Context, c *Client, table string, progress Progress) 
 func usageSQL(table, start string, perDay, from, to int) string {
 	var teamNames, teamWeights, apps []string
 	for _, t := range teams {
-		teamNames = append(teamNames, sqlString(t.name))
+		teamNames = append(teamNames, chsql.Literal(t.name))
 		teamWeights = append(teamWeights, fmt.Sprintf("%.2f", t.weight))
 		var a []string
 		for _, app := range t.apps {
-			a = append(a, sqlString(app))
+			a = append(a, chsql.Literal(app))
 		}
 		apps = append(apps, "["+strings.Join(a, ", ")+"]")
 	}
 	var names, providers, launches, weights, tin, tout []string
 	for _, m := range models {
-		names = append(names, sqlString(m.name))
-		providers = append(providers, sqlString(m.provider))
+		names = append(names, chsql.Literal(m.name))
+		providers = append(providers, chsql.Literal(m.provider))
 		launches = append(launches, strconv.Itoa(m.launch))
 		weights = append(weights, fmt.Sprintf("%.2f", m.weight))
 		tin = append(tin, fmt.Sprintf("%d.0", m.tokensIn))
@@ -225,7 +227,7 @@ func usageSQL(table, start string, perDay, from, to int) string {
 	arr := func(xs []string) string { return "[" + strings.Join(xs, ", ") + "]" }
 	appsPerTeam := len(teams[0].apps)
 	r := strings.NewReplacer(
-		"$TABLE", table, "$START", sqlString(start), "$DAYS", strconv.Itoa(days),
+		"$TABLE", table, "$START", chsql.Literal(start), "$DAYS", strconv.Itoa(days),
 		"$FROM", strconv.Itoa(from), "$COUNT", strconv.Itoa(to-from),
 		"$PER_DAY", strconv.Itoa(perDay), "$PER_TEAM", strconv.Itoa(appsPerTeam*len(models)), "$MODELS", strconv.Itoa(len(models)),
 		"$TEAM_WEIGHTS", arr(teamWeights), "$TEAMS", arr(teamNames), "$APPS", arr(apps),
@@ -261,9 +263,4 @@ FROM
     FROM numbers($FROM, $COUNT)
     WHERE cityHash64(t, a, m) % 100 < 55 AND d >= $LAUNCHES[m + 1]
 )`)
-}
-
-// sqlString quotes s as a ClickHouse string literal.
-func sqlString(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }

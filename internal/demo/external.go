@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+
+	"github.com/clickgate/clickgate/internal/chsql"
 )
 
 // ExternalAnalyst is the account the demo creates on a server of the
@@ -14,7 +16,7 @@ const ExternalAnalyst = "clickgate_demo_analyst"
 // on a ClickHouse with SQL users (20.4 and later): read-only (readonly =
 // AnalystReadonly), reading the usage database only.
 func AnalystSQL(password string) []string {
-	auth := " IDENTIFIED WITH sha256_password BY " + sqlString(password) + " SETTINGS readonly = " + strconv.Itoa(AnalystReadonly)
+	auth := " IDENTIFIED WITH sha256_password BY " + chsql.Literal(password) + " SETTINGS readonly = " + strconv.Itoa(AnalystReadonly)
 	return []string{
 		"CREATE USER IF NOT EXISTS " + ExternalAnalyst + auth,
 		"ALTER USER " + ExternalAnalyst + auth,
