@@ -27,6 +27,7 @@ import (
 	"github.com/clickgate/clickgate/internal/clickhouse"
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/testkit"
 	"github.com/clickgate/clickgate/internal/token"
 )
 
@@ -201,15 +202,10 @@ func (p *exIdP) login(client, id string) string {
 	return tok.AccessToken
 }
 
-// exClock is clickgate's clock: the real time (the provider's) plus a skip.
-type exClock struct{ skip atomic.Int64 }
-
-func (c *exClock) Now() time.Time          { return time.Now().Add(time.Duration(c.skip.Load())) }
-func (c *exClock) Advance(d time.Duration) { c.skip.Add(int64(d)) }
-
 // newExGateway wires clickgate as server.go does: an oidc processor "corp"
 // (client clickgate) whose discovered token endpoint exchange mode uses.
-func newExGateway(t *testing.T, idp *exIdP, clk *exClock, client, secret, audience string) (*token.Verifier, clickhouse.Mode) {
+// clk is clickgate's clock: the real time (the provider's) plus a skip.
+func newExGateway(t *testing.T, idp *exIdP, clk *testkit.Clock, client, secret, audience string) (*token.Verifier, clickhouse.Mode) {
 	t.Helper()
 	pc := &config.TokenProcessor{Type: config.TypeOIDC, Issuer: idp.issuer, Audiences: []string{client},
 		ClientID: client, ClientSecret: secret}
@@ -242,7 +238,7 @@ func exCaller(raw string, expiry time.Time) *clickhouse.Caller {
 func TestIntegrationExchange(t *testing.T) {
 	ctx := context.Background()
 	idp := newExIdP(t)
-	clk := &exClock{}
+	clk := testkit.RealClock()
 	verifier, mode := newExGateway(t, idp, clk, exClickgate, exSecrets[exClickgate], exAudience)
 	raw := idp.login(exClickgate, "id1")
 
@@ -350,7 +346,7 @@ func TestIntegrationExchangeRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			client := cmp.Or(tc.client, exClickgate)
 			secret := cmp.Or(tc.secret, exSecrets[client])
-			_, mode := newExGateway(t, idp, &exClock{}, client, secret, cmp.Or(tc.audience, exAudience))
+			_, mode := newExGateway(t, idp, testkit.RealClock(), client, secret, cmp.Or(tc.audience, exAudience))
 			idp.down.Store(tc.down)
 			defer idp.down.Store(false)
 

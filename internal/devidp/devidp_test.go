@@ -23,7 +23,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -48,30 +47,13 @@ const (
 // ---------------------------------------------------------------------------
 // The stack: clickgate with the dev IdP, and a processor that trusts it.
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type stack struct {
 	t       *testing.T
 	srv     *httptest.Server
 	base    string
 	issuer  string
 	keyFile string
-	clock   *clock
+	clock   *testkit.Clock // stands still, starting at the real time
 	logs    *testkit.SyncBuffer
 }
 
@@ -150,7 +132,7 @@ dev_idp:
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{t: t, base: base, issuer: base + "/idp", keyFile: o.keyFile, clock: &clock{t: time.Now()}, logs: &testkit.SyncBuffer{}}
+	s := &stack{t: t, base: base, issuer: base + "/idp", keyFile: o.keyFile, clock: testkit.NewClock(time.Now()), logs: &testkit.SyncBuffer{}}
 	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(s.logs, nil)), Now: s.clock.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -12,15 +12,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clickgate/clickgate/internal/testkit"
 )
 
-// clock is a settable time source for a Ring, used by one goroutine.
-type clock struct{ t time.Time }
-
-func newClock() *clock { return &clock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time          { return c.t }
-func (c *clock) Advance(d time.Duration) { c.t = c.t.Add(d) }
+// epoch is where the tests' clocks start.
+var epoch = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 
 // errs collects what a Ring reports.
 type errs struct{ list []error }
@@ -33,7 +30,7 @@ func (e *errs) take() []error {
 	return l
 }
 
-func open(t *testing.T, path string, c *clock) (*Ring, *errs) {
+func open(t *testing.T, path string, c *testkit.Clock) (*Ring, *errs) {
 	t.Helper()
 	e := &errs{}
 	r, err := Open(path, c.Now, e.report)
@@ -77,7 +74,7 @@ func mustMode(t *testing.T, path string, want os.FileMode) {
 
 func TestOpenCreatesAndKeeps(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state", "keys.json")
-	c := newClock()
+	c := testkit.NewClock(epoch)
 	r, _ := open(t, path, c)
 	mustMode(t, path, 0o600)
 	mustMode(t, filepath.Dir(path), 0o700)
@@ -138,7 +135,7 @@ func replace(t *testing.T, path string, mode os.FileMode, data []byte) {
 }
 
 func TestOpenRefuses(t *testing.T) {
-	now := newClock().Now()
+	now := epoch
 	key := func(retired bool) storedKey {
 		k, err := newStoredKey(now)
 		if err != nil {
@@ -184,7 +181,7 @@ func TestOpenRefuses(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "keys.json")
 			writeKeys(t, path, tc.mode, tc.file)
 			before, _ := os.ReadFile(path)
-			_, err := Open(path, newClock().Now, nil)
+			_, err := Open(path, testkit.NewClock(epoch).Now, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
 				t.Fatalf("Open: %v, want an error naming the file and saying %q", err, tc.want)
 			}
@@ -225,7 +222,7 @@ func TestOpenUnusableDirectory(t *testing.T) {
 func TestRotate(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "keys.json")
-	c := newClock()
+	c := testkit.NewClock(epoch)
 	r, _ := open(t, path, c)
 	first, _ := r.Signing()
 
@@ -286,7 +283,7 @@ func TestRotateCreates(t *testing.T) {
 
 func TestRotateKeepsAtMostMaxKeys(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.json")
-	c := newClock()
+	c := testkit.NewClock(epoch)
 	var made []string
 	for range maxKeys + 5 {
 		kid, err := rotate(path, 24*time.Hour, c.Now())
@@ -309,7 +306,7 @@ func TestRotateKeepsAtMostMaxKeys(t *testing.T) {
 
 func TestReloadAtMostEveryCheckInterval(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.json")
-	c := newClock()
+	c := testkit.NewClock(epoch)
 	r, _ := open(t, path, c)
 	first, _ := r.Signing()
 	second, err := Rotate(path, time.Hour)
@@ -328,7 +325,7 @@ func TestReloadAtMostEveryCheckInterval(t *testing.T) {
 
 func TestBrokenFileKeepsKeys(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.json")
-	c := newClock()
+	c := testkit.NewClock(epoch)
 	r, reported := open(t, path, c)
 	kid, _ := r.Signing()
 	good, err := os.ReadFile(path)
@@ -414,7 +411,7 @@ func TestConcurrentUse(t *testing.T) {
 // one's key.
 func TestCreateKeepsAnExistingFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.json")
-	now := newClock().Now()
+	now := epoch
 	if err := create(path, now); err != nil {
 		t.Fatal(err)
 	}

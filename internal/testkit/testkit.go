@@ -1,8 +1,9 @@
-// Package testkit holds what tests outside the packages they test
-// (servers, commands, end-to-end tests) share: signing keys and tokens, the
+// Package testkit holds what tests share across packages (servers,
+// commands, end-to-end tests above all): signing keys and tokens, the
 // clickgate binary, a headless Chromium to sign in with, Node and the npm
-// packages, and small helpers such as a goroutine-safe buffer for logs.
-// Only tests and benchmarks import it.
+// packages, and small helpers such as a goroutine-safe buffer for logs and
+// the settable clock every test that moves time uses.
+// Only tests, benchmarks and test-support packages (storetest) import it.
 package testkit
 
 import (

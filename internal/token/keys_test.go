@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/clickgate/clickgate/internal/testkit"
 )
 
 // jwksServer serves a JWK set that the test can change or take down, and
@@ -40,17 +42,17 @@ func TestRemoteKeys(t *testing.T) {
 	old := newSigningKey(t, jose.ES256, "old")
 	rotated := newSigningKey(t, jose.ES256, "new")
 	srv := newJWKSServer(t, jwks(t, old))
-	clk := &clock{t: testClock}
+	clk := testkit.NewClock(testClock)
 	cfg := jwtConfig(t)
 	cfg.Keys, cfg.JWKSURI = "", srv.URL
 	cfg.MaxKeyStaleness = 3 * time.Hour
-	p, err := New("corp", cfg, Options{Now: clk.now})
+	p, err := New("corp", cfg, Options{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	verify := func(k *signingKey) error {
-		claims := with(validClaims(), map[string]any{"exp": clk.now().Add(time.Hour).Unix(), "iat": nil, "nbf": nil})
+		claims := with(validClaims(), map[string]any{"exp": clk.Now().Add(time.Hour).Unix(), "iat": nil, "nbf": nil})
 		tok, err := Parse(k.sign(t, claims))
 		if err != nil {
 			t.Fatal(err)
@@ -73,18 +75,18 @@ func TestRemoteKeys(t *testing.T) {
 	step("second token uses the cached keys", old, "", 1)
 	srv.body.Store(jwks(t, old, rotated))
 	step("a new kid within 10s of the last fetch is unknown", rotated, ReasonUnknownKey, 1)
-	clk.advance(11 * time.Second)
+	clk.Advance(11 * time.Second)
 	step("after 10s the unknown kid triggers one refresh", rotated, "", 2)
 	step("and the old key still verifies", old, "", 2)
 	step("an unknown kid right after a refresh does not refetch", newSigningKey(t, jose.ES256, "x"), ReasonUnknownKey, 2)
 
 	srv.down.Store(true)
-	clk.advance(jwksMaxAge + time.Minute) // keys are due for a refresh, which fails
+	clk.Advance(jwksMaxAge + time.Minute) // keys are due for a refresh, which fails
 	step("IdP down: keys fetched before stay in use", old, "", 3)
-	clk.advance(2 * time.Hour) // past max_key_staleness since the last good fetch
+	clk.Advance(2 * time.Hour) // past max_key_staleness since the last good fetch
 	step("IdP down beyond max_key_staleness: fail closed", old, ReasonUnavailable, 4)
 	srv.down.Store(false)
-	clk.advance(11 * time.Second)
+	clk.Advance(11 * time.Second)
 	step("IdP back", old, "", 5)
 }
 

@@ -37,6 +37,7 @@ import (
 
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/testkit"
 	"github.com/clickgate/clickgate/internal/token"
 )
 
@@ -569,35 +570,16 @@ func (p *itIdP) revoke(client, accessToken string) {
 }
 
 // ---------------------------------------------------------------------------
-// clickgate's side.
-
-// itClock is clickgate's controlled clock; it starts at the real time
-// because the provider stamps tokens with the real time.
-type itClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newITClock() *itClock { return &itClock{t: time.Now()} }
-
-func (c *itClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *itClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// clickgate's side. Its clock is testkit.NewClock(time.Now()): it stands
+// still where the test moves it, starting at the real time because the
+// provider stamps tokens with the real time.
 
 type itReadier interface {
 	Ready(ctx context.Context) error
 }
 
 // itProcessor builds a processor named "corp" the way production code does.
-func itProcessor(t *testing.T, cfg *config.TokenProcessor, clk *itClock) token.Processor {
+func itProcessor(t *testing.T, cfg *config.TokenProcessor, clk *testkit.Clock) token.Processor {
 	t.Helper()
 	cfg.ApplyDefaults()
 	transport := &http.Transport{}
@@ -767,7 +749,7 @@ func TestIntegrationOIDCDiscoveryAndJWKS(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := newITClock()
+			clk := testkit.NewClock(time.Now())
 			p := itProcessor(t, tc.cfg, clk)
 			v := itVerifier(p, clk.Now)
 			id, err := v.Verify(context.Background(), tc.raw)
@@ -801,7 +783,7 @@ func TestIntegrationOIDCDiscoveryAndJWKS(t *testing.T) {
 	}
 
 	t.Run("a second provider's token is routed to no processor", func(t *testing.T) {
-		clk := newITClock()
+		clk := testkit.NewClock(time.Now())
 		p := itProcessor(t, jwtConfig("clickhouse"), clk)
 		tok, err := token.Parse(foreign)
 		if err != nil {
@@ -822,7 +804,7 @@ func TestIntegrationOIDCDiscoveryAndJWKS(t *testing.T) {
 	})
 
 	t.Run("discovery and JWKS are fetched once", func(t *testing.T) {
-		clk := newITClock()
+		clk := testkit.NewClock(time.Now())
 		p := itProcessor(t, jwtConfig("clickhouse"), clk)
 		d0, k0 := idp.count(itPathDiscovery), idp.count(itPathKeys)
 		for i := 0; i < 5; i++ {
@@ -835,7 +817,7 @@ func TestIntegrationOIDCDiscoveryAndJWKS(t *testing.T) {
 	})
 
 	t.Run("issuer must match discovery exactly", func(t *testing.T) {
-		clk := newITClock()
+		clk := testkit.NewClock(time.Now())
 		p := itProcessor(t, &config.TokenProcessor{Type: config.TypeOIDC, Issuer: idp.issuer + "/", Audiences: []string{"clickhouse"}}, clk)
 		err := p.(itReadier).Ready(context.Background())
 		if err == nil || token.ReasonOf(err) != token.ReasonUnavailable {
@@ -849,7 +831,7 @@ func TestIntegrationOIDCDiscoveryAndJWKS(t *testing.T) {
 
 func TestIntegrationOIDCKeyRotation(t *testing.T) {
 	idp := newITIdP(t)
-	clk := newITClock()
+	clk := testkit.NewClock(time.Now())
 	p := itProcessor(t, &config.TokenProcessor{Type: config.TypeOIDC, Issuer: idp.issuer, Audiences: []string{"clickhouse"}}, clk)
 	jwksFetches := func() int { return idp.count(itPathKeys) }
 	ok := func(what, raw string) {
@@ -944,7 +926,7 @@ func TestIntegrationOIDCIdPDown(t *testing.T) {
 		idp := newITIdP(t)
 		idp.setJWTLifetime(3 * time.Hour)
 		raw := idp.clientCredentials(itClientBot).AccessToken
-		clk := newITClock()
+		clk := testkit.NewClock(time.Now())
 		p := itProcessor(t, &config.TokenProcessor{
 			Type: config.TypeOIDC, Issuer: idp.issuer, Audiences: []string{"clickhouse"},
 			MaxKeyStaleness: 2 * time.Hour,
@@ -1007,7 +989,7 @@ func TestIntegrationOIDCIdPDown(t *testing.T) {
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
-				clk := newITClock()
+				clk := testkit.NewClock(time.Now())
 				p := itProcessor(t, &config.TokenProcessor{Type: config.TypeOIDC, Issuer: idp.issuer, Audiences: []string{"clickhouse"}}, clk)
 				// The Verifier's clock stands still: if it cached the
 				// failure, it would still be serving it at the end.
@@ -1096,7 +1078,7 @@ func TestIntegrationOIDCOpaqueAccessToken(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := newITClock()
+			clk := testkit.NewClock(time.Now())
 			v := itVerifier(itProcessor(t, tc.cfg, clk), clk.Now)
 			u0, i0 := idp.count(itPathUserinfo), idp.count(itPathIntrospection)
 			id, err := v.Verify(context.Background(), tc.raw)
@@ -1162,7 +1144,7 @@ func TestIntegrationOpaqueIntrospection(t *testing.T) {
 
 	// The token to be revoked is active first, so the revocation is what
 	// changes the answer.
-	clk := newITClock()
+	clk := testkit.NewClock(time.Now())
 	id, err := itVerifier(itProcessor(t, cfg(nil), clk), clk.Now).Verify(context.Background(), revoked)
 	itWantOK(t, "before revocation", id, err)
 	idp.revoke(itClientOpaque, revoked)
@@ -1187,7 +1169,7 @@ func TestIntegrationOpaqueIntrospection(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			clk := newITClock()
+			clk := testkit.NewClock(time.Now())
 			v := itVerifier(itProcessor(t, tc.cfg, clk), clk.Now)
 			i0, u0 := idp.count(itPathIntrospection), idp.count(itPathUserinfo)
 			id, err := v.Verify(context.Background(), tc.raw)
@@ -1259,7 +1241,7 @@ func TestIntegrationConcurrentVerify(t *testing.T) {
 
 	t.Run("one opaque token: one userinfo call", func(t *testing.T) {
 		raw := idp.loginAs(itClientOpaque, "alice", "alice-pw").AccessToken
-		clk := newITClock()
+		clk := testkit.NewClock(time.Now())
 		v := itVerifier(itProcessor(t, &config.TokenProcessor{Type: config.TypeOIDC, Issuer: idp.issuer, UsernameClaim: "email"}, clk), clk.Now)
 		// A slow answer keeps the first verification in flight while the
 		// others arrive, so they must share it rather than find it cached.
@@ -1279,7 +1261,7 @@ func TestIntegrationConcurrentVerify(t *testing.T) {
 
 	t.Run("one JWT: one discovery and one JWKS fetch", func(t *testing.T) {
 		raw := idp.clientCredentials(itClientBot).AccessToken
-		clk := newITClock()
+		clk := testkit.NewClock(time.Now())
 		v := itVerifier(itProcessor(t, &config.TokenProcessor{Type: config.TypeOIDC, Issuer: idp.issuer, Audiences: []string{"clickhouse"}}, clk), clk.Now)
 		idp.setDelay(itPathKeys, 100*time.Millisecond)
 		defer idp.setDelay(itPathKeys, 0)
@@ -1328,7 +1310,7 @@ func TestIntegrationVerificationsDuringJWKSFetch(t *testing.T) {
 
 	t.Run("cold start", func(t *testing.T) {
 		a, b := idp.clientCredentials(itClientBot).AccessToken, idp.clientCredentials(itClientBot).AccessToken
-		clk := newITClock()
+		clk := testkit.NewClock(time.Now())
 		v := itVerifier(itProcessor(t, cfg(), clk), clk.Now)
 		done := inFlight(t, v, a)
 		id, err := v.Verify(context.Background(), b)
@@ -1339,7 +1321,7 @@ func TestIntegrationVerificationsDuringJWKSFetch(t *testing.T) {
 	})
 
 	t.Run("rotation", func(t *testing.T) {
-		clk := newITClock()
+		clk := testkit.NewClock(time.Now())
 		v := itVerifier(itProcessor(t, cfg(), clk), clk.Now)
 		id, err := v.Verify(context.Background(), idp.clientCredentials(itClientBot).AccessToken)
 		itWantOK(t, "warm-up", id, err)
@@ -1365,7 +1347,7 @@ func TestIntegrationVerificationsDuringJWKSFetch(t *testing.T) {
 		for i := range raws {
 			raws[i] = idp.clientCredentials(itClientBot).AccessToken
 		}
-		clk := newITClock()
+		clk := testkit.NewClock(time.Now())
 		v := itVerifier(itProcessor(t, cfg(), clk), clk.Now)
 		k0 := idp.count(itPathKeys)
 		errs := make([]error, n)

@@ -12,6 +12,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/testkit"
 )
 
 // scriptedProcessor answers from a function and counts calls. It tests the
@@ -38,23 +39,15 @@ type recognizingProcessor struct{ *scriptedProcessor }
 
 func (p recognizingProcessor) Recognizes(t *Token) bool { return p.recognizes(t) }
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
-
 func identityFor(name string, exp time.Time) *identity.Identity {
 	return &identity.Identity{Processor: name, Username: "alice", Expiry: exp}
 }
 
 func TestVerifierCachesUntilExpiryOrTTL(t *testing.T) {
-	clk := &clock{t: testClock}
+	clk := testkit.NewClock(testClock)
 	exp := testClock.Add(2 * time.Minute)
 	p := &scriptedProcessor{name: "corp", answer: func(*Token) (*identity.Identity, error) { return identityFor("corp", exp), nil }}
-	v := NewVerifier([]Processor{p}, map[string]time.Duration{"corp": 5 * time.Minute}, nil, clk.now)
+	v := NewVerifier([]Processor{p}, map[string]time.Duration{"corp": 5 * time.Minute}, nil, clk.Now)
 	ctx := context.Background()
 
 	for i := 0; i < 3; i++ {
@@ -65,7 +58,7 @@ func TestVerifierCachesUntilExpiryOrTTL(t *testing.T) {
 	if n := p.calls.Load(); n != 1 {
 		t.Fatalf("three lookups made %d processor calls, want 1", n)
 	}
-	clk.advance(2*time.Minute + time.Second) // past exp, before cache_ttl
+	clk.Advance(2*time.Minute + time.Second) // past exp, before cache_ttl
 	if _, err := v.Verify(ctx, "opaque-token"); err != nil {
 		t.Fatal(err)
 	}
@@ -74,11 +67,11 @@ func TestVerifierCachesUntilExpiryOrTTL(t *testing.T) {
 	}
 
 	noExp := &scriptedProcessor{name: "corp", answer: func(*Token) (*identity.Identity, error) { return identityFor("corp", time.Time{}), nil }}
-	v = NewVerifier([]Processor{noExp}, map[string]time.Duration{"corp": time.Minute}, nil, clk.now)
+	v = NewVerifier([]Processor{noExp}, map[string]time.Duration{"corp": time.Minute}, nil, clk.Now)
 	v.Verify(ctx, "t")
-	clk.advance(59 * time.Second)
+	clk.Advance(59 * time.Second)
 	v.Verify(ctx, "t")
-	clk.advance(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	v.Verify(ctx, "t")
 	if n := noExp.calls.Load(); n != 2 {
 		t.Fatalf("cache_ttl: %d calls, want 2", n)
@@ -86,7 +79,7 @@ func TestVerifierCachesUntilExpiryOrTTL(t *testing.T) {
 }
 
 func TestVerifierNegativeCacheButNotOutages(t *testing.T) {
-	clk := &clock{t: testClock}
+	clk := testkit.NewClock(testClock)
 	var down atomic.Bool
 	p := &scriptedProcessor{name: "corp", answer: func(*Token) (*identity.Identity, error) {
 		if down.Load() {
@@ -94,7 +87,7 @@ func TestVerifierNegativeCacheButNotOutages(t *testing.T) {
 		}
 		return nil, errorf(ReasonInactive, "corp", "revoked")
 	}}
-	v := NewVerifier([]Processor{p}, map[string]time.Duration{"corp": time.Minute}, nil, clk.now)
+	v := NewVerifier([]Processor{p}, map[string]time.Duration{"corp": time.Minute}, nil, clk.Now)
 	ctx := context.Background()
 
 	for i := 0; i < 3; i++ {
@@ -105,7 +98,7 @@ func TestVerifierNegativeCacheButNotOutages(t *testing.T) {
 	if n := p.calls.Load(); n != 1 {
 		t.Fatalf("a rejection was re-verified: %d calls", n)
 	}
-	clk.advance(NegativeTTL + time.Second)
+	clk.Advance(NegativeTTL + time.Second)
 	v.Verify(ctx, "bad")
 	if n := p.calls.Load(); n != 2 {
 		t.Fatalf("negative entry outlived NegativeTTL: %d calls", n)

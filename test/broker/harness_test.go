@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,17 +26,11 @@ import (
 	"github.com/clickgate/clickgate/internal/testkit"
 )
 
-// clock is time.Now plus an offset the test moves forward.
-type clock struct{ offset atomic.Int64 }
-
-func (c *clock) Now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
-func (c *clock) Advance(d time.Duration) { c.offset.Add(int64(d)) }
-
 // stack is a clickgate server with the broker on, signing people in at
 // its development IdP.
 type stack struct {
 	base  string
-	clock *clock
+	clock *testkit.Clock // the real time, moved forward by the test
 	logs  *testkit.SyncBuffer
 	cfg   *config.Config
 
@@ -92,7 +85,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{base: base, clock: &clock{}, logs: &testkit.SyncBuffer{}, cfg: cfg}
+	s := &stack{base: base, clock: testkit.RealClock(), logs: &testkit.SyncBuffer{}, cfg: cfg}
 	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(s.logs, nil)), Now: s.clock.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -249,13 +249,6 @@ func startClickHouse(t *testing.T, servers []authServer, accounts ...account) *c
 	})
 }
 
-// clock is a fake time for clickgate (tickets and token checks) that the
-// test moves forward.
-type clock struct{ offset atomic.Int64 }
-
-func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
-func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
-
 // gate is one clickgate server in http_auth mode.
 type gate struct {
 	*front

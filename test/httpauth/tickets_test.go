@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/clickgate/clickgate/internal/clickhouse"
+	"github.com/clickgate/clickgate/internal/testkit"
 )
 
 // ticketTTL and ticketLeeway are those of internal/clickhouse/tickets.go:
@@ -25,8 +26,8 @@ func TestTicketsAreReusedRenewedAndExpire(t *testing.T) {
 	f := newFront(t)
 	ch := startClickHouse(t, []authServer{{name: "clickgate", uri: authURI(f)}}, dave)
 	key := newKey(t)
-	var clk clock
-	g := newGate(t, f, key, ch.HTTPURL, gateOptions{now: clk.now})
+	clk := testkit.RealClock()
+	g := newGate(t, f, key, ch.HTTPURL, gateOptions{now: clk.Now})
 	tok := token(t, key, "clickhouse", "dave")
 
 	// viaGateway runs a query as dave and returns the ticket ClickHouse
@@ -66,7 +67,7 @@ func TestTicketsAreReusedRenewedAndExpire(t *testing.T) {
 
 	// Less than a third of the life left: a new ticket; the old one works
 	// until it expires.
-	clk.advance(ticketTTL - ticketTTL/3 + time.Second)
+	clk.Advance(ticketTTL - ticketTTL/3 + time.Second)
 	second := viaGateway(t)
 	if second == first {
 		t.Fatal("no new ticket with less than a third of the old one's life left")
@@ -79,7 +80,7 @@ func TestTicketsAreReusedRenewedAndExpire(t *testing.T) {
 	}
 
 	// Past the first ticket's expiry (and the leeway).
-	clk.advance(ticketTTL/3 + ticketLeeway + time.Second)
+	clk.Advance(ticketTTL/3 + ticketLeeway + time.Second)
 	body, st := straight(t, first)
 	if code(body) != 516 || st != 403 {
 		t.Fatalf("an expired ticket: ClickHouse %q, clickgate %d; want 516 after clickgate's 403", body, st)

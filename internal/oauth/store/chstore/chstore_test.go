@@ -122,7 +122,7 @@ func TestStore(t *testing.T) {
 				}
 			}
 		}
-		c.Add(24*time.Hour + purgeMargin)
+		c.Advance(24*time.Hour + purgeMargin)
 		if err := s.Purge(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +131,7 @@ func TestStore(t *testing.T) {
 		if n := rows(); n != "3" {
 			t.Fatalf("%s rows after the first purge, want the family's 3", n)
 		}
-		c.Add(time.Second)
+		c.Advance(time.Second)
 		if err := s.Purge(ctx); err != nil {
 			t.Fatal(err)
 		}

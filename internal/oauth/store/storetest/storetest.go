@@ -13,37 +13,19 @@ import (
 	"time"
 
 	"github.com/clickgate/clickgate/internal/oauth/store"
+	"github.com/clickgate/clickgate/internal/testkit"
 )
 
-// Clock is a settable clock shared by the instances of one test.
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-// NewClock returns a clock at a fixed time.
-func NewClock() *Clock { return &Clock{t: time.Unix(1_800_000_000, 0)} }
-
-// Now is the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Add moves the clock by d.
-func (c *Clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// NewClock returns the clock the instances of one test share: it stands
+// at a fixed time until the test advances it.
+func NewClock() *testkit.Clock { return testkit.NewClock(time.Unix(1_800_000_000, 0)) }
 
 // clause is one clause of the Store contract. open returns another
 // instance on the same state each time it is called, as another replica
 // would hold.
 type clause struct {
 	name string
-	run  func(t *testing.T, open func() store.Store, c *Clock)
+	run  func(t *testing.T, open func() store.Store, c *testkit.Clock)
 }
 
 // Want fails the test unless err is target (nil for success).
@@ -55,7 +37,7 @@ func Want(t *testing.T, what string, err, target error) {
 }
 
 var contract = []clause{
-	{"use once", func(t *testing.T, open func() store.Store, c *Clock) {
+	{"use once", func(t *testing.T, open func() store.Store, c *testkit.Clock) {
 		ctx, a, b := context.Background(), open(), open()
 		exp := c.Now().Add(time.Minute)
 		Want(t, "Use", a.Use(ctx, "code:1", exp), nil)
@@ -63,7 +45,7 @@ var contract = []clause{
 		Want(t, "Use at another replica", b.Use(ctx, "code:1", exp), store.ErrReplay)
 		Want(t, "Use of another id", b.Use(ctx, "code:2", exp), nil)
 	}},
-	{"use with hostile ids", func(t *testing.T, open func() store.Store, c *Clock) {
+	{"use with hostile ids", func(t *testing.T, open func() store.Store, c *testkit.Clock) {
 		ctx, s := context.Background(), open()
 		exp := c.Now().Add(time.Minute)
 		ids := []string{"a'", `a\'`, "a\\", "a`", "a\nb", "a\tb", "a\x00b", "a'); DROP TABLE x; --", "ünïcödé", strings.Repeat("é", 1000)}
@@ -74,19 +56,19 @@ var contract = []clause{
 			Want(t, fmt.Sprintf("Use(%q) again", id), s.Use(ctx, id, exp), store.ErrReplay)
 		}
 	}},
-	{"use expires", func(t *testing.T, open func() store.Store, c *Clock) {
+	{"use expires", func(t *testing.T, open func() store.Store, c *testkit.Clock) {
 		ctx, s := context.Background(), open()
 		Want(t, "Use", s.Use(ctx, "state:1", c.Now().Add(time.Minute)), nil)
-		c.Add(2 * time.Minute)
+		c.Advance(2 * time.Minute)
 		Want(t, "Use after expiry", s.Use(ctx, "state:1", c.Now().Add(time.Minute)), nil)
 		Want(t, "Use again", s.Use(ctx, "state:1", c.Now().Add(time.Minute)), store.ErrReplay)
 	}},
-	{"use already expired", func(t *testing.T, open func() store.Store, c *Clock) {
+	{"use already expired", func(t *testing.T, open func() store.Store, c *testkit.Clock) {
 		ctx, s := context.Background(), open()
 		Want(t, "Use", s.Use(ctx, "state:1", c.Now().Add(-time.Second)), nil)
 		Want(t, "Use again", s.Use(ctx, "state:1", c.Now().Add(-time.Second)), nil)
 	}},
-	{"rotation", func(t *testing.T, open func() store.Store, c *Clock) {
+	{"rotation", func(t *testing.T, open func() store.Store, c *testkit.Clock) {
 		ctx, a, b := context.Background(), open(), open()
 		Want(t, "StartFamily", a.StartFamily(ctx, "f", c.Now().Add(time.Hour)), nil)
 		for gen := range 4 {
@@ -94,7 +76,7 @@ var contract = []clause{
 			Want(t, fmt.Sprintf("Rotate(%d)", gen), s.Rotate(ctx, "f", gen), nil)
 		}
 	}},
-	{"replayed refresh token revokes the family", func(t *testing.T, open func() store.Store, c *Clock) {
+	{"replayed refresh token revokes the family", func(t *testing.T, open func() store.Store, c *testkit.Clock) {
 		ctx, a, b := context.Background(), open(), open()
 		Want(t, "StartFamily", a.StartFamily(ctx, "f", c.Now().Add(time.Hour)), nil)
 		Want(t, "Rotate(0)", a.Rotate(ctx, "f", 0), nil)
@@ -102,22 +84,22 @@ var contract = []clause{
 		Want(t, "Rotate(0) replayed", b.Rotate(ctx, "f", 0), store.ErrReplay)
 		Want(t, "Rotate(2) of the revoked family", a.Rotate(ctx, "f", 2), store.ErrRevoked)
 	}},
-	{"generation never issued revokes the family", func(t *testing.T, open func() store.Store, c *Clock) {
+	{"generation never issued revokes the family", func(t *testing.T, open func() store.Store, c *testkit.Clock) {
 		ctx, s := context.Background(), open()
 		Want(t, "StartFamily", s.StartFamily(ctx, "f", c.Now().Add(time.Hour)), nil)
 		Want(t, "Rotate(3)", s.Rotate(ctx, "f", 3), store.ErrReplay)
 		Want(t, "Rotate(0)", s.Rotate(ctx, "f", 0), store.ErrRevoked)
 	}},
-	{"unknown family", func(t *testing.T, open func() store.Store, c *Clock) {
+	{"unknown family", func(t *testing.T, open func() store.Store, c *testkit.Clock) {
 		Want(t, "Rotate(0)", open().Rotate(context.Background(), "nobody", 0), store.ErrRevoked)
 	}},
-	{"start twice", func(t *testing.T, open func() store.Store, c *Clock) {
+	{"start twice", func(t *testing.T, open func() store.Store, c *testkit.Clock) {
 		ctx, a, b := context.Background(), open(), open()
 		Want(t, "StartFamily", a.StartFamily(ctx, "f", c.Now().Add(time.Hour)), nil)
 		Want(t, "StartFamily again", b.StartFamily(ctx, "f", c.Now().Add(time.Hour)), nil)
 		Want(t, "Rotate(0)", a.Rotate(ctx, "f", 0), nil)
 	}},
-	{"revoke", func(t *testing.T, open func() store.Store, c *Clock) {
+	{"revoke", func(t *testing.T, open func() store.Store, c *testkit.Clock) {
 		ctx, a, b := context.Background(), open(), open()
 		Want(t, "StartFamily", a.StartFamily(ctx, "f", c.Now().Add(time.Hour)), nil)
 		Want(t, "Rotate(0)", a.Rotate(ctx, "f", 0), nil)
@@ -125,43 +107,43 @@ var contract = []clause{
 		Want(t, "Rotate(1)", a.Rotate(ctx, "f", 1), store.ErrRevoked)
 		Want(t, "StartFamily", a.StartFamily(ctx, "f", c.Now().Add(time.Hour)), store.ErrRevoked)
 	}},
-	{"revoke before start (a replayed code)", func(t *testing.T, open func() store.Store, c *Clock) {
+	{"revoke before start (a replayed code)", func(t *testing.T, open func() store.Store, c *testkit.Clock) {
 		ctx, a, b := context.Background(), open(), open()
 		Want(t, "Revoke", b.Revoke(ctx, "f", c.Now().Add(time.Hour)), nil)
 		Want(t, "StartFamily", a.StartFamily(ctx, "f", c.Now().Add(time.Hour)), store.ErrRevoked)
 		Want(t, "Rotate(0)", a.Rotate(ctx, "f", 0), store.ErrRevoked)
 	}},
-	{"revocation lasts as long as the family", func(t *testing.T, open func() store.Store, c *Clock) {
+	{"revocation lasts as long as the family", func(t *testing.T, open func() store.Store, c *testkit.Clock) {
 		ctx, s := context.Background(), open()
 		Want(t, "StartFamily", s.StartFamily(ctx, "f", c.Now().Add(2*time.Hour)), nil)
 		Want(t, "Revoke", s.Revoke(ctx, "f", c.Now().Add(time.Hour)), nil)
-		c.Add(90 * time.Minute)
+		c.Advance(90 * time.Minute)
 		Want(t, "Rotate(0)", s.Rotate(ctx, "f", 0), store.ErrRevoked)
 		Want(t, "StartFamily", s.StartFamily(ctx, "f", c.Now().Add(time.Hour)), store.ErrRevoked)
 	}},
-	{"revoked family stays revoked past a later start", func(t *testing.T, open func() store.Store, c *Clock) {
+	{"revoked family stays revoked past a later start", func(t *testing.T, open func() store.Store, c *testkit.Clock) {
 		ctx, a, b := context.Background(), open(), open()
 		Want(t, "Revoke", b.Revoke(ctx, "f", c.Now().Add(time.Hour)), nil)
 		Want(t, "StartFamily", a.StartFamily(ctx, "f", c.Now().Add(2*time.Hour)), store.ErrRevoked)
-		c.Add(90 * time.Minute)
+		c.Advance(90 * time.Minute)
 		Want(t, "Rotate(0)", a.Rotate(ctx, "f", 0), store.ErrRevoked)
 	}},
-	{"revocation of an unknown family ends", func(t *testing.T, open func() store.Store, c *Clock) {
+	{"revocation of an unknown family ends", func(t *testing.T, open func() store.Store, c *testkit.Clock) {
 		ctx, s := context.Background(), open()
 		Want(t, "Revoke", s.Revoke(ctx, "f", c.Now().Add(time.Hour)), nil)
-		c.Add(2 * time.Hour)
+		c.Advance(2 * time.Hour)
 		Want(t, "StartFamily", s.StartFamily(ctx, "f", c.Now().Add(time.Hour)), nil)
 	}},
-	{"family expires", func(t *testing.T, open func() store.Store, c *Clock) {
+	{"family expires", func(t *testing.T, open func() store.Store, c *testkit.Clock) {
 		ctx, s := context.Background(), open()
 		Want(t, "StartFamily", s.StartFamily(ctx, "f", c.Now().Add(time.Hour)), nil)
 		Want(t, "Rotate(0)", s.Rotate(ctx, "f", 0), nil)
-		c.Add(2 * time.Hour)
+		c.Advance(2 * time.Hour)
 		Want(t, "Rotate(1) after expiry", s.Rotate(ctx, "f", 1), store.ErrRevoked)
 		Want(t, "StartFamily anew", s.StartFamily(ctx, "f", c.Now().Add(time.Hour)), nil)
 		Want(t, "Rotate(0) anew", s.Rotate(ctx, "f", 0), nil)
 	}},
-	{"concurrent use at 20 replicas", func(t *testing.T, open func() store.Store, c *Clock) {
+	{"concurrent use at 20 replicas", func(t *testing.T, open func() store.Store, c *testkit.Clock) {
 		errs := race(open, func(s store.Store) error {
 			return s.Use(context.Background(), "code:raced", c.Now().Add(time.Minute))
 		})
@@ -172,7 +154,7 @@ var contract = []clause{
 			t.Fatalf("%d calls were replays, want %d: %v", n, len(errs)-1, errs)
 		}
 	}},
-	{"concurrent rotation at 20 replicas", func(t *testing.T, open func() store.Store, c *Clock) {
+	{"concurrent rotation at 20 replicas", func(t *testing.T, open func() store.Store, c *testkit.Clock) {
 		ctx := context.Background()
 		Want(t, "StartFamily", open().StartFamily(ctx, "f", c.Now().Add(time.Hour)), nil)
 		errs := race(open, func(s store.Store) error { return s.Rotate(ctx, "f", 0) })
