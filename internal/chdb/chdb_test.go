@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/clickgate/clickgate/internal/chdb/npmlib"
 	"github.com/clickgate/clickgate/internal/chsql"
 )
 
@@ -301,7 +302,7 @@ func TestMissingLibrary(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	want := "libchdb.so not found: install the npm package chdb (npm install chdb) and set CHDB_LIB_PATH=…/node_modules/@chdb/lib-" + Platform() + "/libchdb.so"
+	want := "libchdb.so not found: install the npm package chdb (npm install chdb) and set CHDB_LIB_PATH=…/node_modules/@chdb/lib-" + npmlib.Platform() + "/libchdb.so"
 	if !strings.Contains(string(out), want) || !strings.Contains(string(out), "/nonexistent/libchdb.so") {
 		t.Fatalf("output does not say %q:\n%s", want, out)
 	}

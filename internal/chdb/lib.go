@@ -19,10 +19,6 @@ const EnvLibPath = npmlib.EnvLibPath
 // ErrLibraryNotFound is wrapped by Open's error when libchdb.so is missing.
 var ErrLibraryNotFound = errors.New("libchdb.so not found")
 
-// Platform names the npm package @chdb/lib-<platform> that holds libchdb.so
-// for this machine (npmlib.Platform).
-func Platform() string { return npmlib.Platform() }
-
 func missing(detail string) error {
 	return fmt.Errorf("%w: install the npm package chdb (npm install chdb) and set %s=…/%s (%s)",
 		ErrLibraryNotFound, EnvLibPath, filepath.ToSlash(npmlib.Path("")), detail)

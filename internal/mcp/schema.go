@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/clickgate/clickgate/internal/chsql"
 	"github.com/clickgate/clickgate/internal/clickhouse"
 )
 
@@ -69,21 +70,21 @@ func pick(have []string, want ...string) []string {
 }
 
 func (s *schemaSnapshot) listTablesSQL(database, like, after string, limit int) (string, error) {
-	db, err := clickhouse.QuoteString(database)
+	db, err := chsql.QuoteString(database)
 	if err != nil {
 		return "", err
 	}
 	cols := pick(s.tables, "name", "engine", "total_rows", "total_bytes", "comment")
 	sql := "SELECT " + strings.Join(cols, ", ") + " FROM system.tables WHERE database = " + db
 	if like != "" {
-		l, err := clickhouse.QuoteString(like)
+		l, err := chsql.QuoteString(like)
 		if err != nil {
 			return "", err
 		}
 		sql += " AND name LIKE " + l
 	}
 	if after != "" {
-		a, err := clickhouse.QuoteString(after)
+		a, err := chsql.QuoteString(after)
 		if err != nil {
 			return "", err
 		}
@@ -93,11 +94,11 @@ func (s *schemaSnapshot) listTablesSQL(database, like, after string, limit int) 
 }
 
 func (s *schemaSnapshot) describeSQL(database, table string) (tableSQL, columnsSQL string, err error) {
-	db, err := clickhouse.QuoteString(database)
+	db, err := chsql.QuoteString(database)
 	if err != nil {
 		return "", "", err
 	}
-	t, err := clickhouse.QuoteString(table)
+	t, err := chsql.QuoteString(table)
 	if err != nil {
 		return "", "", err
 	}

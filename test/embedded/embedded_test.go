@@ -34,6 +34,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/clickgate/clickgate/internal/chdb"
+	"github.com/clickgate/clickgate/internal/chdb/npmlib"
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/server"
 	"github.com/clickgate/clickgate/internal/testkit"
@@ -455,7 +456,7 @@ clickhouse: {url: %q, mode: service%s}
 	cmd := exec.Command(testkit.Clickgate, "serve", "--config", write("chdb.yaml", "chdb://"+filepath.Join(dir, "data")))
 	cmd.Dir, cmd.Env = dir, env
 	out, err := cmd.CombinedOutput()
-	hint := "libchdb.so not found: install the npm package chdb (npm install chdb) and set CHDB_LIB_PATH=…/node_modules/@chdb/lib-" + chdb.Platform() + "/libchdb.so"
+	hint := "libchdb.so not found: install the npm package chdb (npm install chdb) and set CHDB_LIB_PATH=…/node_modules/@chdb/lib-" + npmlib.Platform() + "/libchdb.so"
 	if err == nil || !strings.Contains(string(out), hint) || !strings.Contains(string(out), "clickhouse.url") {
 		t.Fatalf("serve chdb:// without the library: %v\n%s", err, out)
 	}

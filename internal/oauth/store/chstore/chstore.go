@@ -13,12 +13,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/clickgate/clickgate/internal/clickhouse"
+	"github.com/clickgate/clickgate/internal/chsql"
 	"github.com/clickgate/clickgate/internal/oauth/store"
 )
 
 // Exec runs one SQL statement on ClickHouse and returns the answer (rows in
-// TabSeparated for a SELECT). *clickhouse.Client, the service account's
+// TabSeparated for a SELECT). *chhttp.Client, the service account's
 // client, is one.
 type Exec interface {
 	Exec(ctx context.Context, sql string) (string, error)
@@ -115,18 +115,18 @@ func New(ctx context.Context, db Exec, table string, now func() time.Time) (*Sto
 	if !qualified {
 		name = table
 	}
-	qname, err := clickhouse.QuoteIdentifier(name)
+	qname, err := chsql.QuoteIdentifier(name)
 	if err != nil {
 		return nil, fmt.Errorf("oauth: store table: %w", err)
 	}
-	lname, _ := clickhouse.QuoteString(name) // valid: QuoteIdentifier accepted it
+	lname, _ := chsql.QuoteString(name) // valid: QuoteIdentifier accepted it
 	where := "database = currentDatabase()"
 	if qualified {
-		qdb, err := clickhouse.QuoteIdentifier(database)
+		qdb, err := chsql.QuoteIdentifier(database)
 		if err != nil {
 			return nil, fmt.Errorf("oauth: store database: %w", err)
 		}
-		ldb, _ := clickhouse.QuoteString(database)
+		ldb, _ := chsql.QuoteString(database)
 		qname, where = qdb+"."+qname, "database = "+ldb
 	}
 	s := &Store{db: db, table: qname, now: now}
@@ -206,7 +206,7 @@ type row struct {
 
 // insert appends a row; exp is an SQL expression for its expiry.
 func (s *Store) insert(ctx context.Context, key, kind string, gen int, writer uint64, seen []uint64, exp string) error {
-	qkey, err := clickhouse.QuoteString(key)
+	qkey, err := chsql.QuoteString(key)
 	if err != nil {
 		return fmt.Errorf("oauth: store key: %w", err)
 	}
@@ -234,7 +234,7 @@ func (s *Store) insert(ctx context.Context, key, kind string, gen int, writer ui
 // read returns the live rows of key, with the views of generation gen
 // only.
 func (s *Store) read(ctx context.Context, key string, gen int) ([]row, error) {
-	qkey, err := clickhouse.QuoteString(key)
+	qkey, err := chsql.QuoteString(key)
 	if err != nil {
 		return nil, fmt.Errorf("oauth: store key: %w", err)
 	}
@@ -386,7 +386,7 @@ func familyKey(family string) string { return "family:" + family }
 
 // familyExp is an SQL expression for the expiry of family's rows.
 func (s *Store) familyExp(family string) (string, error) {
-	qkey, err := clickhouse.QuoteString(familyKey(family))
+	qkey, err := chsql.QuoteString(familyKey(family))
 	if err != nil {
 		return "", fmt.Errorf("oauth: store key: %w", err)
 	}
