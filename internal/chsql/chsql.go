@@ -94,3 +94,49 @@ func quote(s string, q byte) string {
 	b.WriteByte(q)
 	return b.String()
 }
+
+// Unescape decodes the escape sequence that follows a backslash, as
+// ClickHouse reads it in string literals and quoted names and writes it in
+// its TabSeparated output: \xHH, the C escapes, any other character as
+// itself (\x without two hex digits is "x"). s starts after the backslash
+// and is not empty; n is how many bytes of s the sequence used.
+func Unescape[T string | []byte](s T) (c byte, n int) {
+	switch s[0] {
+	case 'x': // not \X: 18.16 reads it as "X", 26.7 keeps "\X"
+		if len(s) >= 3 && isHex(s[1]) && isHex(s[2]) {
+			return unhex(s[1])<<4 | unhex(s[2]), 3
+		}
+		return 'x', 1
+	case 'n':
+		return '\n', 1
+	case 't':
+		return '\t', 1
+	case 'r':
+		return '\r', 1
+	case '0':
+		return 0, 1
+	case 'b':
+		return '\b', 1
+	case 'f':
+		return '\f', 1
+	case 'a':
+		return '\a', 1
+	case 'v':
+		return '\v', 1
+	}
+	return s[0], 1
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= 'a':
+		return c - 'a' + 10
+	case c >= 'A':
+		return c - 'A' + 10
+	}
+	return c - '0'
+}

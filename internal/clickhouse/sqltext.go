@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/clickgate/clickgate/internal/chsql"
 )
 
 // TextPolicy is what a query text may not do through clickgate: assign a
@@ -537,8 +539,9 @@ func (l *lexer) quoted(q byte) (string, bool) {
 		c := l.src[l.pos]
 		switch {
 		case c == '\\' && l.pos+1 < len(l.src):
-			l.pos++
-			l.unescape(&b)
+			d, n := chsql.Unescape(l.src[l.pos+1:])
+			b.WriteByte(d)
+			l.pos += 1 + n
 		case c == q && l.peek(1) == q:
 			b.WriteByte(q)
 			l.pos += 2
@@ -551,54 +554,6 @@ func (l *lexer) quoted(q byte) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// unescape decodes the escape sequence at l.pos (after the backslash) as
-// ClickHouse does: \xHH, the C escapes, and any other character as itself.
-func (l *lexer) unescape(b *strings.Builder) {
-	c := l.src[l.pos]
-	l.pos++
-	switch c {
-	case 'x': // not \X: 18.16 reads it as "X", 26.7 keeps "\X"
-		if l.pos+2 <= len(l.src) && isHex(l.src[l.pos]) && isHex(l.src[l.pos+1]) {
-			b.WriteByte(unhex(l.src[l.pos])<<4 | unhex(l.src[l.pos+1]))
-			l.pos += 2
-			return
-		}
-		b.WriteByte(c)
-	case 'n':
-		b.WriteByte('\n')
-	case 't':
-		b.WriteByte('\t')
-	case 'r':
-		b.WriteByte('\r')
-	case '0':
-		b.WriteByte(0)
-	case 'b':
-		b.WriteByte('\b')
-	case 'f':
-		b.WriteByte('\f')
-	case 'a':
-		b.WriteByte('\a')
-	case 'v':
-		b.WriteByte('\v')
-	default:
-		b.WriteByte(c)
-	}
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c >= 'a':
-		return c - 'a' + 10
-	case c >= 'A':
-		return c - 'A' + 10
-	}
-	return c - '0'
 }
 
 // heredocEnd returns where the heredoc opening at l.pos ends, or 0 if

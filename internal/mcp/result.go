@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/clickgate/clickgate/internal/chsql"
 )
 
 // Column is a result column.
@@ -153,23 +155,9 @@ func unescapeTSV(s string) string {
 			b.WriteByte(s[i])
 			continue
 		}
-		i++
-		switch s[i] {
-		case 'n':
-			b.WriteByte('\n')
-		case 't':
-			b.WriteByte('\t')
-		case 'r':
-			b.WriteByte('\r')
-		case '0':
-			b.WriteByte(0)
-		case 'b':
-			b.WriteByte('\b')
-		case 'f':
-			b.WriteByte('\f')
-		default:
-			b.WriteByte(s[i])
-		}
+		c, n := chsql.Unescape(s[i+1:])
+		b.WriteByte(c)
+		i += n
 	}
 	return b.String()
 }
