@@ -88,7 +88,7 @@ func explain(w io.Writer, path string, cfg *config.Config, dir *identity.Directo
 		p("ClickHouse: the embedded engine (chDB, ClickHouse 26.7 in-process) on %s serves the MCP tools; the HTTP gateway is off.", strings.TrimPrefix(ch.URL, config.ChDBScheme))
 		p("  - it needs libchdb.so (npm install chdb; CHDB_LIB_PATH); every person acts as the engine's one user, and file() reads any file clickgate can read: for trusted, local use")
 	} else if ch != nil {
-		p("ClickHouse gateway: every path not reserved by clickgate goes to %s in %s mode:", ch.URL, ch.Mode)
+		p("ClickHouse gateway: queries at / (ClickHouse's query handler; other paths are a local 404, /ping is answered by clickgate) go to %s in %s mode:", ch.URL, ch.Mode)
 		for _, line := range describeMode(ch, cfg.Server.PublicURL) {
 			p("  - %s", line)
 		}
@@ -151,56 +151,11 @@ func loopbackHost(host string) bool {
 func describeProcessor(tp *config.TokenProcessor, forClickHouse authn.Audiences) []string {
 	var out []string
 	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
-	switch tp.Type {
-	case config.TypeJWT:
-		switch {
-		case tp.JWKSURI != "":
-			add("JWTs verified locally with keys from %s (refreshed at most every %s for an unknown kid; kept for %s if it goes down)", tp.JWKSURI, token.JWKSMinRefresh, tp.MaxKeyStaleness)
-		case tp.JWKSFile != "":
-			add("JWTs verified locally with keys from the file %s", tp.JWKSFile)
-		case tp.Keys != "":
-			add("JWTs verified locally with the inline keys")
-		}
-		add("iss must be %q", tp.Issuer)
-	case config.TypeOIDC:
-		add("discovery at %s/.well-known/openid-configuration gives the JWKS, userinfo and introspection endpoints", strings.TrimRight(tp.Issuer, "/"))
-		add("JWTs verified locally against the discovered JWKS; iss must be %q", tp.Issuer)
-		switch {
-		case tp.ClientSecret != "":
-			add("opaque access tokens introspected (client %s) and read at the userinfo endpoint", tp.ClientID)
-		case len(tp.Audiences) > 0:
-			add("opaque access tokens are refused: only introspection can check their audience (set client_id and client_secret)")
-		default:
-			add("opaque access tokens checked at the userinfo endpoint")
-		}
-	case config.TypeOpaque:
-		if tp.IntrospectionURL != "" {
-			add("tokens introspected (RFC 7662) at %s as client %s", tp.IntrospectionURL, tp.ClientID)
-		}
-		if tp.UserinfoURL != "" {
-			add("tokens checked at the userinfo endpoint %s", tp.UserinfoURL)
-		}
-		if tp.IntrospectionURL == "" && len(tp.Audiences) > 0 {
-			add("warning: every token is refused: audiences is set, and userinfo alone cannot tell a token's audience (add introspection_url)")
-		}
-	case config.TypeGitHub:
-		add("GitHub tokens checked with the REST API at %s; groups are org and org/team", tp.APIURL)
-		if tp.ClientID == "" {
-			add("warning: without client_id and client_secret any GitHub token of the person is accepted, whichever app it was issued to")
-		}
-	case config.TypeGoogle:
-		add("Google access tokens checked at %s and %s; audience must be %s", tp.TokeninfoURL, tp.UserinfoURL, tp.ClientID)
-		if tp.HostedDomain != "" {
-			add("only Workspace domain (hd) %s", tp.HostedDomain)
-		}
-	}
-	if len(tp.Audiences) > 0 && tp.Type != config.TypeGoogle {
+	out = append(out, token.Describe(tp)...)
+	if len(tp.Audiences) > 0 {
 		add("aud must include one of: %s", strings.Join(tp.Audiences, ", "))
 	}
 	add("%s", describeClickHouseAudiences(tp, forClickHouse))
-	if tp.Type == config.TypeJWT || tp.Type == config.TypeOIDC {
-		add("algorithms: %s (never none)", strings.Join(tp.Algorithms, ", "))
-	}
 	add("user name from claim %q, groups from claim %q", tp.UsernameClaim, tp.GroupsClaim)
 	if len(tp.RequiredClaims) > 0 {
 		keys := make([]string, 0, len(tp.RequiredClaims))

@@ -10,6 +10,7 @@ import (
 	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/token"
 )
 
 // The audience rule. A processor accepts a token when its aud names one of
@@ -52,7 +53,7 @@ func ClickHouseAudiences(cfg *config.Config) map[string]Audiences {
 	for name, p := range cfg.TokenProcessors {
 		switch {
 		case p == nil:
-		case p.Type == config.TypeGitHub || len(p.Audiences) == 0:
+		case !token.ChecksAudience(p):
 			m[name] = Audiences{Any: true}
 		default:
 			m[name] = Audiences{ClickHouse: forClickHouse(p.Audiences)}

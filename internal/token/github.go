@@ -55,6 +55,16 @@ type githubProcessor struct {
 	policy       *claimPolicy
 }
 
+// githubType: GitHub tokens carry no aud; the OAuth app check (client_id)
+// stands for it.
+var githubType = Type{New: newGitHubProcessor, ChecksAudience: func(*config.TokenProcessor) bool { return false }, Describe: func(tp *config.TokenProcessor) []string {
+	out := []string{fmt.Sprintf("GitHub tokens checked with the REST API at %s; groups are org and org/team", tp.APIURL)}
+	if tp.ClientID == "" {
+		out = append(out, "warning: without client_id and client_secret any GitHub token of the person is accepted, whichever app it was issued to")
+	}
+	return out
+}}
+
 func newGitHubProcessor(name string, cfg *config.TokenProcessor, opt Options) (Processor, error) {
 	api := strings.TrimRight(cfg.APIURL, "/")
 	apiURL, err := url.Parse(api)

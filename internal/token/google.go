@@ -42,6 +42,14 @@ type googleProcessor struct {
 	policy        *claimPolicy
 }
 
+var googleType = Type{New: newGoogleProcessor, ChecksAudience: hasAudiences, Describe: func(tp *config.TokenProcessor) []string {
+	out := []string{fmt.Sprintf("Google access tokens checked at %s (audience, expiry) and %s (the person)", tp.TokeninfoURL, tp.UserinfoURL)}
+	if tp.HostedDomain != "" {
+		out = append(out, "only Workspace domain (hd) "+tp.HostedDomain)
+	}
+	return out
+}}
+
 func newGoogleProcessor(name string, cfg *config.TokenProcessor, opt Options) (Processor, error) {
 	ti, err := url.Parse(cfg.TokeninfoURL)
 	if err != nil || (ti.Scheme != "http" && ti.Scheme != "https") || ti.Host == "" {

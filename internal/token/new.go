@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/oidcdiscovery"
 )
 
 // Options carries what every processor shares.
@@ -39,25 +41,55 @@ type Extra struct {
 	CacheTTL  time.Duration
 }
 
-// constructors registers processor types: adding a provider is one file
-// and one line here.
-var constructors = map[string]func(name string, cfg *config.TokenProcessor, opt Options) (Processor, error){
-	config.TypeJWT:    newJWTProcessor,
-	config.TypeOIDC:   newOIDCProcessor,
-	config.TypeOpaque: newOpaqueProcessor,
-	config.TypeGitHub: newGitHubProcessor,
-	config.TypeGoogle: newGoogleProcessor,
+// A Type is one kind of token processor: how to build it, and what it
+// tells operators and the rest of clickgate about itself. Adding a kind is
+// a file with its Type and one line in types.
+type Type struct {
+	New func(name string, cfg *config.TokenProcessor, opt Options) (Processor, error)
+	// Describe says how the kind checks tokens, for check-config: the
+	// lines that differ by kind (the common ones are check-config's).
+	Describe func(cfg *config.TokenProcessor) []string
+	// ChecksAudience reports whether tokens carry an aud that the
+	// processor compares with cfg.Audiences (GitHub's carry none).
+	ChecksAudience func(cfg *config.TokenProcessor) bool
+}
+
+// types are the processor kinds, by token_processors.*.type.
+var types = map[string]Type{
+	config.TypeJWT:    jwtType,
+	config.TypeOIDC:   oidcType,
+	config.TypeOpaque: opaqueType,
+	config.TypeGitHub: githubType,
+	config.TypeGoogle: googleType,
 }
 
 // New builds the processor described by cfg.
 func New(name string, cfg *config.TokenProcessor, opt Options) (Processor, error) {
 	opt = opt.withDefaults()
-	newProcessor, ok := constructors[cfg.Type]
+	t, ok := types[cfg.Type]
 	if !ok {
 		return nil, fmt.Errorf("token_processors.%s.type: %q is not a processor type", name, cfg.Type)
 	}
-	return newProcessor(name, cfg, opt)
+	return t.New(name, cfg, opt)
 }
+
+// Describe says how cfg's kind checks tokens; nothing for an unknown kind.
+func Describe(cfg *config.TokenProcessor) []string {
+	if t, ok := types[cfg.Type]; ok {
+		return t.Describe(cfg)
+	}
+	return nil
+}
+
+// ChecksAudience reports whether cfg's tokens carry an aud that the
+// processor compares with its audiences.
+func ChecksAudience(cfg *config.TokenProcessor) bool {
+	t, ok := types[cfg.Type]
+	return ok && t.ChecksAudience(cfg)
+}
+
+// hasAudiences is ChecksAudience for the kinds whose tokens carry an aud.
+func hasAudiences(cfg *config.TokenProcessor) bool { return len(cfg.Audiences) > 0 }
 
 // NewVerifierFromConfig builds every processor named in directory.processors,
 // in that order, and a Verifier over them and then the extra ones.
@@ -97,6 +129,23 @@ func jwtVerifierFor(name string, cfg *config.TokenProcessor, opt Options) *jwtVe
 		processor: name, issuer: cfg.Issuer, audiences: cfg.Audiences,
 		algorithms: algs, leeway: cfg.Leeway, now: opt.Now,
 	}
+}
+
+var jwtType = Type{New: newJWTProcessor, ChecksAudience: hasAudiences, Describe: func(tp *config.TokenProcessor) []string {
+	var out []string
+	switch {
+	case tp.JWKSURI != "":
+		out = append(out, fmt.Sprintf("JWTs verified locally with keys from %s (refreshed at most every %s for an unknown kid; kept for %s if it goes down)", tp.JWKSURI, JWKSMinRefresh, tp.MaxKeyStaleness))
+	case tp.JWKSFile != "":
+		out = append(out, "JWTs verified locally with keys from the file "+tp.JWKSFile)
+	case tp.Keys != "":
+		out = append(out, "JWTs verified locally with the inline keys")
+	}
+	return append(out, fmt.Sprintf("iss must be %q", tp.Issuer), algorithmsLine(tp))
+}}
+
+func algorithmsLine(tp *config.TokenProcessor) string {
+	return fmt.Sprintf("algorithms: %s (never none)", strings.Join(tp.Algorithms, ", "))
 }
 
 func newJWTProcessor(name string, cfg *config.TokenProcessor, opt Options) (Processor, error) {
@@ -146,6 +195,22 @@ func keySourceFor(name string, cfg *config.TokenProcessor, opt Options) (KeySour
 	return staticKeys(keys), nil
 }
 
+var oidcType = Type{New: newOIDCProcessor, ChecksAudience: hasAudiences, Describe: func(tp *config.TokenProcessor) []string {
+	out := []string{
+		fmt.Sprintf("discovery at %s gives the JWKS, userinfo and introspection endpoints", oidcdiscovery.URL(tp.Issuer)),
+		fmt.Sprintf("JWTs verified locally against the discovered JWKS; iss must be %q", tp.Issuer),
+	}
+	switch {
+	case tp.ClientSecret != "":
+		out = append(out, fmt.Sprintf("opaque access tokens introspected (client %s) and read at the userinfo endpoint", tp.ClientID))
+	case len(tp.Audiences) > 0:
+		out = append(out, "opaque access tokens are refused: only introspection can check their audience (set client_id and client_secret)")
+	default:
+		out = append(out, "opaque access tokens checked at the userinfo endpoint")
+	}
+	return append(out, algorithmsLine(tp))
+}}
+
 func newOIDCProcessor(name string, cfg *config.TokenProcessor, opt Options) (Processor, error) {
 	idp := opt.idp(name)
 	return &oidcProcessor{
@@ -168,6 +233,20 @@ func opaqueCheckerFor(idp *idpClient, cfg *config.TokenProcessor, opt Options) *
 		issuer: cfg.Issuer, audiences: cfg.Audiences, leeway: cfg.Leeway, now: opt.Now,
 	}
 }
+
+var opaqueType = Type{New: newOpaqueProcessor, ChecksAudience: hasAudiences, Describe: func(tp *config.TokenProcessor) []string {
+	var out []string
+	if tp.IntrospectionURL != "" {
+		out = append(out, fmt.Sprintf("tokens introspected (RFC 7662) at %s as client %s", tp.IntrospectionURL, tp.ClientID))
+	}
+	if tp.UserinfoURL != "" {
+		out = append(out, "tokens checked at the userinfo endpoint "+tp.UserinfoURL)
+	}
+	if tp.IntrospectionURL == "" && len(tp.Audiences) > 0 {
+		out = append(out, "warning: every token is refused: audiences is set, and userinfo alone cannot tell a token's audience (add introspection_url)")
+	}
+	return out
+}}
 
 func newOpaqueProcessor(name string, cfg *config.TokenProcessor, opt Options) (Processor, error) {
 	return &opaqueProcessor{name: name, checker: opaqueCheckerFor(opt.idp(name), cfg, opt), policy: policyFor(name, cfg)}, nil
