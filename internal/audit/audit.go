@@ -80,6 +80,8 @@ func (l *Log) Write(r Record) {
 		return
 	}
 	r.AuthID = newUUID()
+	// What a client sends is bounded here, for every writer of records.
+	r.User, r.HTTPUserAgent = clip(r.User), clip(r.HTTPUserAgent)
 	if r.Roles == nil {
 		r.Roles = []string{}
 	}
@@ -87,6 +89,16 @@ func (l *Log) Write(r Record) {
 	defer l.mu.Unlock()
 	r.EventTimeMicroseconds = l.now().UTC().Format("2006-01-02T15:04:05.000000Z07:00")
 	_ = l.enc.Encode(r) // a full disk must not stop authentication
+}
+
+// maxClientText bounds client-sent fields (user, user agent) in a record.
+const maxClientText = 256
+
+func clip(s string) string {
+	if len(s) > maxClientText {
+		return s[:maxClientText]
+	}
+	return s
 }
 
 // Close closes the underlying file, if any.

@@ -298,7 +298,7 @@ func TestConcurrentWritesAreWholeLines(t *testing.T) {
 		go func(g int) {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
-				l.Write(Record{Type: LoginFailure, User: long, Roles: []string{"r"}, ClientPort: g, FailureReason: "n"})
+				l.Write(Record{Type: LoginFailure, User: "u", Roles: []string{"r"}, ClientPort: g, FailureReason: long})
 			}
 		}(g)
 	}
@@ -317,7 +317,7 @@ func TestConcurrentWritesAreWholeLines(t *testing.T) {
 	perWriter := map[float64]int{}
 	ids := map[string]bool{}
 	for _, m := range recs {
-		if m["user"] != long || m["type"] != LoginFailure {
+		if m["failure_reason"] != long || m["type"] != LoginFailure {
 			t.Fatalf("mangled record: %.200v", m)
 		}
 		perWriter[m["client_port"].(float64)]++
@@ -342,5 +342,23 @@ func TestRecordJSONNames(t *testing.T) {
 		"interface", "processor", "roles", "subject", "type", "user"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("fields %v, want %v", got, want)
+	}
+}
+
+// Client-sent fields are bounded whoever writes the record (the auth
+// endpoint's ticket path wrote them whole).
+func TestClientTextIsBounded(t *testing.T) {
+	var buf bytes.Buffer
+	l := &Log{enc: json.NewEncoder(&buf), now: time.Now}
+	long := strings.Repeat("u", 10000)
+	l.Write(Record{Type: LoginFailure, User: long, HTTPUserAgent: long})
+	var rec map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"user", "http_user_agent"} {
+		if n := len(rec[f].(string)); n != maxClientText {
+			t.Errorf("%s is %d bytes, want %d", f, n, maxClientText)
+		}
 	}
 }
