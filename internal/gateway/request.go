@@ -71,6 +71,7 @@ func parseParams(raw string) ([]param, error) {
 		return nil, badRequest("more than %d URL parameters", maxParams)
 	}
 	ps := make([]param, 0, len(parts))
+	seen := make(map[string]bool, len(parts))
 	for _, part := range parts {
 		if part == "" {
 			continue
@@ -81,11 +82,11 @@ func parseParams(raw string) ([]param, error) {
 		if err1 != nil || err2 != nil {
 			return nil, badRequest("a URL parameter is not validly percent-encoded")
 		}
-		for _, p := range ps {
-			if strings.EqualFold(p.name, name) {
-				return nil, badRequest("the URL parameter %q appears more than once; send it once", clip(name))
-			}
+		lower := strings.ToLower(name)
+		if seen[lower] {
+			return nil, badRequest("the URL parameter %q appears more than once; send it once", clip(name))
 		}
+		seen[lower] = true
 		ps = append(ps, param{name, value})
 	}
 	return ps, nil
@@ -183,6 +184,13 @@ func checkHeaders(h http.Header) error {
 	return nil
 }
 
+// urlRefused are parameters refused while the policy guards them (the
+// check of the SQL would be bypassed), with why.
+var urlRefused = map[string]string{
+	"allow_settings_after_format_in_insert": "allow_settings_after_format_in_insert would let INSERT data set fixed settings; leave it out",
+	clickhouse.GuardedDialect:               "queries in another dialect cannot be checked by clickgate here; leave dialect out",
+}
+
 // identityParams are the client's credentials and quota key: never sent on.
 var identityParams = []string{"user", "password", "quota_key"}
 
@@ -207,10 +215,8 @@ func (g *Gateway) rewriteParams(ps []param, fixed, mode map[string]string, ns st
 		switch {
 		case slices.Contains(identityParams, lower), isFixed(lower, fixed), isFixed(lower, mode):
 			// taken out; clickgate's own are added below
-		case lower == "allow_settings_after_format_in_insert" && len(fixed)+len(mode) > 0:
-			return "", badRequest("allow_settings_after_format_in_insert would let INSERT data set fixed settings; leave it out")
-		case lower == clickhouse.GuardedDialect && policy.Active() && !strings.EqualFold(p.value, "clickhouse"):
-			return "", badRequest("queries in another dialect cannot be checked by clickgate here; leave dialect out")
+		case urlRefused[lower] != "" && slices.Contains(policy.Fixed, lower) && !(lower == clickhouse.GuardedDialect && strings.EqualFold(p.value, "clickhouse")):
+			return "", badRequest("%s", urlRefused[lower])
 		case lower == "session_id":
 			add("session_id", ns+p.value)
 		case lower == "query_id":
