@@ -43,7 +43,7 @@ func nativeQuery(t *testing.T, addr, user, password, sql string) (string, bool) 
 // follow a refusal on the same server.
 func TestNativeProtocolWithRawToken(t *testing.T) {
 	if _, err := exec.LookPath(clickhouseClient); err != nil {
-		t.Skipf("%s is not installed (scripts/install-clickhouse.sh installs it): %v", clickhouseClient, err)
+		t.Fatalf("%s is not installed (scripts/install-clickhouse.sh installs it; make test runs it): %v", clickhouseClient, err)
 	}
 	f := newFront(t)
 	key := newKey(t)
