@@ -187,18 +187,25 @@ func TestUsageErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := cli(t, tc.args...)
-			if code != 2 || stdout != "" {
-				t.Errorf("exit %d, stdout %q; want exit 2 and nothing on stdout", code, stdout)
-			}
-			rest := stderr
-			for _, want := range tc.stderr {
-				i := strings.Index(rest, want)
-				if i < 0 {
-					t.Fatalf("stderr lacks %q (in order):\n%s", want, stderr)
-				}
-				rest = rest[i+len(want):]
-			}
+			wantFailure(t, code, stdout, stderr, 2, tc.stderr)
 		})
+	}
+}
+
+// wantFailure checks a failed run: exit code want, nothing on stdout and
+// each of msgs on stderr, in this order.
+func wantFailure(t *testing.T, code int, stdout, stderr string, want int, msgs []string) {
+	t.Helper()
+	if code != want || stdout != "" {
+		t.Errorf("exit %d, stdout %q; want exit %d and nothing on stdout", code, stdout, want)
+	}
+	rest := stderr
+	for _, msg := range msgs {
+		i := strings.Index(rest, msg)
+		if i < 0 {
+			t.Fatalf("stderr lacks %q (in order):\n%s", msg, stderr)
+		}
+		rest = rest[i+len(msg):]
 	}
 }
 
@@ -316,17 +323,7 @@ func TestCheckConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			path := writeFile(t, t.TempDir(), "clickgate.yaml", tc.config)
 			code, stdout, stderr := cli(t, "check-config", "--config", path)
-			if code != 1 || stdout != "" {
-				t.Errorf("exit %d, stdout %q; want exit 1 and nothing on stdout", code, stdout)
-			}
-			rest := stderr
-			for _, want := range tc.stderr {
-				i := strings.Index(rest, want)
-				if i < 0 {
-					t.Fatalf("stderr lacks %q (in order):\n%s", want, stderr)
-				}
-				rest = rest[i+len(want):]
-			}
+			wantFailure(t, code, stdout, stderr, 1, tc.stderr)
 		})
 	}
 

@@ -107,6 +107,20 @@ directory:
 	return w
 }
 
+// verifier parses yaml and builds the token verifier of its processors.
+func verifier(t *testing.T, yaml string) (*config.Config, *token.Verifier) {
+	t.Helper()
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := token.NewVerifierFromConfig(cfg, token.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, v
+}
+
 // fixture is one Authenticator with its own session log file and registry.
 type fixture struct {
 	auth    *authn.Authenticator
@@ -120,14 +134,7 @@ func (w *world) fixture(t *testing.T, processors ...string) *fixture {
 	if len(processors) > 0 {
 		yaml = strings.Replace(yaml, "processors: [corp, remote, intro]", "processors: ["+strings.Join(processors, ", ")+"]", 1)
 	}
-	cfg, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := token.NewVerifierFromConfig(cfg, token.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, v := verifier(t, yaml)
 	d := cfg.Directory
 	dir, err := identity.NewDirectory(identity.DirectoryConfig{
 		AllowedDomains: d.AllowedDomains, Mapping: d.Roles.Mapping, Filter: d.Roles.Filter,
@@ -536,14 +543,7 @@ func TestAuthenticateRecordsEveryAttempt(t *testing.T) {
 // Without a session log or a registry, authentication works the same.
 func TestAuthenticateWithoutLogOrMetrics(t *testing.T) {
 	w := newWorld(t)
-	cfg, err := config.Parse([]byte(w.config))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := token.NewVerifierFromConfig(cfg, token.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, v := verifier(t, w.config)
 	dir, err := identity.NewDirectory(identity.DirectoryConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -570,14 +570,7 @@ func TestAuthenticateWithoutLogOrMetrics(t *testing.T) {
 // unaffected.
 func TestNoTokenAdmittedBeforeAdmitToClickHouse(t *testing.T) {
 	w := newWorld(t)
-	cfg, err := config.Parse([]byte(w.config))
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := token.NewVerifierFromConfig(cfg, token.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, v := verifier(t, w.config)
 	dir, _ := identity.NewDirectory(identity.DirectoryConfig{})
 	var buf bytes.Buffer
 	a := authn.New(v, dir, audit.New(&buf), nil)

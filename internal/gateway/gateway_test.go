@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,51 +15,35 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-
 	"github.com/clickgate/clickgate/internal/chtest"
-	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/server"
-	"github.com/clickgate/clickgate/internal/testkit"
+	"github.com/clickgate/clickgate/internal/servertest"
 )
-
-const issuer = "https://idp.test/realms/corp"
 
 // stack is a real ClickHouse 18.16 server behind a clickgate server.
 type stack struct {
 	ch      *chtest.Server
 	cg      *httptest.Server
 	handler http.Handler
-	key     *testkit.Key
+	iss     servertest.Issuer
 }
 
 func newStack(t *testing.T, ch *chtest.Server, clickhouseYAML string) *stack {
 	t.Helper()
-	dir := t.TempDir()
-	key := testkit.NewKey(t, jose.ES256, "k1")
-	yaml := fmt.Sprintf(`
+	iss := servertest.NewIssuer(t)
+	cg := servertest.Start(t, fmt.Sprintf(`
 token_processors:
-  corp: {type: jwt, issuer: %s, jwks_file: %s, audiences: [clickhouse], username_claim: email}
+  corp: %s
 directory:
   roles: {filter: "^ch-.*$", transform: "s/^ch-//", common: [mcp_reader]}
 clickhouse:
   url: %s
-%s`, issuer, testkit.WriteJWKS(t, dir, key), ch.HTTPURL, clickhouseYAML)
-	cfg, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cg := httptest.NewServer(srv.Handler())
-	t.Cleanup(cg.Close)
-	return &stack{ch: ch, cg: cg, handler: srv.Handler(), key: key}
+%s`, iss.Processor(), ch.HTTPURL, clickhouseYAML), server.Options{})
+	return &stack{ch: ch, cg: cg, handler: cg.Config.Handler, iss: iss}
 }
 
 func (s *stack) token(t *testing.T, email string, groups ...string) string {
-	return s.key.Sign(t, testkit.Claims(issuer, "clickhouse", email, groups...))
+	return s.iss.Token(t, "clickhouse", email, groups...)
 }
 
 // do sends a request through clickgate with the token as Bearer.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,21 +12,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/clickgate/clickgate/internal/chtest"
-	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/server"
+	"github.com/clickgate/clickgate/internal/servertest"
 	"github.com/clickgate/clickgate/internal/testkit"
 )
-
-const issuer = "https://idp.test/realms/corp"
 
 type stack struct {
 	ch       *chtest.Server
 	cg       *httptest.Server
-	key      *testkit.Key
+	iss      servertest.Issuer
 	resource string
 }
 
@@ -39,15 +35,13 @@ func newStack(t *testing.T, mcpYAML string) *stack {
 	ch := chtest.Start(t, chtest.Options{})
 	ch.Query(t, "ch_admin", "admin-pw", "CREATE TABLE default.usage (day Date, team String, tokens UInt64) ENGINE = MergeTree ORDER BY (team, day)")
 	ch.Query(t, "ch_admin", "admin-pw", "INSERT INTO default.usage SELECT toDate('2026-01-01') + number % 30, concat('team-', toString(number % 3)), number FROM system.numbers LIMIT 3000")
-	dir := t.TempDir()
-	key := testkit.NewKey(t, jose.ES256, "k1")
-	// The listener is created first: the resource is public_url + /mcp.
-	cg := httptest.NewUnstartedServer(nil)
-	publicURL := "http://" + cg.Listener.Addr().String()
-	yaml := fmt.Sprintf(`
+	iss := servertest.NewIssuer(t)
+	// MCP's resource is public_url + /mcp.
+	cg := servertest.StartWithURL(t, func(publicURL string) string {
+		return fmt.Sprintf(`
 server: {public_url: %s}
 token_processors:
-  corp: {type: jwt, issuer: %s, jwks_file: %s, audiences: [clickhouse], username_claim: email}
+  corp: %s
 directory:
   roles: {filter: "^ch-.*$", transform: "s/^ch-//", common: [mcp_reader]}
 clickhouse:
@@ -57,24 +51,14 @@ clickhouse:
     - {role: admin, user: ch_admin, password: admin-pw}
     - {role: mcp_reader, user: ch_reader, password: reader-pw}
 mcp:
-%s`, publicURL, issuer, testkit.WriteJWKS(t, dir, key), ch.HTTPURL, mcpYAML)
-	cfg, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cg.Config.Handler = srv.Handler()
-	cg.Start()
-	t.Cleanup(cg.Close)
-	return &stack{ch: ch, cg: cg, key: key, resource: publicURL + "/mcp"}
+%s`, publicURL, iss.Processor(), ch.HTTPURL, mcpYAML)
+	}, server.Options{})
+	return &stack{ch: ch, cg: cg, iss: iss, resource: cg.URL + "/mcp"}
 }
 
 // token mints a token for the MCP resource (aud), as the broker or an IdP would.
 func (s *stack) token(t *testing.T, aud, email string, groups ...string) string {
-	return s.key.Sign(t, testkit.Claims(issuer, aud, email, groups...))
+	return s.iss.Token(t, aud, email, groups...)
 }
 
 type bearer struct {
@@ -238,9 +222,9 @@ func TestProtectedResource(t *testing.T) {
 	list := `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}`
 	write := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"write_query","arguments":{"query":"SELECT 1"}}}`
 	withScope := func(scope string) string {
-		c := testkit.Claims(issuer, s.resource, "bob@example.com", "ch-admin")
+		c := testkit.Claims(servertest.IssuerURL, s.resource, "bob@example.com", "ch-admin")
 		c["scope"] = scope
-		return s.key.Sign(t, c)
+		return s.iss.Key.Sign(t, c)
 	}
 	meta := s.cg.URL + "/.well-known/oauth-protected-resource/mcp"
 	tests := []struct {
@@ -274,7 +258,7 @@ func TestProtectedResource(t *testing.T) {
 		var m map[string]any
 		json.NewDecoder(resp.Body).Decode(&m)
 		resp.Body.Close()
-		if m["resource"] != s.resource || fmt.Sprint(m["authorization_servers"]) != "["+issuer+"]" || fmt.Sprint(m["scopes_supported"]) != "[clickhouse.read clickhouse.write]" {
+		if m["resource"] != s.resource || fmt.Sprint(m["authorization_servers"]) != "["+servertest.IssuerURL+"]" || fmt.Sprint(m["scopes_supported"]) != "[clickhouse.read clickhouse.write]" {
 			t.Errorf("%s: %v", path, m)
 		}
 	}

@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -35,8 +34,8 @@ import (
 
 	"github.com/clickgate/clickgate/internal/chdb"
 	"github.com/clickgate/clickgate/internal/chdb/npmlib"
-	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/server"
+	"github.com/clickgate/clickgate/internal/servertest"
 	"github.com/clickgate/clickgate/internal/testkit"
 )
 
@@ -102,7 +101,7 @@ func seed() error {
 
 type stack struct {
 	cg       *httptest.Server
-	key      *testkit.Key
+	iss      servertest.Issuer
 	resource string
 }
 
@@ -110,31 +109,19 @@ type stack struct {
 // to the mcp section.
 func newStack(t *testing.T, mcpYAML string) *stack {
 	t.Helper()
-	dir := t.TempDir()
-	key := testkit.NewKey(t, jose.ES256, "k1")
-	cg := httptest.NewUnstartedServer(nil)
-	publicURL := "http://" + cg.Listener.Addr().String()
-	yaml := fmt.Sprintf(`
+	iss := servertest.NewIssuer(t)
+	cg := servertest.StartWithURL(t, func(publicURL string) string {
+		return fmt.Sprintf(`
 server: {public_url: %s}
 token_processors:
-  corp: {type: jwt, issuer: %s, jwks_file: %s, audiences: [clickhouse], username_claim: email}
+  corp: %s
 clickhouse:
   url: chdb://%s
   mode: service
 mcp:
-%s`, publicURL, issuer, testkit.WriteJWKS(t, dir, key), dataDir, mcpYAML)
-	cfg, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cg.Config.Handler = srv.Handler()
-	cg.Start()
-	t.Cleanup(cg.Close)
-	return &stack{cg: cg, key: key, resource: publicURL + "/mcp"}
+%s`, publicURL, iss.Processor(), dataDir, mcpYAML)
+	}, server.Options{})
+	return &stack{cg: cg, iss: iss, resource: cg.URL + "/mcp"}
 }
 
 type bearer struct {
@@ -151,7 +138,7 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 // connect opens an MCP session for email with the official Go SDK client.
 func (s *stack) connect(t *testing.T, email string) *mcp.ClientSession {
 	t.Helper()
-	tok := s.key.Sign(t, testkit.Claims(issuer, s.resource, email))
+	tok := s.iss.Token(t, s.resource, email)
 	client := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "1"}, nil)
 	cs, err := client.Connect(context.Background(), &mcp.StreamableClientTransport{
 		Endpoint: s.resource, HTTPClient: &http.Client{Transport: bearer{tok, http.DefaultTransport}},

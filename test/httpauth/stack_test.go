@@ -7,7 +7,7 @@
 // effect, its error codes, system.query_log and system.session_log — and
 // by the calls it made to /clickhouse/auth, counted on clickgate's side.
 //
-// clickgate runs in process (config.Parse + server.New) behind a front
+// clickgate runs in process (servertest.Handler) behind a front
 // handler on a listener opened first, because ClickHouse's configuration
 // must name the auth endpoint before ClickHouse starts. The 26.7 server has
 // no SQL-driven users, so provisioning is off and the people are
@@ -19,7 +19,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -36,8 +35,8 @@ import (
 
 	"github.com/clickgate/clickgate/internal/chtest"
 	"github.com/clickgate/clickgate/internal/clickhouse"
-	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/server"
+	"github.com/clickgate/clickgate/internal/servertest"
 	"github.com/clickgate/clickgate/internal/testkit"
 )
 
@@ -289,15 +288,7 @@ clickhouse:
 mcp: {read_only: true}
 audit: {file: %s}
 `, f.URL, issuer, testkit.WriteJWKS(t, dir, key), chURL, o.secret, auditFile)
-	cfg, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: o.now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.serve(srv.Handler())
+	f.serve(servertest.Handler(t, yaml, server.Options{Now: o.now}))
 	return &gate{front: f, key: key, auditFile: auditFile}
 }
 

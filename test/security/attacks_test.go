@@ -14,7 +14,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -23,15 +22,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-
 	"github.com/clickgate/clickgate/internal/chtest"
-	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/server"
-	"github.com/clickgate/clickgate/internal/testkit"
+	"github.com/clickgate/clickgate/internal/servertest"
 )
-
-const issuer = "https://idp.test/realms/corp"
 
 // fixedSettings are what the operator fixes; wantSettings is how
 // system.settings shows them when they hold.
@@ -46,7 +40,7 @@ const settingsSQL = "SELECT name, value FROM system.settings WHERE name IN ('rea
 type stack struct {
 	ch  *chtest.Server
 	cg  *httptest.Server
-	key *testkit.Key
+	iss servertest.Issuer
 }
 
 // servers are the ClickHouse releases every attack is tried against.
@@ -68,33 +62,22 @@ func newStack(t *testing.T, release chtest.Release) *stack {
 		ExtraProfiles: `<logged><log_queries>1</log_queries></logged>`,
 		ExtraUsers:    []chtest.User{{Name: "svc", Password: "svc-pw", Profile: "logged", Quota: chtest.KeyedQuota}},
 	})
-	dir := t.TempDir()
-	key := testkit.NewKey(t, jose.ES256, "k1")
-	yaml := fmt.Sprintf(`
+	iss := servertest.NewIssuer(t)
+	cg := servertest.Start(t, fmt.Sprintf(`
 token_processors:
-  corp: {type: jwt, issuer: %s, jwks_file: %s, audiences: [clickhouse], username_claim: email}
+  corp: %s
 clickhouse:
   url: %s
   mode: service
   user: svc
   password: svc-pw
   settings: %s
-`, issuer, testkit.WriteJWKS(t, dir, key), ch.HTTPURL, fixedSettings)
-	cfg, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cg := httptest.NewServer(srv.Handler())
-	t.Cleanup(cg.Close)
-	return &stack{ch: ch, cg: cg, key: key}
+`, iss.Processor(), ch.HTTPURL, fixedSettings), server.Options{})
+	return &stack{ch: ch, cg: cg, iss: iss}
 }
 
 func (s *stack) token(t *testing.T, email string) string {
-	return s.key.Sign(t, testkit.Claims(issuer, "clickhouse", email))
+	return s.iss.Token(t, "clickhouse", email)
 }
 
 // send sends a raw request through clickgate: the path and query as

@@ -15,25 +15,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/clickgate/clickgate/internal/chtest"
-	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/server"
-	"github.com/clickgate/clickgate/internal/testkit"
+	"github.com/clickgate/clickgate/internal/servertest"
 )
-
-const issuer = "https://idp.test/realms/corp"
 
 // releases are the ClickHouse servers every test runs against.
 var releases = []chtest.Release{chtest.Debian1816, chtest.ChDB267}
@@ -65,7 +59,7 @@ const (
 type env struct {
 	release chtest.Release
 	ch      *chtest.Server
-	key     *testkit.Key
+	iss     servertest.Issuer
 	service *front // service mode as svc
 	mapped  *front // mapped mode: admin → writer, analysts → reader
 	quota   *front // service mode as svc_q
@@ -112,11 +106,10 @@ func newEnv(t *testing.T, r chtest.Release) *env {
 			{Name: writerUser, Password: writerPassword, Profile: "logged"},
 		},
 	})
-	e := &env{release: r, ch: ch, key: testkit.NewKey(t, jose.ES256, "k1")}
-	jwks := testkit.WriteJWKS(t, t.TempDir(), e.key)
-	e.service = e.newFront(t, jwks, "service", fmt.Sprintf("{url: %s, mode: service, user: %s, password: %s}", ch.HTTPURL, svcUser, svcPassword))
-	e.quota = e.newFront(t, jwks, "service (quota)", fmt.Sprintf("{url: %s, mode: service, user: %s, password: %s}", ch.HTTPURL, quotaUser, quotaPassword))
-	e.mapped = e.newFront(t, jwks, "mapped", fmt.Sprintf(`
+	e := &env{release: r, ch: ch, iss: servertest.NewIssuer(t)}
+	e.service = e.newFront(t, "service", fmt.Sprintf("{url: %s, mode: service, user: %s, password: %s}", ch.HTTPURL, svcUser, svcPassword))
+	e.quota = e.newFront(t, "service (quota)", fmt.Sprintf("{url: %s, mode: service, user: %s, password: %s}", ch.HTTPURL, quotaUser, quotaPassword))
+	e.mapped = e.newFront(t, "mapped", fmt.Sprintf(`
   url: %s
   mode: mapped
   accounts:
@@ -127,31 +120,21 @@ func newEnv(t *testing.T, r chtest.Release) *env {
 
 // newFront starts a clickgate with the given clickhouse section. People's
 // roles are their groups that start with "ch-", without it, '-' as '_'.
-func (e *env) newFront(t *testing.T, jwks, name, clickhouseYAML string) *front {
+func (e *env) newFront(t *testing.T, name, clickhouseYAML string) *front {
 	t.Helper()
-	cg := httptest.NewUnstartedServer(nil) // the listener first: MCP's resource is public_url + /mcp
-	publicURL := "http://" + cg.Listener.Addr().String()
-	yaml := fmt.Sprintf(`
+	// MCP's resource is public_url + /mcp.
+	cg := servertest.StartWithURL(t, func(publicURL string) string {
+		return fmt.Sprintf(`
 server: {public_url: %s}
 token_processors:
-  corp: {type: jwt, issuer: %s, jwks_file: %s, audiences: [clickhouse], username_claim: email}
+  corp: %s
 directory:
   roles: {filter: "^ch-.*$", transform: "s/^ch-//; s/-/_/g"}
 clickhouse: %s
 mcp: {max_result_rows: %d, max_result_bytes: %d}
-`, publicURL, issuer, jwks, clickhouseYAML, maxResultRows, maxResultBytes)
-	cfg, err := config.Parse([]byte(yaml))
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", name, err, yaml)
-	}
-	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cg.Config.Handler = srv.Handler()
-	cg.Start()
-	t.Cleanup(cg.Close)
-	return &front{name: name, url: publicURL, resource: publicURL + "/mcp"}
+`, publicURL, e.iss.Processor(), clickhouseYAML, maxResultRows, maxResultBytes)
+	}, server.Options{})
+	return &front{name: name, url: cg.URL, resource: cg.URL + "/mcp"}
 }
 
 // person is someone with a token.
@@ -170,12 +153,12 @@ var (
 
 // token is p's token for the gateway (audience clickhouse).
 func (e *env) token(t *testing.T, p person) string {
-	return e.key.Sign(t, testkit.Claims(issuer, "clickhouse", p.email, p.groups...))
+	return e.iss.Token(t, "clickhouse", p.email, p.groups...)
 }
 
 // mcpToken is p's token for f's MCP resource.
 func (e *env) mcpToken(t *testing.T, f *front, p person) string {
-	return e.key.Sign(t, testkit.Claims(issuer, f.resource, p.email, p.groups...))
+	return e.iss.Token(t, f.resource, p.email, p.groups...)
 }
 
 // rawClient leaves compression alone: the test sees the Content-Encoding
