@@ -89,11 +89,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, c Cre
 	}
 	rec := audit.Record{Interface: iface}
 	rec.ClientAddress, rec.ClientPort = SplitAddr(r.RemoteAddr)
-	rec.HTTPUserAgent = clip(r.UserAgent(), 256)
+	rec.HTTPUserAgent = r.UserAgent() // the log bounds client text
 	result := "success"
 	if err != nil {
 		rec.Type = audit.LoginFailure
-		rec.User = clip(c.User, 256)
+		rec.User = c.User
 		rec.FailureReason = err.Error()
 		result = string(Reason(err))
 		var te *token.Error

@@ -44,13 +44,16 @@ func discover(ctx context.Context, client *http.Client, issuer string) (*Metadat
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("login: issuer %q is not an http(s) URL", issuer)
 	}
-	m, err := oidcdiscovery.Fetch(ctx, oidcdiscovery.HTTP(client), issuer)
-	var ie *oidcdiscovery.IssuerError
-	if errors.As(err, &ie) && strings.TrimRight(ie.Named, "/") == strings.TrimRight(issuer, "/") {
+	m := &Metadata{}
+	err = oidcdiscovery.HTTP(client)(ctx, oidcdiscovery.URL(issuer), m)
+	if err == nil {
 		// --issuer typed with or without the provider's trailing slash:
-		// the same document (its URL drops the slash) speaks for the
-		// provider's spelling, which is then the issuer, exactly.
-		m, err = oidcdiscovery.Fetch(ctx, oidcdiscovery.HTTP(client), ie.Named)
+		// the document (its URL drops the slash) speaks for the provider's
+		// spelling, which is then held exactly.
+		if strings.TrimRight(m.Issuer, "/") == strings.TrimRight(issuer, "/") {
+			issuer = m.Issuer
+		}
+		err = m.Check(issuer)
 	}
 	var se *oidcdiscovery.StatusError
 	switch {

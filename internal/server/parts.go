@@ -35,12 +35,12 @@ type Auth struct {
 // directory, the session log, and metrics in reg (which may be nil).
 func NewAuth(cfg *config.Config, opt Options, reg prometheus.Registerer) (*Auth, error) {
 	opt = opt.withDefaults()
-	return newAuth(cfg, opt, tokenOptions(opt, reg), reg)
+	return newAuth(cfg, tokenOptions(opt, reg), reg)
 }
 
 // newAuth is NewAuth with processor options shared with extra processors
 // (the broker's own) built beside it.
-func newAuth(cfg *config.Config, opt Options, tok token.Options, reg prometheus.Registerer, extra ...token.Extra) (*Auth, error) {
+func newAuth(cfg *config.Config, tok token.Options, reg prometheus.Registerer, extra ...token.Extra) (*Auth, error) {
 	verifier, err := token.NewVerifierFromConfig(cfg, tok, extra...)
 	if err != nil {
 		return nil, err

@@ -78,7 +78,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		}
 		brokerKeys, extra = k, append(extra, brokerProcessor(cfg, k, tok))
 	}
-	auth, err := newAuth(cfg, opt, tok, reg, extra...)
+	auth, err := newAuth(cfg, tok, reg, extra...)
 	if err != nil {
 		return nil, err
 	}
