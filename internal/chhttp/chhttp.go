@@ -27,8 +27,8 @@ type Client struct {
 	Bearer string
 	// HTTP sends the requests; http.DefaultClient when nil.
 	HTTP *http.Client
-	// MaxAnswer bounds the bytes Query and Exec read from an answer (the
-	// rest is not read); DefaultMaxAnswer when 0.
+	// MaxAnswer bounds the bytes Query and Exec read from an answer; a
+	// longer one is an error, not a cut result. DefaultMaxAnswer when 0.
 	MaxAnswer int64
 
 	mu      sync.Mutex
@@ -102,9 +102,12 @@ func (c *Client) Query(ctx context.Context, sql string, params url.Values) (stri
 	if limit == 0 {
 		limit = DefaultMaxAnswer
 	}
-	out, err := io.ReadAll(io.LimitReader(body, limit))
+	out, err := io.ReadAll(io.LimitReader(body, limit+1))
 	if err != nil {
 		return "", fmt.Errorf("reading answer: %w", err)
+	}
+	if int64(len(out)) > limit {
+		return "", fmt.Errorf("the answer is larger than %d bytes, more than this client reads", limit)
 	}
 	return string(out), nil
 }

@@ -87,11 +87,15 @@ func TestExceptions(t *testing.T) {
 func TestMaxAnswer(t *testing.T) {
 	u, _ := fake(t)
 	long := strings.Repeat("x", DefaultMaxAnswer+10)
-	if got, _ := (&Client{URL: u}).Exec(context.Background(), long); len(got) != DefaultMaxAnswer {
-		t.Errorf("default limit: read %d bytes", len(got))
+	// An answer past the limit is an error, never a silently cut result.
+	if got, err := (&Client{URL: u}).Exec(context.Background(), long); err == nil || got != "" || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("default limit: %d bytes, %v", len(got), err)
 	}
-	if got, _ := (&Client{URL: u, MaxAnswer: 5}).Query(context.Background(), "0123456789", nil); got != "01234" {
-		t.Errorf("MaxAnswer 5: %q", got)
+	if got, err := (&Client{URL: u, MaxAnswer: 5}).Query(context.Background(), "0123456789", nil); err == nil || got != "" {
+		t.Errorf("MaxAnswer 5, 10 bytes: %q, %v", got, err)
+	}
+	if got, err := (&Client{URL: u, MaxAnswer: 5}).Query(context.Background(), "01234", nil); err != nil || got != "01234" {
+		t.Errorf("MaxAnswer 5, 5 bytes: %q, %v", got, err)
 	}
 }
 
