@@ -299,8 +299,7 @@ func (b *Broker) authorize(w http.ResponseWriter, r *http.Request) {
 // has the reason; the other refusals name no address and are shown.
 func (b *Broker) unknownClient(w http.ResponseWriter, err error) {
 	if isDocumentError(err) {
-		id := newRequestID()
-		b.log.Info("oauth: authorization refused: client metadata document", "request_id", id, "reason", err.Error())
+		id := b.withheld(slog.LevelInfo, "oauth: authorization refused: client metadata document", "reason", err.Error())
 		b.page(w, http.StatusBadRequest, "This application could not be verified",
 			"The application that sent you here could not be verified: "+documentRefused+
 				", so clickgate will not sign you in to it. Go back to the application and try again later, or tell its maker "+
@@ -363,8 +362,7 @@ func (b *Broker) consent(w http.ResponseWriter, r *http.Request) {
 	}
 	target, err := b.opts.Upstream.AuthCodeURL(r.Context(), state, p.Verifier)
 	if err != nil {
-		id := newRequestID()
-		b.log.Error("oauth: upstream IdP unavailable", "request_id", id, "error", err)
+		id := b.withheld(slog.LevelError, "oauth: upstream IdP unavailable", "error", err)
 		b.redirectError(w, r, req, "temporarily_unavailable", "the identity provider cannot be reached (clickgate request id "+id+")")
 		return
 	}
@@ -410,15 +408,13 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	up, err := b.opts.Upstream.Exchange(r.Context(), q.Get("code"), p.Verifier)
 	if err != nil {
-		id := newRequestID()
-		b.log.Warn("oauth: upstream code exchange failed", "request_id", id, "error", err)
+		id := b.withheld(slog.LevelWarn, "oauth: upstream code exchange failed", "error", err)
 		b.redirectError(w, r, req, "access_denied", "the identity provider did not confirm the sign-in (clickgate request id "+id+")")
 		return
 	}
 	person, err := b.personFor(r, up.AccessToken, up.RefreshToken, b.now().Unix())
 	if err != nil {
-		id := newRequestID()
-		b.log.Warn("oauth: signed-in person refused", "request_id", id, "error", err)
+		id := b.withheld(slog.LevelWarn, "oauth: signed-in person refused", "error", err)
 		code, desc := personRefusal(err, id)
 		b.redirectError(w, r, req, code, desc)
 		return
@@ -560,13 +556,20 @@ func (b *Broker) page(w http.ResponseWriter, status int, title, text string) {
 }
 
 func (b *Broker) internalError(w http.ResponseWriter, r *http.Request, err error) {
-	id := newRequestID()
-	b.log.Error("oauth: internal error", "path", r.URL.Path, "request_id", id, "error", err)
+	id := b.withheld(slog.LevelError, "oauth: internal error", "path", r.URL.Path, "error", err)
 	if r.URL.Path == PathToken || r.URL.Path == PathRegister {
 		jsonError(w, http.StatusInternalServerError, "server_error", "clickgate could not complete the request; its log has the details under request id "+id)
 		return
 	}
 	b.page(w, http.StatusInternalServerError, "Something went wrong", "clickgate could not complete the sign-in. Its administrator can find the details in clickgate's log under request id "+id+".")
+}
+
+// withheld logs the details of a refusal or failure under a new request
+// id and returns the id, which is all the browser or client is shown.
+func (b *Broker) withheld(level slog.Level, msg string, args ...any) string {
+	id := newRequestID()
+	b.log.Log(context.Background(), level, msg, append([]any{"request_id", id}, args...)...)
+	return id
 }
 
 // newRequestID names one refusal whose details are withheld from the

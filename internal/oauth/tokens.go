@@ -2,6 +2,7 @@ package oauth
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -108,8 +109,7 @@ func (b *Broker) token(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		desc := err.Error()
 		if isDocumentError(err) {
-			id := newRequestID()
-			b.log.Info("oauth: token request refused: client metadata document", "request_id", id, "reason", err.Error())
+			id := b.withheld(slog.LevelInfo, "oauth: token request refused: client metadata document", "reason", err.Error())
 			desc = "the client is not known: " + documentRefused + " (clickgate request id " + id + ")"
 		} else {
 			b.log.Info("oauth: token request refused: client", "reason", err.Error())
@@ -277,8 +277,7 @@ func (b *Broker) recheck(r *http.Request, rt refreshToken) (person, error) {
 		if err := b.store.Revoke(ctx, rt.Family, time.Unix(rt.Exp, 0)); err != nil {
 			return person{}, err
 		}
-		id := newRequestID()
-		b.log.Info("oauth: the upstream ended a sign-in", "user", rt.Person.Username, "request_id", id, "reason", reason.Error())
+		id := b.withheld(slog.LevelInfo, "oauth: the upstream ended a sign-in", "user", rt.Person.Username, "reason", reason.Error())
 		// The reason is the IdP's own error text or a verification error
 		// (which may name the IdP's addresses): the log has it.
 		why := "clickgate request id " + id
