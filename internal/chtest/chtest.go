@@ -36,9 +36,6 @@ var (
 	defaultUsersXML string
 )
 
-// DefaultBinary is where Debian's package installs the server.
-const DefaultBinary = chproc.DefaultBinary
-
 // missingBinary is the failure message when no server binary is found.
 const missingBinary = "clickhouse-server not found: run scripts/install-clickhouse.sh (make test does)"
 
@@ -108,7 +105,7 @@ type Options struct {
 	// It can add elements, not change those of the template: for a repeated
 	// element ClickHouse uses the first one.
 	ExtraConfig string
-	// Binary is the server binary; by default DefaultBinary, else
+	// Binary is the server binary; by default chproc.DefaultBinary, else
 	// clickhouse-server on PATH.
 	Binary string
 	// StartTimeout bounds the wait for /ping; 30 s by default.
