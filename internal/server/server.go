@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,6 +37,8 @@ const MaxHeaderBytes = 64 << 10
 
 // Server is clickgate's HTTP side.
 type Server struct {
+	// unready holds, per readiness check, whether it last failed.
+	unready sync.Map
 	cfg     *config.Config
 	auth    *authn.Authenticator
 	log     *slog.Logger
@@ -312,7 +315,14 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			checks[name] = "unavailable (see clickgate's log)"
 			status = http.StatusServiceUnavailable
-			s.log.Warn("readyz: not ready", "check", name, "error", err)
+		}
+		// Log a check when it changes, not at every probe of a balancer.
+		if was, _ := s.unready.Swap(name, err != nil); was != (err != nil) {
+			if err != nil {
+				s.log.Warn("readyz: not ready", "check", name, "error", err)
+			} else if was != nil {
+				s.log.Info("readyz: ready again", "check", name)
+			}
 		}
 	}
 	for name, err := range s.auth.Ready(ctx) {
