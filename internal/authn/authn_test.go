@@ -114,7 +114,7 @@ func verifier(t *testing.T, yaml string) (*config.Config, *token.Verifier) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := token.NewVerifierFromConfig(cfg, token.Options{})
+	v, err := token.NewVerifierFromConfig(cfg.Directory.Processors, cfg.TokenProcessors, token.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,7 +65,7 @@ directory: {processors: [corp, remote]}
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := token.NewVerifierFromConfig(cfg, token.Options{})
+	v, err := token.NewVerifierFromConfig(cfg.Directory.Processors, cfg.TokenProcessors, token.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

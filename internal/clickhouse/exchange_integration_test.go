@@ -207,7 +207,7 @@ func (p *exIdP) login(client, id string) string {
 // clk is clickgate's clock: the real time (the provider's) plus a skip.
 func newExGateway(t *testing.T, idp *exIdP, clk *testkit.Clock, client, secret, audience string) (*token.Verifier, clickhouse.Mode) {
 	t.Helper()
-	pc := &config.TokenProcessor{Type: config.TypeOIDC, Issuer: idp.issuer, Audiences: []string{client},
+	pc := &token.Config{Type: token.TypeOIDC, Issuer: idp.issuer, Audiences: []string{client},
 		ClientID: client, ClientSecret: secret}
 	pc.ApplyDefaults()
 	p, err := token.New("corp", pc, token.Options{HTTPClient: &http.Client{Timeout: 5 * time.Second}, Now: clk.Now})
@@ -251,7 +251,7 @@ func TestIntegrationExchange(t *testing.T) {
 
 	// A processor that accepts only tokens meant for ClickHouse (on the
 	// provider's time: clk runs ahead below).
-	chCfg := &config.TokenProcessor{Type: config.TypeOIDC, Issuer: idp.issuer, Audiences: []string{exAudience}}
+	chCfg := &token.Config{Type: token.TypeOIDC, Issuer: idp.issuer, Audiences: []string{exAudience}}
 	chCfg.ApplyDefaults()
 	chProc, _ := token.New("ch", chCfg, token.Options{})
 	verifyCH := token.NewVerifier([]token.Processor{chProc}, nil, nil, time.Now).Verify

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/clickgate/clickgate/internal/problems"
+	"github.com/clickgate/clickgate/internal/token"
 )
 
 // Broker defaults.
@@ -39,7 +42,7 @@ const DevIdPBrokerClient = "clickgate-broker"
 // the development IdP with its built-in client.
 func (c *Config) BrokerUpstreamIsDevIdP() bool {
 	p := c.TokenProcessors[c.Broker.Upstream]
-	return c.Broker.Enabled && c.DevIdP.Enabled && p != nil && p.Type == TypeOIDC &&
+	return c.Broker.Enabled && c.DevIdP.Enabled && p != nil && p.Type == token.TypeOIDC &&
 		strings.TrimRight(p.Issuer, "/") == c.DevIdPIssuer() && p.ClientID == ""
 }
 
@@ -47,9 +50,9 @@ func (c *Config) BrokerUpstreamIsDevIdP() bool {
 // tokens: ES256 JWTs from public_url for the MCP resource, naming the
 // person in "username" and their upstream groups in "groups" (the
 // directory turns them into roles as for the upstream's own tokens).
-func (c *Config) BrokerProcessorConfig() *TokenProcessor {
-	p := &TokenProcessor{
-		Type: TypeJWT, Issuer: c.Server.PublicURL, Audiences: []string{c.MCPResource()},
+func (c *Config) BrokerProcessorConfig() *token.Config {
+	p := &token.Config{
+		Type: token.TypeJWT, Issuer: c.Server.PublicURL, Audiences: []string{c.MCPResource()},
 		Algorithms: []string{"ES256"}, UsernameClaim: "username", GroupsClaim: "groups",
 		// clickgate both issues and checks these tokens: only the clocks
 		// of replicas may differ, by far less than an IdP's.
@@ -84,7 +87,7 @@ func (c *Config) applyBrokerDefaults() {
 	}
 	if p := c.TokenProcessors[b.Upstream]; p != nil && len(b.UpstreamScopes) == 0 {
 		switch {
-		case p.Type == TypeGitHub:
+		case p.Type == token.TypeGitHub:
 			b.UpstreamScopes = []string{"read:user", "user:email", "read:org"}
 		case c.BrokerUpstreamIsDevIdP():
 			// A refresh token there lets every refresh here re-check the person.
@@ -113,7 +116,7 @@ func (c *Config) BrokerSealKey() ([]byte, error) {
 	return nil, fmt.Errorf("broker.seal_key: not 32 bytes in base64 or hex; make one with: openssl rand -base64 32")
 }
 
-func (c *Config) validateBroker(v *validator) {
+func (c *Config) validateBroker(v *problems.List) {
 	b := &c.Broker
 	if !b.Enabled {
 		return
@@ -121,59 +124,59 @@ func (c *Config) validateBroker(v *validator) {
 	p, ok := c.TokenProcessors[b.Upstream]
 	switch {
 	case b.Upstream == "":
-		v.add("broker.upstream", "missing; name the token processor whose IdP signs people in")
+		v.Add("broker.upstream", "missing; name the token processor whose IdP signs people in")
 	case !ok || p == nil:
-		v.add("broker.upstream", "%q is not a processor in token_processors", b.Upstream)
-	case p.Type != TypeOIDC && p.Type != TypeGitHub && p.Type != TypeGoogle:
-		v.add("broker.upstream", "processor %q is of type %s; the broker signs people in with an oidc, github or google processor", b.Upstream, p.Type)
+		v.Add("broker.upstream", "%q is not a processor in token_processors", b.Upstream)
+	case p.Type != token.TypeOIDC && p.Type != token.TypeGitHub && p.Type != token.TypeGoogle:
+		v.Add("broker.upstream", "processor %q is of type %s; the broker signs people in with an oidc, github or google processor", b.Upstream, p.Type)
 	case p.ClientID == "" && !c.BrokerUpstreamIsDevIdP():
-		v.add("token_processors."+b.Upstream+".client_id", "missing; the broker signs people in as this client: register %s%s as its redirect URI at the IdP", c.Server.PublicURL, "/oauth/callback")
+		v.Add("token_processors."+b.Upstream+".client_id", "missing; the broker signs people in as this client: register %s%s as its redirect URI at the IdP", c.Server.PublicURL, "/oauth/callback")
 	}
 	if _, ok := c.TokenProcessors[BrokerProcessor]; ok {
-		v.add("token_processors."+BrokerProcessor, "the name is taken by the broker's own processor; rename it")
+		v.Add("token_processors."+BrokerProcessor, "the name is taken by the broker's own processor; rename it")
 	}
 	if c.ClickHouse == nil || !*c.MCP.Enabled {
-		v.add("broker.enabled", "the broker signs MCP clients in to /mcp; it needs a clickhouse section and mcp.enabled")
+		v.Add("broker.enabled", "the broker signs MCP clients in to /mcp; it needs a clickhouse section and mcp.enabled")
 	} else if c.ClickHouse.Mode == ModeExchange {
-		v.add("broker.enabled", "exchange mode trades the caller's token at the upstream IdP, which does not know the broker's own tokens; use mapped, service, http_auth or impersonate (or bearer with ClickHouse trusting %s/oauth/jwks)", c.Server.PublicURL)
+		v.Add("broker.enabled", "exchange mode trades the caller's token at the upstream IdP, which does not know the broker's own tokens; use mapped, service, http_auth or impersonate (or bearer with ClickHouse trusting %s/oauth/jwks)", c.Server.PublicURL)
 	}
 	switch b.Store {
 	case BrokerStoreFile:
 	case BrokerStoreClickHouse:
 		if ch := c.ClickHouse; ch != nil && (ch.User == "" || strings.HasPrefix(ch.URL, ChDBScheme)) {
-			v.add("broker.store", "clickhouse keeps the broker's state through clickhouse.url as clickhouse.user: set a user that may CREATE, SELECT, INSERT and ALTER DELETE %s", b.StoreTable)
+			v.Add("broker.store", "clickhouse keeps the broker's state through clickhouse.url as clickhouse.user: set a user that may CREATE, SELECT, INSERT and ALTER DELETE %s", b.StoreTable)
 		}
 	default:
-		v.add("broker.store", "%q is not a store; use file or clickhouse", b.Store)
+		v.Add("broker.store", "%q is not a store; use file or clickhouse", b.Store)
 	}
 	if _, err := c.BrokerSealKey(); err != nil {
-		v.add("broker.seal_key", "%v", strings.TrimPrefix(err.Error(), "broker.seal_key: "))
+		v.Add("broker.seal_key", "%v", strings.TrimPrefix(err.Error(), "broker.seal_key: "))
 	}
 	if b.AccessTokenTTL < 5*time.Second || b.AccessTokenTTL > 24*time.Hour {
-		v.add("broker.access_token_ttl", "%s is outside 5s…24h", b.AccessTokenTTL)
+		v.Add("broker.access_token_ttl", "%s is outside 5s…24h", b.AccessTokenTTL)
 	}
 	if b.RefreshTokenTTL < b.AccessTokenTTL || b.RefreshTokenTTL > 90*24*time.Hour {
-		v.add("broker.refresh_token_ttl", "%s is outside access_token_ttl…2160h (90 days)", b.RefreshTokenTTL)
+		v.Add("broker.refresh_token_ttl", "%s is outside access_token_ttl…2160h (90 days)", b.RefreshTokenTTL)
 	}
 	seen := map[string]bool{}
 	for i, cl := range b.Clients {
 		path := fmt.Sprintf("broker.clients[%d]", i)
 		switch {
 		case cl.ClientID == "" || strings.ContainsAny(cl.ClientID, " \t\r\n"):
-			v.add(path+".client_id", "%q is not a client id (not empty, no spaces)", cl.ClientID)
+			v.Add(path+".client_id", "%q is not a client id (not empty, no spaces)", cl.ClientID)
 		case strings.HasPrefix(cl.ClientID, "https://") || strings.HasPrefix(cl.ClientID, "http://"):
-			v.add(path+".client_id", "%q is a URL; URL client ids are Client ID Metadata Documents and need no registration", cl.ClientID)
+			v.Add(path+".client_id", "%q is a URL; URL client ids are Client ID Metadata Documents and need no registration", cl.ClientID)
 		case seen[cl.ClientID]:
-			v.add(path+".client_id", "%q is listed twice", cl.ClientID)
+			v.Add(path+".client_id", "%q is listed twice", cl.ClientID)
 		}
 		seen[cl.ClientID] = true
 		if len(cl.RedirectURIs) == 0 {
-			v.add(path+".redirect_uris", "missing; list the client's redirect URIs exactly")
+			v.Add(path+".redirect_uris", "missing; list the client's redirect URIs exactly")
 		}
 		for j, raw := range cl.RedirectURIs {
 			u, err := url.Parse(raw)
 			if err != nil || u.Scheme == "" || u.Fragment != "" || strings.Contains(raw, "#") || (u.Host == "" && (u.Scheme == "http" || u.Scheme == "https")) {
-				v.add(fmt.Sprintf("%s.redirect_uris[%d]", path, j), "%q is not an absolute URL without fragment", raw)
+				v.Add(fmt.Sprintf("%s.redirect_uris[%d]", path, j), "%q is not an absolute URL without fragment", raw)
 			}
 		}
 	}

@@ -9,13 +9,15 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/clickgate/clickgate/internal/token"
 )
 
 // Config is the whole clickgate configuration file.
 type Config struct {
-	Server          Server                     `yaml:"server"`
-	TokenProcessors map[string]*TokenProcessor `yaml:"token_processors"`
-	Directory       Directory                  `yaml:"directory"`
+	Server          Server                   `yaml:"server"`
+	TokenProcessors map[string]*token.Config `yaml:"token_processors"`
+	Directory       Directory                `yaml:"directory"`
 	// ClickHouse is nil when the file has no clickhouse section: the
 	// gateway is then off, while the auth endpoint and /whoami still work.
 	ClickHouse *ClickHouse `yaml:"clickhouse"`
@@ -44,56 +46,6 @@ type Server struct {
 type TLS struct {
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
-}
-
-// Processor types.
-const (
-	TypeJWT    = "jwt"
-	TypeOIDC   = "oidc"
-	TypeOpaque = "opaque"
-	TypeGitHub = "github"
-	TypeGoogle = "google"
-)
-
-// TokenProcessor configures one identity provider, like ClickHouse's
-// <token_processors> entries.
-type TokenProcessor struct {
-	Type string `yaml:"type"`
-	// Issuer is the expected iss; for oidc also the discovery base.
-	Issuer string `yaml:"issuer"`
-
-	JWKSURI  string `yaml:"jwks_uri"`
-	JWKSFile string `yaml:"jwks_file"`
-	// Keys holds inline PEM public keys or a JWK set (JSON).
-	Keys string `yaml:"keys"`
-	// SharedSecret enables HS256/384/512; without it HMAC is refused.
-	SharedSecret string `yaml:"shared_secret"`
-
-	UserinfoURL      string `yaml:"userinfo_url"`
-	IntrospectionURL string `yaml:"introspection_url"`
-	// TokeninfoURL is Google's tokeninfo endpoint (overridable for tests).
-	TokeninfoURL string `yaml:"tokeninfo_url"`
-	// APIURL is the GitHub REST API base (GitHub Enterprise: https://HOST/api/v3).
-	APIURL string `yaml:"api_url"`
-	// HostedDomain restricts Google accounts to one Workspace domain (hd).
-	HostedDomain string `yaml:"hosted_domain"`
-
-	ClientID     string `yaml:"client_id"`
-	ClientSecret string `yaml:"client_secret"`
-	// TokenURL is the token endpoint for exchange mode (oidc: discovered).
-	TokenURL string `yaml:"token_url"`
-
-	Audiences      []string       `yaml:"audiences"`
-	Algorithms     []string       `yaml:"algorithms"`
-	RequiredClaims map[string]any `yaml:"required_claims"`
-	UsernameClaim  string         `yaml:"username_claim"`
-	GroupsClaim    string         `yaml:"groups_claim"`
-
-	Leeway   time.Duration `yaml:"leeway"`
-	CacheTTL time.Duration `yaml:"cache_ttl"`
-	// MaxKeyStaleness bounds how long keys fetched before stay in use while
-	// the IdP's JWKS endpoint is unreachable.
-	MaxKeyStaleness time.Duration `yaml:"max_key_staleness"`
 }
 
 // Directory turns identities into ClickHouse principals.

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/clickgate/clickgate/internal/token"
 )
 
 // fullConfig is the configuration of DESIGN.md with every section set.
@@ -230,7 +232,7 @@ func checkAccepted(t *testing.T, cfg *Config) {
 	if len(cfg.TokenProcessors) == 0 {
 		t.Fatal("accepted a configuration without token processors")
 	}
-	types := []string{TypeJWT, TypeOIDC, TypeOpaque, TypeGitHub, TypeGoogle}
+	types := []string{token.TypeJWT, token.TypeOIDC, token.TypeOpaque, token.TypeGitHub, token.TypeGoogle}
 	for name, p := range cfg.TokenProcessors {
 		if p == nil {
 			t.Fatalf("processor %q is nil", name)
@@ -249,7 +251,7 @@ func checkAccepted(t *testing.T, cfg *Config) {
 				t.Fatalf("processor %q allows %s without a long shared secret", name, a)
 			}
 		}
-		if (p.Type == TypeJWT || p.Type == TypeOIDC) && len(p.Audiences) == 0 {
+		if (p.Type == token.TypeJWT || p.Type == token.TypeOIDC) && len(p.Audiences) == 0 {
 			t.Fatalf("processor %q accepts any audience", name)
 		}
 	}

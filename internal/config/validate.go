@@ -11,24 +11,14 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/clickgate/clickgate/internal/problems"
 )
 
 // Defaults that apply when a key is absent.
 const (
-	DefaultListen          = "127.0.0.1:8443"
-	DefaultLeeway          = 30 * time.Second
-	DefaultCacheTTL        = 5 * time.Minute
-	DefaultMaxKeyStaleness = 24 * time.Hour
-	DefaultGitHubAPI       = "https://api.github.com"
-	DefaultGoogleUserinfo  = "https://openidconnect.googleapis.com/v1/userinfo"
-	DefaultGoogleTokeninfo = "https://oauth2.googleapis.com/tokeninfo"
+	DefaultListen = "127.0.0.1:8443"
 )
-
-// AsymmetricAlgorithms are accepted by default for signed JWTs.
-var AsymmetricAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
-
-// HMACAlgorithms need an explicit shared_secret.
-var HMACAlgorithms = []string{"HS256", "HS384", "HS512"}
 
 func (c *Config) applyDefaults() {
 	if c.Server.Listen == "" {
@@ -85,127 +75,74 @@ func (c *Config) applyDefaults() {
 
 func ptr[T any](v T) *T { return &v }
 
-// ApplyDefaults fills in what a processor's keys default to; Load calls it.
-func (p *TokenProcessor) ApplyDefaults() {
-	if p.UsernameClaim == "" {
-		switch p.Type {
-		case TypeGitHub:
-			p.UsernameClaim = "login"
-		case TypeGoogle:
-			p.UsernameClaim = "email"
-		default:
-			p.UsernameClaim = "sub"
-		}
-	}
-	if p.GroupsClaim == "" {
-		p.GroupsClaim = "groups"
-	}
-	if p.Leeway == 0 {
-		p.Leeway = DefaultLeeway
-	}
-	if p.CacheTTL == 0 {
-		p.CacheTTL = DefaultCacheTTL
-	}
-	if p.MaxKeyStaleness == 0 {
-		p.MaxKeyStaleness = DefaultMaxKeyStaleness
-	}
-	if len(p.Algorithms) == 0 {
-		p.Algorithms = slices.Clone(AsymmetricAlgorithms)
-		if p.SharedSecret != "" {
-			p.Algorithms = append(p.Algorithms, HMACAlgorithms...)
-		}
-	}
-	switch p.Type {
-	case TypeOIDC:
-		if len(p.Audiences) == 0 && p.ClientID != "" {
-			p.Audiences = []string{p.ClientID}
-		}
-	case TypeGitHub:
-		if p.APIURL == "" {
-			p.APIURL = DefaultGitHubAPI
-		}
-		p.APIURL = strings.TrimRight(p.APIURL, "/")
-	case TypeGoogle:
-		if p.UserinfoURL == "" {
-			p.UserinfoURL = DefaultGoogleUserinfo
-		}
-		if p.TokeninfoURL == "" {
-			p.TokeninfoURL = DefaultGoogleTokeninfo
-		}
-		if len(p.Audiences) == 0 && p.ClientID != "" {
-			p.Audiences = []string{p.ClientID}
-		}
-	}
-}
-
 func (c *Config) validate() []string {
-	var v validator
+	var v problems.List
 	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
-		v.add("server.listen", "%q is not host:port (for example 127.0.0.1:8443)", c.Server.Listen)
+		v.Add("server.listen", "%q is not host:port (for example 127.0.0.1:8443)", c.Server.Listen)
 	}
 	if c.Server.MetricsListen != "" {
 		c.validateMetricsListen(&v)
 	}
-	v.url("server.public_url", c.Server.PublicURL)
+	v.URL("server.public_url", c.Server.PublicURL)
 	if (c.Server.TLS.CertFile == "") != (c.Server.TLS.KeyFile == "") {
-		v.add("server.tls", "set both cert_file and key_file, or neither")
+		v.Add("server.tls", "set both cert_file and key_file, or neither")
 	}
 
 	if len(c.TokenProcessors) == 0 {
-		v.add("token_processors", "at least one processor is needed to verify tokens")
+		v.Add("token_processors", "at least one processor is needed to verify tokens")
 	}
 	for _, name := range sortedKeys(c.TokenProcessors) {
 		p := c.TokenProcessors[name]
 		path := "token_processors." + name
 		if p == nil {
-			v.add(path, "is empty; set at least type")
+			v.Add(path, "is empty; set at least type")
 			continue
 		}
-		p.validate(&v, path)
+		p.Validate(path, &v)
 	}
 	seen := map[string]bool{}
 	for i, name := range c.Directory.Processors {
 		if _, ok := c.TokenProcessors[name]; !ok {
-			v.add(fmt.Sprintf("directory.processors[%d]", i), "%q is not a processor in token_processors (have: %s)", name, strings.Join(sortedKeys(c.TokenProcessors), ", "))
+			v.Add(fmt.Sprintf("directory.processors[%d]", i), "%q is not a processor in token_processors (have: %s)", name, strings.Join(sortedKeys(c.TokenProcessors), ", "))
 		}
 		if seen[name] {
-			v.add(fmt.Sprintf("directory.processors[%d]", i), "%q is listed twice", name)
+			v.Add(fmt.Sprintf("directory.processors[%d]", i), "%q is listed twice", name)
 		}
 		seen[name] = true
 	}
 	for i, d := range c.Directory.AllowedDomains {
 		if d == "" || strings.ContainsAny(d, "@ /") {
-			v.add(fmt.Sprintf("directory.allowed_domains[%d]", i), "%q is not a domain (write example.com)", d)
+			v.Add(fmt.Sprintf("directory.allowed_domains[%d]", i), "%q is not a domain (write example.com)", d)
 		}
 	}
 	if ch := c.ClickHouse; ch != nil {
 		ch.validate(&v)
 	}
 	if c.MCP.MaxResultRows < 0 || c.MCP.MaxResultBytes < 0 || c.MCP.QueryTimeout < 0 {
-		v.add("mcp", "max_result_rows, max_result_bytes and query_timeout must not be negative")
+		v.Add("mcp", "max_result_rows, max_result_bytes and query_timeout must not be negative")
 	}
 	c.validateBroker(&v)
 	c.validateDevIdP(&v)
-	return v.problems
+	return v.Items()
 }
 
 // validateMetricsListen checks server.metrics_listen: host:port with a
 // numeric port, and not the main listener's address.
-func (c *Config) validateMetricsListen(v *validator) {
+func (c *Config) validateMetricsListen(v *problems.List) {
 	const path = "server.metrics_listen"
 	addr := c.Server.MetricsListen
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		v.add(path, "%q is not host:port (for example 127.0.0.1:9464)", addr)
+		v.Add(path, "%q is not host:port (for example 127.0.0.1:9464)", addr)
 		return
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		v.add(path, "%q needs a port number from 1 to 65535 (for example 127.0.0.1:9464)", addr)
+		v.Add(path, "%q needs a port number from 1 to 65535 (for example 127.0.0.1:9464)", addr)
 		return
 	}
 	mainHost, mainPort, err := net.SplitHostPort(c.Server.Listen)
 	if err == nil && mainPort == port && (host == mainHost || wildcardHost(host) || wildcardHost(mainHost)) {
-		v.add(path, "%q overlaps server.listen %q; give the metrics listener its own port", addr, c.Server.Listen)
+		v.Add(path, "%q overlaps server.listen %q; give the metrics listener its own port", addr, c.Server.Listen)
 	}
 }
 
@@ -214,114 +151,17 @@ func wildcardHost(host string) bool {
 	return host == "" || host == "0.0.0.0" || host == "::"
 }
 
-func (p *TokenProcessor) validate(v *validator, path string) {
-	switch p.Type {
-	case TypeJWT:
-		sources := 0
-		for _, s := range []string{p.JWKSURI, p.JWKSFile, p.Keys} {
-			if s != "" {
-				sources++
-			}
-		}
-		if sources > 1 {
-			v.add(path, "set only one of jwks_uri, jwks_file and keys")
-		}
-		if sources == 0 && p.SharedSecret == "" {
-			v.add(path, "a jwt processor needs its keys: set jwks_uri, jwks_file or keys (or shared_secret for HS256)")
-		}
-		if p.JWKSURI != "" {
-			v.url(path+".jwks_uri", p.JWKSURI)
-		}
-		v.required(path+".issuer", p.Issuer, "the expected iss claim")
-		v.audiences(path, p.Audiences)
-	case TypeOIDC:
-		v.required(path+".issuer", p.Issuer, "the IdP's issuer URL; discovery reads <issuer>/.well-known/openid-configuration")
-		if p.Issuer != "" {
-			v.url(path+".issuer", p.Issuer)
-		}
-		v.audiences(path, p.Audiences)
-		if p.IntrospectionURL != "" && (p.ClientID == "" || p.ClientSecret == "") {
-			v.add(path, "introspection needs client_id and client_secret")
-		}
-	case TypeOpaque:
-		if p.IntrospectionURL == "" && p.UserinfoURL == "" {
-			v.add(path, "an opaque processor needs introspection_url and/or userinfo_url")
-		}
-		if p.IntrospectionURL != "" {
-			v.url(path+".introspection_url", p.IntrospectionURL)
-			if p.ClientID == "" || p.ClientSecret == "" {
-				v.add(path, "introspection needs client_id and client_secret")
-			}
-		}
-		if p.UserinfoURL != "" {
-			v.url(path+".userinfo_url", p.UserinfoURL)
-		}
-	case TypeGitHub:
-		v.url(path+".api_url", p.APIURL)
-		if (p.ClientID == "") != (p.ClientSecret == "") {
-			v.add(path, "set both client_id and client_secret (to check that tokens were issued to your OAuth app), or neither")
-		}
-	case TypeGoogle:
-		v.required(path+".client_id", p.ClientID, "your OAuth client id; Google tokens issued to other clients are refused")
-		v.url(path+".userinfo_url", p.UserinfoURL)
-		v.url(path+".tokeninfo_url", p.TokeninfoURL)
-	case "":
-		v.add(path+".type", "missing; one of jwt, oidc, opaque, github, google")
-		return
-	default:
-		v.add(path+".type", "%q is not a processor type; use one of jwt, oidc, opaque, github, google", p.Type)
-		return
-	}
-	for i, alg := range p.Algorithms {
-		ap := fmt.Sprintf("%s.algorithms[%d]", path, i)
-		switch {
-		case strings.EqualFold(alg, "none"):
-			v.add(ap, `"none" is never allowed: unsigned tokens prove nothing`)
-		case slices.Contains(HMACAlgorithms, alg):
-			if p.SharedSecret == "" {
-				v.add(ap, "%s needs shared_secret; without it HMAC would let anyone holding a public key forge tokens", alg)
-			}
-		case !slices.Contains(AsymmetricAlgorithms, alg):
-			v.add(ap, "%q is not supported; use some of %s", alg, strings.Join(append(slices.Clone(AsymmetricAlgorithms), HMACAlgorithms...), ", "))
-		}
-	}
-	if p.SharedSecret != "" && len(p.SharedSecret) < 32 {
-		v.add(path+".shared_secret", "is shorter than 32 bytes; use a long random secret")
-	}
-	if p.Leeway < 0 || p.Leeway > 5*time.Minute {
-		v.add(path+".leeway", "%s is outside 0s…5m", p.Leeway)
-	}
-	if p.CacheTTL < 0 {
-		v.add(path+".cache_ttl", "must not be negative")
-	}
-	for _, k := range sortedKeys(p.RequiredClaims) {
-		switch val := p.RequiredClaims[k].(type) {
-		case string, bool, int, float64:
-		case []any:
-			for _, e := range val {
-				switch e.(type) {
-				case string, bool, int, float64:
-				default:
-					v.add(path+".required_claims."+k, "list items must be strings, numbers or booleans")
-				}
-			}
-		default:
-			v.add(path+".required_claims."+k, "must be a string, number, boolean or a list of those")
-		}
-	}
-}
-
-func (ch *ClickHouse) validate(v *validator) {
+func (ch *ClickHouse) validate(v *problems.List) {
 	if ch.URL == "" {
-		v.add("clickhouse.url", "missing; for example http://127.0.0.1:8123")
+		v.Add("clickhouse.url", "missing; for example http://127.0.0.1:8123")
 	}
 	modes := []string{ModeBearer, ModeExchange, ModeHTTPAuth, ModeImpersonate, ModeMapped, ModeService}
 	if !slices.Contains(modes, ch.Mode) {
-		v.add("clickhouse.mode", "%q is not a mode; use one of %s", ch.Mode, strings.Join(modes, ", "))
+		v.Add("clickhouse.mode", "%q is not a mode; use one of %s", ch.Mode, strings.Join(modes, ", "))
 	}
 	embedded := strings.HasPrefix(ch.URL, "chdb:")
 	if ch.URL != "" && !embedded {
-		v.url("clickhouse.url", ch.URL)
+		v.URL("clickhouse.url", ch.URL)
 	}
 	if embedded {
 		ch.validateChDB(v)
@@ -329,35 +169,35 @@ func (ch *ClickHouse) validate(v *validator) {
 	switch ch.Mode {
 	case ModeMapped:
 		if len(ch.Accounts) == 0 {
-			v.add("clickhouse.accounts", "mapped mode needs at least one {role, user, password} account")
+			v.Add("clickhouse.accounts", "mapped mode needs at least one {role, user, password} account")
 		}
 		for i, a := range ch.Accounts {
 			if a.Role == "" || a.User == "" {
-				v.add(fmt.Sprintf("clickhouse.accounts[%d]", i), "needs role and user")
+				v.Add(fmt.Sprintf("clickhouse.accounts[%d]", i), "needs role and user")
 			}
 		}
 	case ModeService, ModeImpersonate:
 		if !embedded {
-			v.required("clickhouse.user", ch.User, "the service account clickgate runs queries as")
+			v.Required("clickhouse.user", ch.User, "the service account clickgate runs queries as")
 		}
 	case ModeHTTPAuth:
 		if ch.Provisioning.CreateUsers || ch.Provisioning.SyncRoles {
-			v.required("clickhouse.user", ch.User, "the account that creates users and grants roles")
+			v.Required("clickhouse.user", ch.User, "the account that creates users and grants roles")
 		}
 	case ModeBearer, ModeExchange:
-		v.required("clickhouse.audience", ch.Audience, "the audience ClickHouse's token processor expects")
+		v.Required("clickhouse.audience", ch.Audience, "the audience ClickHouse's token processor expects")
 	}
 	if ch.TicketSecret != "" && len(ch.TicketSecret) < 32 {
-		v.add("clickhouse.ticket_secret", "is shorter than 32 bytes; use a long random secret")
+		v.Add("clickhouse.ticket_secret", "is shorter than 32 bytes; use a long random secret")
 	}
 	if ch.Provisioning.ManagedRoles != "" {
 		if _, err := regexp.Compile(ch.Provisioning.ManagedRoles); err != nil {
-			v.add("clickhouse.provisioning.managed_roles", "%v", err)
+			v.Add("clickhouse.provisioning.managed_roles", "%v", err)
 		}
 	}
 	for k := range ch.Settings {
 		if k == "user" || k == "password" || k == "query" || k == "session_id" {
-			v.add("clickhouse.settings."+k, "is not a setting clickgate may fix")
+			v.Add("clickhouse.settings."+k, "is not a setting clickgate may fix")
 		}
 	}
 }
@@ -381,40 +221,15 @@ func ChDBPath(url string) (dir string, ok bool) {
 // queries run as that one user, with clickgate's readonly and limits, and
 // clickgate's audit log naming the person), and a user or password would
 // mean nothing.
-func (ch *ClickHouse) validateChDB(v *validator) {
+func (ch *ClickHouse) validateChDB(v *problems.List) {
 	if _, ok := ChDBPath(ch.URL); !ok {
-		v.add("clickhouse.url", "%q names no data directory; write chdb:///absolute/dir or chdb://relative/dir", ch.URL)
+		v.Add("clickhouse.url", "%q names no data directory; write chdb:///absolute/dir or chdb://relative/dir", ch.URL)
 	}
 	if ch.Mode != "" && ch.Mode != ModeService {
-		v.add("clickhouse.mode", "chdb:// needs mode service, not %s: the embedded engine has one user and no authentication, so there is no account, token or user for %s mode to use", ch.Mode, ch.Mode)
+		v.Add("clickhouse.mode", "chdb:// needs mode service, not %s: the embedded engine has one user and no authentication, so there is no account, token or user for %s mode to use", ch.Mode, ch.Mode)
 	}
 	if ch.User != "" || ch.Password != "" {
-		v.add("clickhouse.user", "chdb:// has no users; remove user and password")
-	}
-}
-
-type validator struct{ problems []string }
-
-func (v *validator) add(path, format string, args ...any) {
-	v.problems = append(v.problems, path+": "+fmt.Sprintf(format, args...))
-}
-
-func (v *validator) required(path, value, what string) {
-	if value == "" {
-		v.add(path, "missing; set it to %s", what)
-	}
-}
-
-func (v *validator) audiences(path string, auds []string) {
-	if len(auds) == 0 {
-		v.add(path+".audiences", "missing; a token must name clickgate or ClickHouse in aud, or any token the IdP issued to any app would be accepted")
-	}
-}
-
-func (v *validator) url(path, raw string) {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		v.add(path, "%q is not an http(s) URL", raw)
+		v.Add("clickhouse.user", "chdb:// has no users; remove user and password")
 	}
 }
 
@@ -499,7 +314,7 @@ func IsBcryptHash(s string) bool {
 	return len(s) == 60 && (strings.HasPrefix(s, "$2a$") || strings.HasPrefix(s, "$2b$") || strings.HasPrefix(s, "$2y$"))
 }
 
-func (c *Config) validateDevIdP(v *validator) {
+func (c *Config) validateDevIdP(v *problems.List) {
 	d := &c.DevIdP
 	if !d.Enabled {
 		return
@@ -509,10 +324,10 @@ func (c *Config) validateDevIdP(v *validator) {
 	}
 	checkSecret := func(path, s string) {
 		if strings.HasPrefix(s, "$2") && !IsBcryptHash(s) {
-			v.add(path, "looks like a bcrypt hash but is not one (60 characters starting $2a$, $2b$ or $2y$); hash with: htpasswd -bnBC 10 \"\" PASSWORD | tr -d ':\\n'")
+			v.Add(path, "looks like a bcrypt hash but is not one (60 characters starting $2a$, $2b$ or $2y$); hash with: htpasswd -bnBC 10 \"\" PASSWORD | tr -d ':\\n'")
 		} else if IsBcryptHash(s) {
 			if _, err := bcrypt.Cost([]byte(s)); err != nil {
-				v.add(path, "is not a valid bcrypt hash: %v", err)
+				v.Add(path, "is not a valid bcrypt hash: %v", err)
 			}
 		}
 	}
@@ -521,26 +336,26 @@ func (c *Config) validateDevIdP(v *validator) {
 	for i, u := range d.Users {
 		path := fmt.Sprintf("dev_idp.users[%d]", i)
 		if badName(u.Username) {
-			v.add(path+".username", "%q is not a user name (not empty, no spaces or control characters)", u.Username)
+			v.Add(path+".username", "%q is not a user name (not empty, no spaces or control characters)", u.Username)
 		} else if users[strings.ToLower(u.Username)] {
-			v.add(path+".username", "%q is listed twice", u.Username)
+			v.Add(path+".username", "%q is listed twice", u.Username)
 		}
 		users[strings.ToLower(u.Username)] = true
 		if u.Password == "" {
-			v.add(path+".password", "missing; give the password in plain text or as a bcrypt hash")
+			v.Add(path+".password", "missing; give the password in plain text or as a bcrypt hash")
 		}
 		checkSecret(path+".password", u.Password)
 		if u.Email != "" {
 			if at := strings.Index(u.Email, "@"); at <= 0 || at == len(u.Email)-1 || strings.ContainsAny(u.Email, " \t\r\n") {
-				v.add(path+".email", "%q is not an email address", u.Email)
+				v.Add(path+".email", "%q is not an email address", u.Email)
 			} else if emails[strings.ToLower(u.Email)] {
-				v.add(path+".email", "%q belongs to two users", u.Email)
+				v.Add(path+".email", "%q belongs to two users", u.Email)
 			}
 			emails[strings.ToLower(u.Email)] = true
 		}
 		for j, g := range u.Groups {
 			if strings.TrimSpace(g) == "" {
-				v.add(fmt.Sprintf("%s.groups[%d]", path, j), "is empty")
+				v.Add(fmt.Sprintf("%s.groups[%d]", path, j), "is empty")
 			}
 		}
 	}
@@ -549,48 +364,48 @@ func (c *Config) validateDevIdP(v *validator) {
 		path := fmt.Sprintf("dev_idp.clients[%d]", i)
 		switch {
 		case badName(cl.ClientID):
-			v.add(path+".client_id", "%q is not a client id (not empty, no spaces or control characters)", cl.ClientID)
+			v.Add(path+".client_id", "%q is not a client id (not empty, no spaces or control characters)", cl.ClientID)
 		case cl.ClientID == DevIdPCLIClient:
-			v.add(path+".client_id", "%q is the built-in client of clickgate login; choose another id", cl.ClientID)
+			v.Add(path+".client_id", "%q is the built-in client of clickgate login; choose another id", cl.ClientID)
 		case clients[cl.ClientID]:
-			v.add(path+".client_id", "%q is listed twice", cl.ClientID)
+			v.Add(path+".client_id", "%q is listed twice", cl.ClientID)
 		case users[strings.ToLower(cl.ClientID)]:
-			v.add(path+".client_id", "%q is also a user name; tokens of the two would have the same subject", cl.ClientID)
+			v.Add(path+".client_id", "%q is also a user name; tokens of the two would have the same subject", cl.ClientID)
 		}
 		clients[cl.ClientID] = true
 		checkSecret(path+".client_secret", cl.ClientSecret)
 		for j, raw := range cl.RedirectURIs {
 			u, err := url.Parse(raw)
 			if err != nil || u.Scheme == "" || u.Fragment != "" || (u.Host == "" && (u.Scheme == "http" || u.Scheme == "https")) {
-				v.add(fmt.Sprintf("%s.redirect_uris[%d]", path, j), "%q is not an absolute URL without fragment", raw)
+				v.Add(fmt.Sprintf("%s.redirect_uris[%d]", path, j), "%q is not an absolute URL without fragment", raw)
 			}
 		}
 		for j, g := range cl.GrantTypes {
 			gp := fmt.Sprintf("%s.grant_types[%d]", path, j)
 			switch {
 			case !slices.Contains(DevIdPGrantTypes, g):
-				v.add(gp, "%q is not a grant type; use some of %s", g, strings.Join(DevIdPGrantTypes, ", "))
+				v.Add(gp, "%q is not a grant type; use some of %s", g, strings.Join(DevIdPGrantTypes, ", "))
 			case g == GrantAuthorizationCode && len(cl.RedirectURIs) == 0:
-				v.add(gp, "authorization_code needs redirect_uris")
+				v.Add(gp, "authorization_code needs redirect_uris")
 			case (g == GrantClientCredentials || g == GrantTokenExchange) && cl.ClientSecret == "":
-				v.add(gp, "%s needs a client_secret (a public client cannot keep one)", g)
+				v.Add(gp, "%s needs a client_secret (a public client cannot keep one)", g)
 			}
 		}
 		for j, a := range cl.Audiences {
 			if strings.TrimSpace(a) == "" {
-				v.add(fmt.Sprintf("%s.audiences[%d]", path, j), "is empty")
+				v.Add(fmt.Sprintf("%s.audiences[%d]", path, j), "is empty")
 			}
 		}
 	}
 	if d.TokenTTL < time.Minute || d.TokenTTL > 24*time.Hour {
-		v.add("dev_idp.token_ttl", "%s is outside 1m…24h", d.TokenTTL)
+		v.Add("dev_idp.token_ttl", "%s is outside 1m…24h", d.TokenTTL)
 	}
 	if d.RefreshTokenTTL < d.TokenTTL || d.RefreshTokenTTL > 90*24*time.Hour {
-		v.add("dev_idp.refresh_token_ttl", "%s is outside token_ttl…2160h (90 days)", d.RefreshTokenTTL)
+		v.Add("dev_idp.refresh_token_ttl", "%s is outside token_ttl…2160h (90 days)", d.RefreshTokenTTL)
 	}
 	for i, a := range d.Audiences {
 		if strings.TrimSpace(a) == "" {
-			v.add(fmt.Sprintf("dev_idp.audiences[%d]", i), "is empty")
+			v.Add(fmt.Sprintf("dev_idp.audiences[%d]", i), "is empty")
 		}
 	}
 	if len(d.Users) == 0 && len(d.Clients) == 0 {

@@ -41,7 +41,7 @@ func NewAuth(cfg *config.Config, opt Options, reg prometheus.Registerer) (*Auth,
 // newAuth is NewAuth with processor options shared with extra processors
 // (the broker's own) built beside it.
 func newAuth(cfg *config.Config, tok token.Options, reg prometheus.Registerer, extra ...token.Extra) (*Auth, error) {
-	verifier, err := token.NewVerifierFromConfig(cfg, tok, extra...)
+	verifier, err := token.NewVerifierFromConfig(cfg.Directory.Processors, cfg.TokenProcessors, tok, extra...)
 	if err != nil {
 		return nil, err
 	}

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/clickgate/clickgate/internal/config"
 )
 
 // Fuzz targets for the token path. Run them with `make fuzz`; inputs that
@@ -177,8 +175,8 @@ type fuzzVerifyFixture struct {
 
 func fuzzVerifySetup(tb testing.TB) *fuzzVerifyFixture {
 	tb.Helper()
-	cfg := &config.TokenProcessor{
-		Type: config.TypeJWT, Issuer: testIssuer, Keys: fuzzJWKS,
+	cfg := &Config{
+		Type: TypeJWT, Issuer: testIssuer, Keys: fuzzJWKS,
 		Audiences: []string{testAudience}, UsernameClaim: "email",
 	}
 	cfg.ApplyDefaults()

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/problems"
 )
 
 // GitHub REST API details clickgate relies on.
@@ -57,7 +57,7 @@ type githubProcessor struct {
 
 // githubType: GitHub tokens carry no aud; the OAuth app check (client_id)
 // stands for it.
-var githubType = Type{New: newGitHubProcessor, ChecksAudience: func(*config.TokenProcessor) bool { return false }, Describe: func(tp *config.TokenProcessor) []string {
+var githubType = Type{New: newGitHubProcessor, Defaults: githubDefaults, Validate: validateGitHub, ChecksAudience: func(*Config) bool { return false }, Describe: func(tp *Config) []string {
 	out := []string{fmt.Sprintf("GitHub tokens checked with the REST API at %s; groups are org and org/team", tp.APIURL)}
 	if tp.ClientID == "" {
 		out = append(out, "warning: without client_id and client_secret any GitHub token of the person is accepted, whichever app it was issued to")
@@ -65,14 +65,31 @@ var githubType = Type{New: newGitHubProcessor, ChecksAudience: func(*config.Toke
 	return out
 }}
 
-func newGitHubProcessor(name string, cfg *config.TokenProcessor, opt Options) (Processor, error) {
-	api := strings.TrimRight(cfg.APIURL, "/")
-	apiURL, err := url.Parse(api)
-	if err != nil || (apiURL.Scheme != "http" && apiURL.Scheme != "https") || apiURL.Host == "" {
-		return nil, fmt.Errorf("token_processors.%s.api_url: %q is not an http(s) URL", name, cfg.APIURL)
+// DefaultGitHubAPI is api_url's default.
+const DefaultGitHubAPI = "https://api.github.com"
+
+func githubDefaults(c *Config) {
+	if c.UsernameClaim == "" {
+		c.UsernameClaim = "login"
 	}
-	if (cfg.ClientID == "") != (cfg.ClientSecret == "") {
-		return nil, fmt.Errorf("token_processors.%s: set both client_id and client_secret (to check that tokens were issued to your OAuth app), or neither", name)
+	if c.APIURL == "" {
+		c.APIURL = DefaultGitHubAPI
+	}
+	c.APIURL = strings.TrimRight(c.APIURL, "/")
+}
+
+func validateGitHub(c *Config, path string, p *problems.List) {
+	p.URL(path+".api_url", c.APIURL)
+	if (c.ClientID == "") != (c.ClientSecret == "") {
+		p.Add(path, "set both client_id and client_secret (to check that tokens were issued to your OAuth app), or neither")
+	}
+}
+
+func newGitHubProcessor(name string, cfg *Config, opt Options) (Processor, error) {
+	api := strings.TrimRight(cfg.APIURL, "/")
+	apiURL, err := url.Parse(api) // an http(s) URL: validateGitHub checked it
+	if err != nil {
+		return nil, err
 	}
 	return &githubProcessor{
 		name: name, api: api, apiURL: apiURL,

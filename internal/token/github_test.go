@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/token"
 )
 
@@ -200,9 +199,9 @@ func writeJSON(w http.ResponseWriter, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-func githubProcessor(t *testing.T, apiURL string, change func(*config.TokenProcessor)) token.Processor {
+func githubProcessor(t *testing.T, apiURL string, change func(*token.Config)) token.Processor {
 	t.Helper()
-	cfg := &config.TokenProcessor{Type: config.TypeGitHub, APIURL: apiURL, ClientID: githubClientID, ClientSecret: githubClientSecret}
+	cfg := &token.Config{Type: token.TypeGitHub, APIURL: apiURL, ClientID: githubClientID, ClientSecret: githubClientSecret}
 	if change != nil {
 		change(cfg)
 	}
@@ -259,7 +258,7 @@ func TestGitHubVerify(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		fake   func(*fakeGitHub)
-		cfg    func(*config.TokenProcessor)
+		cfg    func(*token.Config)
 		reason token.Reason // "" means success
 		// on success
 		username   string
@@ -286,7 +285,7 @@ func TestGitHubVerify(t *testing.T) {
 		},
 		{
 			name:     "without client_id any GitHub token of the person is accepted",
-			cfg:      func(c *config.TokenProcessor) { c.ClientID, c.ClientSecret = "", "" },
+			cfg:      func(c *token.Config) { c.ClientID, c.ClientSecret = "", "" },
 			fake:     func(f *fakeGitHub) { f.appClientID = "some-other-app" },
 			username: "octocat", groups: allGroups, checkCalls: 0,
 		},
@@ -321,7 +320,7 @@ func TestGitHubVerify(t *testing.T) {
 		},
 		{
 			name:     "email mode takes the primary verified address",
-			cfg:      func(c *config.TokenProcessor) { c.UsernameClaim = "email" },
+			cfg:      func(c *token.Config) { c.UsernameClaim = "email" },
 			username: "octo@example.com", groups: allGroups, checkCalls: 1,
 		},
 		{
@@ -344,7 +343,7 @@ func TestGitHubVerify(t *testing.T) {
 		},
 		{
 			name: "email mode with an unverified primary address",
-			cfg:  func(c *config.TokenProcessor) { c.UsernameClaim = "email" },
+			cfg:  func(c *token.Config) { c.UsernameClaim = "email" },
 			fake: func(f *fakeGitHub) {
 				f.emails = []map[string]any{
 					{"email": "octo@example.com", "primary": true, "verified": false},
@@ -365,7 +364,7 @@ func TestGitHubVerify(t *testing.T) {
 		},
 		{
 			name:   "required_claims apply",
-			cfg:    func(c *config.TokenProcessor) { c.RequiredClaims = map[string]any{"login": "someone-else"} },
+			cfg:    func(c *token.Config) { c.RequiredClaims = map[string]any{"login": "someone-else"} },
 			reason: token.ReasonClaims,
 		},
 		{
@@ -438,18 +437,6 @@ func TestGitHubVerify(t *testing.T) {
 	}
 }
 
-func TestGitHubConfig(t *testing.T) {
-	for name, cfg := range map[string]*config.TokenProcessor{
-		"client_id without client_secret": {Type: config.TypeGitHub, ClientID: githubClientID},
-		"api_url not a URL":               {Type: config.TypeGitHub, APIURL: "api.github.com"},
-	} {
-		cfg.ApplyDefaults()
-		if _, err := token.New("gh", cfg, token.Options{}); err == nil {
-			t.Errorf("%s: New succeeded", name)
-		}
-	}
-}
-
 // TestGitHubTokenReachesOnlyGitHub builds a Verifier whose first processor
 // takes any opaque token: a GitHub token must still go to GitHub alone.
 func TestGitHubTokenReachesOnlyGitHub(t *testing.T) {
@@ -463,7 +450,7 @@ func TestGitHubTokenReachesOnlyGitHub(t *testing.T) {
 	gh := httptest.NewServer(f)
 	t.Cleanup(gh.Close)
 
-	corpCfg := &config.TokenProcessor{Type: config.TypeOpaque, UserinfoURL: corp.URL}
+	corpCfg := &token.Config{Type: token.TypeOpaque, UserinfoURL: corp.URL}
 	corpCfg.ApplyDefaults()
 	opaque, err := token.New("corp", corpCfg, token.Options{})
 	if err != nil {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/problems"
 )
 
 // googleTokenPrefix starts every Google OAuth access token.
@@ -42,7 +42,7 @@ type googleProcessor struct {
 	policy        *claimPolicy
 }
 
-var googleType = Type{New: newGoogleProcessor, ChecksAudience: hasAudiences, Describe: func(tp *config.TokenProcessor) []string {
+var googleType = Type{New: newGoogleProcessor, Defaults: googleDefaults, Validate: validateGoogle, ChecksAudience: hasAudiences, Describe: func(tp *Config) []string {
 	out := []string{fmt.Sprintf("Google access tokens checked at %s (audience, expiry) and %s (the person)", tp.TokeninfoURL, tp.UserinfoURL)}
 	if tp.HostedDomain != "" {
 		out = append(out, "only Workspace domain (hd) "+tp.HostedDomain)
@@ -50,16 +50,35 @@ var googleType = Type{New: newGoogleProcessor, ChecksAudience: hasAudiences, Des
 	return out
 }}
 
-func newGoogleProcessor(name string, cfg *config.TokenProcessor, opt Options) (Processor, error) {
-	ti, err := url.Parse(cfg.TokeninfoURL)
-	if err != nil || (ti.Scheme != "http" && ti.Scheme != "https") || ti.Host == "" {
-		return nil, fmt.Errorf("token_processors.%s.tokeninfo_url: %q is not an http(s) URL", name, cfg.TokeninfoURL)
+// Google's endpoints, the defaults of userinfo_url and tokeninfo_url.
+const (
+	DefaultGoogleUserinfo  = "https://openidconnect.googleapis.com/v1/userinfo"
+	DefaultGoogleTokeninfo = "https://oauth2.googleapis.com/tokeninfo"
+)
+
+func googleDefaults(c *Config) {
+	if c.UsernameClaim == "" {
+		c.UsernameClaim = "email"
 	}
-	if cfg.UserinfoURL == "" {
-		return nil, fmt.Errorf("token_processors.%s.userinfo_url: missing", name)
+	if c.UserinfoURL == "" {
+		c.UserinfoURL = DefaultGoogleUserinfo
 	}
-	if len(cfg.Audiences) == 0 {
-		return nil, fmt.Errorf("token_processors.%s.client_id: missing; without it Google tokens issued to any app would be accepted", name)
+	if c.TokeninfoURL == "" {
+		c.TokeninfoURL = DefaultGoogleTokeninfo
+	}
+	defaultAudienceIsClientID(c)
+}
+
+func validateGoogle(c *Config, path string, p *problems.List) {
+	p.Required(path+".client_id", c.ClientID, "your OAuth client id; Google tokens issued to other clients are refused")
+	p.URL(path+".userinfo_url", c.UserinfoURL)
+	p.URL(path+".tokeninfo_url", c.TokeninfoURL)
+}
+
+func newGoogleProcessor(name string, cfg *Config, opt Options) (Processor, error) {
+	ti, err := url.Parse(cfg.TokeninfoURL) // an http(s) URL: validateGoogle checked it
+	if err != nil {
+		return nil, err
 	}
 	return &googleProcessor{
 		name: name, tokeninfo: ti, userinfoURL: cfg.UserinfoURL,

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/token"
 )
 
@@ -104,10 +103,10 @@ func (f *fakeGoogle) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func googleProcessor(t *testing.T, base string, change func(*config.TokenProcessor)) token.Processor {
+func googleProcessor(t *testing.T, base string, change func(*token.Config)) token.Processor {
 	t.Helper()
-	cfg := &config.TokenProcessor{
-		Type: config.TypeGoogle, ClientID: googleClientID,
+	cfg := &token.Config{
+		Type: token.TypeGoogle, ClientID: googleClientID,
 		TokeninfoURL: base + "/tokeninfo", UserinfoURL: base + "/v1/userinfo",
 	}
 	if change != nil {
@@ -146,7 +145,7 @@ func TestGoogleVerify(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		fake     func(*fakeGoogle)
-		cfg      func(*config.TokenProcessor)
+		cfg      func(*token.Config)
 		reason   token.Reason // "" means success
 		username string
 		noEmail  bool // on success: the email claim must be absent
@@ -154,12 +153,12 @@ func TestGoogleVerify(t *testing.T) {
 	}{
 		{
 			name:     "success",
-			cfg:      func(c *config.TokenProcessor) { c.HostedDomain = "example.com" },
+			cfg:      func(c *token.Config) { c.HostedDomain = "example.com" },
 			username: "alice@example.com",
 		},
 		{
 			name:     "username from sub",
-			cfg:      func(c *config.TokenProcessor) { c.UsernameClaim = "sub" },
+			cfg:      func(c *token.Config) { c.UsernameClaim = "sub" },
 			username: "110169484474386276334",
 		},
 		{
@@ -174,7 +173,7 @@ func TestGoogleVerify(t *testing.T) {
 		},
 		{
 			name: "unverified e-mail is dropped when the user name is sub",
-			cfg:  func(c *config.TokenProcessor) { c.UsernameClaim = "sub" },
+			cfg:  func(c *token.Config) { c.UsernameClaim = "sub" },
 			fake: func(f *fakeGoogle) {
 				f.tokeninfo["email_verified"] = "false"
 				f.userinfo["email_verified"] = false
@@ -201,7 +200,7 @@ func TestGoogleVerify(t *testing.T) {
 		},
 		{
 			name:   "hosted domain mismatch",
-			cfg:    func(c *config.TokenProcessor) { c.HostedDomain = "corp.example" },
+			cfg:    func(c *token.Config) { c.HostedDomain = "corp.example" },
 			reason: token.ReasonClaims,
 			check: func(t *testing.T, _ *fakeGoogle, err *token.Error) {
 				if !strings.Contains(err.Error(), "corp.example") {
@@ -211,7 +210,7 @@ func TestGoogleVerify(t *testing.T) {
 		},
 		{
 			name:   "consumer account without hd when hosted_domain is set",
-			cfg:    func(c *config.TokenProcessor) { c.HostedDomain = "example.com" },
+			cfg:    func(c *token.Config) { c.HostedDomain = "example.com" },
 			fake:   func(f *fakeGoogle) { delete(f.userinfo, "hd") },
 			reason: token.ReasonClaims,
 		},
@@ -310,14 +309,6 @@ func TestSaaSUnreachable(t *testing.T) {
 	}
 }
 
-func TestGoogleNeedsClientID(t *testing.T) {
-	cfg := &config.TokenProcessor{Type: config.TypeGoogle}
-	cfg.ApplyDefaults()
-	if _, err := token.New("google", cfg, token.Options{}); err == nil {
-		t.Fatal("New succeeded without client_id; any app's Google token would be accepted")
-	}
-}
-
 // TestGoogleTokenReachesOnlyGoogle builds a Verifier whose first processor
 // takes any opaque token: a Google token must still go to Google alone.
 func TestGoogleTokenReachesOnlyGoogle(t *testing.T) {
@@ -330,7 +321,7 @@ func TestGoogleTokenReachesOnlyGoogle(t *testing.T) {
 	g := httptest.NewServer(newFakeGoogle(t))
 	t.Cleanup(g.Close)
 
-	corpCfg := &config.TokenProcessor{Type: config.TypeOpaque, UserinfoURL: corp.URL}
+	corpCfg := &token.Config{Type: token.TypeOpaque, UserinfoURL: corp.URL}
 	corpCfg.ApplyDefaults()
 	opaque, err := token.New("corp", corpCfg, token.Options{})
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
-	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/testkit"
 )
 
@@ -95,10 +94,10 @@ func with(claims map[string]any, changes map[string]any) map[string]any {
 }
 
 // jwtConfig is a jwt processor configuration trusting keys inline.
-func jwtConfig(tb testing.TB, keys ...*signingKey) *config.TokenProcessor {
+func jwtConfig(tb testing.TB, keys ...*signingKey) *Config {
 	tb.Helper()
-	cfg := &config.TokenProcessor{
-		Type: config.TypeJWT, Issuer: testIssuer, Keys: jwks(tb, keys...),
+	cfg := &Config{
+		Type: TypeJWT, Issuer: testIssuer, Keys: jwks(tb, keys...),
 		Audiences: []string{testAudience}, UsernameClaim: "email",
 	}
 	cfg.ApplyDefaults()
@@ -106,7 +105,7 @@ func jwtConfig(tb testing.TB, keys ...*signingKey) *config.TokenProcessor {
 }
 
 // newTestVerifier builds a caching Verifier over one processor built from cfg.
-func newTestVerifier(tb testing.TB, cfg *config.TokenProcessor, now func() time.Time) *Verifier {
+func newTestVerifier(tb testing.TB, cfg *Config, now func() time.Time) *Verifier {
 	tb.Helper()
 	p, err := New("corp", cfg, Options{Now: now})
 	if err != nil {

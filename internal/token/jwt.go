@@ -3,6 +3,8 @@ package token
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/problems"
 )
 
 // jwtVerifier checks a signed JWT: algorithm, then the claims (cheap),
@@ -228,4 +231,91 @@ func (p *jwtProcessor) Ready(ctx context.Context) error {
 		return r.ready(ctx)
 	}
 	return nil
+}
+
+var jwtType = Type{New: newJWTProcessor, Validate: validateJWT, ChecksAudience: hasAudiences, Describe: func(tp *Config) []string {
+	var out []string
+	switch {
+	case tp.JWKSURI != "":
+		out = append(out, fmt.Sprintf("JWTs verified locally with keys from %s (refreshed at most every %s for an unknown kid; kept for %s if it goes down)", tp.JWKSURI, JWKSMinRefresh, tp.MaxKeyStaleness))
+	case tp.JWKSFile != "":
+		out = append(out, "JWTs verified locally with keys from the file "+tp.JWKSFile)
+	case tp.Keys != "":
+		out = append(out, "JWTs verified locally with the inline keys")
+	}
+	return append(out, fmt.Sprintf("iss must be %q", tp.Issuer), algorithmsLine(tp))
+}}
+
+func newJWTProcessor(name string, cfg *Config, opt Options) (Processor, error) {
+	keys, err := keySourceFor(name, cfg, opt)
+	if err != nil {
+		return nil, err
+	}
+	return NewJWTProcessor(name, cfg, keys, opt), nil
+}
+
+// NewJWTProcessor returns a jwt processor for cfg that verifies with keys
+// rather than cfg's jwks_uri, jwks_file or keys: for an issuer that holds
+// its keys in this process.
+func NewJWTProcessor(name string, cfg *Config, keys KeySource, opt Options) Processor {
+	v := jwtVerifierFor(name, cfg, opt.withDefaults())
+	v.keys = keys
+	return &jwtProcessor{verifier: v, policy: policyFor(name, cfg), exchange: exchangeEndpoint(cfg)}
+}
+
+// keySourceFor returns the jwt processor's keys: a JWKS URL, a file or
+// inline keys, plus the shared secret when HMAC is configured.
+func keySourceFor(name string, cfg *Config, opt Options) (KeySource, error) {
+	if cfg.JWKSURI != "" {
+		return newRemoteKeys(cfg.JWKSURI, opt.idp(name), cfg.MaxKeyStaleness, opt.Now), nil
+	}
+	var keys []jose.JSONWebKey
+	var err error
+	switch {
+	case cfg.JWKSFile != "":
+		var data []byte
+		// Validate read it too; it may have changed since.
+		data, err = os.ReadFile(cfg.JWKSFile)
+		if err == nil {
+			keys, err = ParseKeys(data)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("token_processors.%s.jwks_file: %v", name, err)
+		}
+	case cfg.Keys != "":
+		keys, _ = ParseKeys([]byte(cfg.Keys)) // Validate parsed them
+	}
+	if cfg.SharedSecret != "" {
+		keys = append(keys, jose.JSONWebKey{Key: []byte(cfg.SharedSecret)})
+	}
+	return staticKeys(keys), nil
+}
+
+func validateJWT(c *Config, path string, p *problems.List) {
+	sources := 0
+	for _, s := range []string{c.JWKSURI, c.JWKSFile, c.Keys} {
+		if s != "" {
+			sources++
+		}
+	}
+	switch {
+	case sources > 1:
+		p.Add(path, "set only one of jwks_uri, jwks_file and keys")
+	case sources == 0 && c.SharedSecret == "":
+		p.Add(path, "a jwt processor needs its keys: set jwks_uri, jwks_file or keys (or shared_secret for HS256)")
+	case c.JWKSURI != "":
+		p.URL(path+".jwks_uri", c.JWKSURI)
+	case c.JWKSFile != "":
+		if data := readable(path+".jwks_file", c.JWKSFile, p); data != nil {
+			if _, err := ParseKeys(data); err != nil {
+				p.Add(path+".jwks_file", "%v", err)
+			}
+		}
+	case c.Keys != "":
+		if _, err := ParseKeys([]byte(c.Keys)); err != nil {
+			p.Add(path+".keys", "%v", err)
+		}
+	}
+	p.Required(path+".issuer", c.Issuer, "the expected iss claim")
+	validateAudiences(path, c.Audiences, p)
 }

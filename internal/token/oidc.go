@@ -9,6 +9,7 @@ import (
 
 	"github.com/clickgate/clickgate/internal/identity"
 	"github.com/clickgate/clickgate/internal/oidcdiscovery"
+	"github.com/clickgate/clickgate/internal/problems"
 )
 
 // oidcProcessor discovers an OpenID provider's endpoints, verifies JWTs
@@ -128,4 +129,48 @@ func (p *oidcProcessor) Ready(ctx context.Context) error {
 		return fmt.Errorf("jwks: %w", err)
 	}
 	return nil
+}
+
+var oidcType = Type{New: newOIDCProcessor, Defaults: defaultAudienceIsClientID, Validate: validateOIDC, ChecksAudience: hasAudiences, Describe: func(tp *Config) []string {
+	out := []string{
+		fmt.Sprintf("discovery at %s gives the JWKS, userinfo and introspection endpoints", oidcdiscovery.URL(tp.Issuer)),
+		fmt.Sprintf("JWTs verified locally against the discovered JWKS; iss must be %q", tp.Issuer),
+	}
+	switch {
+	case tp.ClientSecret != "":
+		out = append(out, fmt.Sprintf("opaque access tokens introspected (client %s) and read at the userinfo endpoint", tp.ClientID))
+	case len(tp.Audiences) > 0:
+		out = append(out, "opaque access tokens are refused: only introspection can check their audience (set client_id and client_secret)")
+	default:
+		out = append(out, "opaque access tokens checked at the userinfo endpoint")
+	}
+	return append(out, algorithmsLine(tp))
+}}
+
+func newOIDCProcessor(name string, cfg *Config, opt Options) (Processor, error) {
+	idp := opt.idp(name)
+	return &oidcProcessor{
+		name: name, issuer: cfg.Issuer, idp: idp, policy: policyFor(name, cfg),
+		jwtTemplate:    *jwtVerifierFor(name, cfg, opt),
+		opaqueTemplate: *opaqueCheckerFor(idp, cfg, opt),
+		maxStale:       cfg.MaxKeyStaleness,
+		exchange:       exchangeEndpoint(cfg),
+	}, nil
+}
+
+// defaultAudienceIsClientID: tokens issued to clickgate's own client name
+// it in aud (oidc, google).
+func defaultAudienceIsClientID(c *Config) {
+	if len(c.Audiences) == 0 && c.ClientID != "" {
+		c.Audiences = []string{c.ClientID}
+	}
+}
+
+func validateOIDC(c *Config, path string, p *problems.List) {
+	p.Required(path+".issuer", c.Issuer, "the IdP's issuer URL; discovery reads <issuer>/.well-known/openid-configuration")
+	if c.Issuer != "" {
+		p.URL(path+".issuer", c.Issuer)
+	}
+	validateAudiences(path, c.Audiences, p)
+	validateIntrospection(c, path, p)
 }

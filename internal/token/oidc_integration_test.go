@@ -35,7 +35,6 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
-	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/identity"
 	"github.com/clickgate/clickgate/internal/testkit"
 	"github.com/clickgate/clickgate/internal/token"
@@ -579,7 +578,7 @@ type itReadier interface {
 }
 
 // itProcessor builds a processor named "corp" the way production code does.
-func itProcessor(t *testing.T, cfg *config.TokenProcessor, clk *testkit.Clock) token.Processor {
+func itProcessor(t *testing.T, cfg *token.Config, clk *testkit.Clock) token.Processor {
 	t.Helper()
 	cfg.ApplyDefaults()
 	transport := &http.Transport{}
@@ -712,15 +711,15 @@ func TestIntegrationOIDCDiscoveryAndJWKS(t *testing.T) {
 	a, b := strings.Split(alice, "."), strings.Split(bob, ".")
 	spliced := a[0] + "." + b[1] + "." + a[2]
 
-	jwtConfig := func(audiences ...string) *config.TokenProcessor {
-		return &config.TokenProcessor{
-			Type: config.TypeOIDC, Issuer: idp.issuer, Audiences: audiences,
+	jwtConfig := func(audiences ...string) *token.Config {
+		return &token.Config{
+			Type: token.TypeOIDC, Issuer: idp.issuer, Audiences: audiences,
 			UsernameClaim: "email", GroupsClaim: "groups",
 		}
 	}
 	tests := []struct {
 		name      string
-		cfg       *config.TokenProcessor
+		cfg       *token.Config
 		raw       string
 		wantUser  string
 		wantSub   string
@@ -729,17 +728,17 @@ func TestIntegrationOIDCDiscoveryAndJWKS(t *testing.T) {
 	}{
 		{name: "person via authorization code", cfg: jwtConfig("clickhouse"), raw: alice,
 			wantUser: "alice@example.com", wantSub: "u-alice", wantGroup: []string{"ch-analysts", "staff"}},
-		{name: "service via client credentials", cfg: &config.TokenProcessor{Type: config.TypeOIDC, Issuer: idp.issuer, Audiences: []string{"clickhouse"}},
+		{name: "service via client credentials", cfg: &token.Config{Type: token.TypeOIDC, Issuer: idp.issuer, Audiences: []string{"clickhouse"}},
 			raw: bot, wantUser: itClientBot, wantSub: itClientBot, wantGroup: []string{"ch-etl"}},
 		{name: "one of several accepted audiences", cfg: jwtConfig("grafana", "clickhouse"), raw: alice,
 			wantUser: "alice@example.com", wantSub: "u-alice", wantGroup: []string{"ch-analysts", "staff"}},
 		{name: "wrong audience", cfg: jwtConfig("not-clickhouse"), raw: alice, reason: token.ReasonAudience},
-		{name: "required claim holds", cfg: func() *config.TokenProcessor {
+		{name: "required claim holds", cfg: func() *token.Config {
 			c := jwtConfig("clickhouse")
 			c.RequiredClaims = map[string]any{"groups": "ch-analysts"}
 			return c
 		}(), raw: alice, wantUser: "alice@example.com", wantSub: "u-alice", wantGroup: []string{"ch-analysts", "staff"}},
-		{name: "required claim missing", cfg: func() *config.TokenProcessor {
+		{name: "required claim missing", cfg: func() *token.Config {
 			c := jwtConfig("clickhouse")
 			c.RequiredClaims = map[string]any{"groups": "ch-analysts"}
 			return c
@@ -818,7 +817,7 @@ func TestIntegrationOIDCDiscoveryAndJWKS(t *testing.T) {
 
 	t.Run("issuer must match discovery exactly", func(t *testing.T) {
 		clk := testkit.NewClock(time.Now())
-		p := itProcessor(t, &config.TokenProcessor{Type: config.TypeOIDC, Issuer: idp.issuer + "/", Audiences: []string{"clickhouse"}}, clk)
+		p := itProcessor(t, &token.Config{Type: token.TypeOIDC, Issuer: idp.issuer + "/", Audiences: []string{"clickhouse"}}, clk)
 		err := p.(itReadier).Ready(context.Background())
 		if err == nil || token.ReasonOf(err) != token.ReasonUnavailable {
 			t.Fatalf("Ready with issuer %q (provider says %q): %v, want idp_unavailable", idp.issuer+"/", idp.issuer, err)
@@ -832,7 +831,7 @@ func TestIntegrationOIDCDiscoveryAndJWKS(t *testing.T) {
 func TestIntegrationOIDCKeyRotation(t *testing.T) {
 	idp := newITIdP(t)
 	clk := testkit.NewClock(time.Now())
-	p := itProcessor(t, &config.TokenProcessor{Type: config.TypeOIDC, Issuer: idp.issuer, Audiences: []string{"clickhouse"}}, clk)
+	p := itProcessor(t, &token.Config{Type: token.TypeOIDC, Issuer: idp.issuer, Audiences: []string{"clickhouse"}}, clk)
 	jwksFetches := func() int { return idp.count(itPathKeys) }
 	ok := func(what, raw string) {
 		t.Helper()
@@ -927,8 +926,8 @@ func TestIntegrationOIDCIdPDown(t *testing.T) {
 		idp.setJWTLifetime(3 * time.Hour)
 		raw := idp.clientCredentials(itClientBot).AccessToken
 		clk := testkit.NewClock(time.Now())
-		p := itProcessor(t, &config.TokenProcessor{
-			Type: config.TypeOIDC, Issuer: idp.issuer, Audiences: []string{"clickhouse"},
+		p := itProcessor(t, &token.Config{
+			Type: token.TypeOIDC, Issuer: idp.issuer, Audiences: []string{"clickhouse"},
 			MaxKeyStaleness: 2 * time.Hour,
 		}, clk)
 		id, err := itVerifyDirect(p, raw)
@@ -990,7 +989,7 @@ func TestIntegrationOIDCIdPDown(t *testing.T) {
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
 				clk := testkit.NewClock(time.Now())
-				p := itProcessor(t, &config.TokenProcessor{Type: config.TypeOIDC, Issuer: idp.issuer, Audiences: []string{"clickhouse"}}, clk)
+				p := itProcessor(t, &token.Config{Type: token.TypeOIDC, Issuer: idp.issuer, Audiences: []string{"clickhouse"}}, clk)
 				// The Verifier's clock stands still: if it cached the
 				// failure, it would still be serving it at the end.
 				frozen := clk.Now()
@@ -1043,17 +1042,17 @@ func TestIntegrationOIDCOpaqueAccessToken(t *testing.T) {
 	}
 	idp.revoke(itClientOpaque, revoked)
 
-	userinfoOnly := func() *config.TokenProcessor {
-		return &config.TokenProcessor{Type: config.TypeOIDC, Issuer: idp.issuer, UsernameClaim: "email", GroupsClaim: "groups"}
+	userinfoOnly := func() *token.Config {
+		return &token.Config{Type: token.TypeOIDC, Issuer: idp.issuer, UsernameClaim: "email", GroupsClaim: "groups"}
 	}
-	withIntrospection := func() *config.TokenProcessor {
+	withIntrospection := func() *token.Config {
 		c := userinfoOnly()
 		c.ClientID, c.ClientSecret = itClientOpaque, itSecrets[itClientOpaque]
 		return c
 	}
 	tests := []struct {
 		name                string
-		cfg                 *config.TokenProcessor
+		cfg                 *token.Config
 		raw                 string
 		reason              token.Reason
 		wantUser            string
@@ -1067,7 +1066,7 @@ func TestIntegrationOIDCOpaqueAccessToken(t *testing.T) {
 			wantGroups: []string{"ch-analysts", "staff"}, wantExpiry: true, userinfo: 1, introspec: 1},
 		{name: "another person", cfg: userinfoOnly(), raw: bob, wantUser: "bob@example.com",
 			wantGroups: []string{"ch-admins"}, userinfo: 1},
-		{name: "required claim from userinfo", cfg: func() *config.TokenProcessor {
+		{name: "required claim from userinfo", cfg: func() *token.Config {
 			c := userinfoOnly()
 			c.RequiredClaims = map[string]any{"email_verified": true}
 			return c
@@ -1130,9 +1129,9 @@ func TestIntegrationOpaqueIntrospection(t *testing.T) {
 	forOther := idp.loginAs(itClientOther, "alice", "alice-pw").AccessToken
 	jwtToken := idp.loginAs(itClientJWT, "alice", "alice-pw").AccessToken
 
-	cfg := func(change func(*config.TokenProcessor)) *config.TokenProcessor {
-		c := &config.TokenProcessor{
-			Type: config.TypeOpaque, Issuer: idp.issuer, IntrospectionURL: d.IntrospectionEndpoint,
+	cfg := func(change func(*token.Config)) *token.Config {
+		c := &token.Config{
+			Type: token.TypeOpaque, Issuer: idp.issuer, IntrospectionURL: d.IntrospectionEndpoint,
 			ClientID: itClientOpaque, ClientSecret: itSecrets[itClientOpaque], Audiences: []string{itClientOpaque},
 			UsernameClaim: "email", GroupsClaim: "groups",
 		}
@@ -1151,20 +1150,20 @@ func TestIntegrationOpaqueIntrospection(t *testing.T) {
 
 	tests := []struct {
 		name      string
-		cfg       *config.TokenProcessor
+		cfg       *token.Config
 		raw       string
 		reason    token.Reason
 		introspec int
 		userinfo  int
 	}{
 		{name: "active", cfg: cfg(nil), raw: active, introspec: 1},
-		{name: "active, with userinfo too", cfg: cfg(func(c *config.TokenProcessor) { c.UserinfoURL = d.UserinfoEndpoint }), raw: active, introspec: 1, userinfo: 1},
+		{name: "active, with userinfo too", cfg: cfg(func(c *token.Config) { c.UserinfoURL = d.UserinfoEndpoint }), raw: active, introspec: 1, userinfo: 1},
 		{name: "revoked", cfg: cfg(nil), raw: revoked, reason: token.ReasonInactive, introspec: 1},
 		{name: "garbage", cfg: cfg(nil), raw: "bm90LWEtdG9rZW4", reason: token.ReasonInactive, introspec: 1},
 		{name: "issued to another client", cfg: cfg(nil), raw: forOther, reason: token.ReasonInactive, introspec: 1},
-		{name: "wrong audience configured", cfg: cfg(func(c *config.TokenProcessor) { c.Audiences = []string{"clickhouse"} }), raw: active, reason: token.ReasonAudience, introspec: 1},
-		{name: "wrong issuer configured", cfg: cfg(func(c *config.TokenProcessor) { c.Issuer = "https://idp.invalid" }), raw: active, reason: token.ReasonIssuer, introspec: 1},
-		{name: "wrong client secret", cfg: cfg(func(c *config.TokenProcessor) { c.ClientSecret = "wrong" }), raw: active, reason: token.ReasonUnavailable, introspec: 1},
+		{name: "wrong audience configured", cfg: cfg(func(c *token.Config) { c.Audiences = []string{"clickhouse"} }), raw: active, reason: token.ReasonAudience, introspec: 1},
+		{name: "wrong issuer configured", cfg: cfg(func(c *token.Config) { c.Issuer = "https://idp.invalid" }), raw: active, reason: token.ReasonIssuer, introspec: 1},
+		{name: "wrong client secret", cfg: cfg(func(c *token.Config) { c.ClientSecret = "wrong" }), raw: active, reason: token.ReasonUnavailable, introspec: 1},
 		{name: "a JWT is never sent to introspection", cfg: cfg(nil), raw: jwtToken, reason: token.ReasonIssuer},
 	}
 	for _, tc := range tests {
@@ -1242,7 +1241,7 @@ func TestIntegrationConcurrentVerify(t *testing.T) {
 	t.Run("one opaque token: one userinfo call", func(t *testing.T) {
 		raw := idp.loginAs(itClientOpaque, "alice", "alice-pw").AccessToken
 		clk := testkit.NewClock(time.Now())
-		v := itVerifier(itProcessor(t, &config.TokenProcessor{Type: config.TypeOIDC, Issuer: idp.issuer, UsernameClaim: "email"}, clk), clk.Now)
+		v := itVerifier(itProcessor(t, &token.Config{Type: token.TypeOIDC, Issuer: idp.issuer, UsernameClaim: "email"}, clk), clk.Now)
 		// A slow answer keeps the first verification in flight while the
 		// others arrive, so they must share it rather than find it cached.
 		idp.setDelay(itPathUserinfo, 100*time.Millisecond)
@@ -1262,7 +1261,7 @@ func TestIntegrationConcurrentVerify(t *testing.T) {
 	t.Run("one JWT: one discovery and one JWKS fetch", func(t *testing.T) {
 		raw := idp.clientCredentials(itClientBot).AccessToken
 		clk := testkit.NewClock(time.Now())
-		v := itVerifier(itProcessor(t, &config.TokenProcessor{Type: config.TypeOIDC, Issuer: idp.issuer, Audiences: []string{"clickhouse"}}, clk), clk.Now)
+		v := itVerifier(itProcessor(t, &token.Config{Type: token.TypeOIDC, Issuer: idp.issuer, Audiences: []string{"clickhouse"}}, clk), clk.Now)
 		idp.setDelay(itPathKeys, 100*time.Millisecond)
 		defer idp.setDelay(itPathKeys, 0)
 		before := snapshot()
@@ -1285,8 +1284,8 @@ func TestIntegrationConcurrentVerify(t *testing.T) {
 
 func TestIntegrationVerificationsDuringJWKSFetch(t *testing.T) {
 	idp := newITIdP(t)
-	cfg := func() *config.TokenProcessor {
-		return &config.TokenProcessor{Type: config.TypeOIDC, Issuer: idp.issuer, Audiences: []string{"clickhouse"}}
+	cfg := func() *token.Config {
+		return &token.Config{Type: token.TypeOIDC, Issuer: idp.issuer, Audiences: []string{"clickhouse"}}
 	}
 	// inFlight starts a verification of first that fetches the JWKS, waits
 	// until the fetch reached the provider, and returns its result channel.

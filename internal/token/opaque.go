@@ -3,6 +3,7 @@ package token
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/problems"
 )
 
 // opaqueChecker asks the IdP about a token it cannot verify locally: RFC
@@ -147,4 +149,35 @@ func (p *opaqueProcessor) Verify(ctx context.Context, t *Token) (*identity.Ident
 		return nil, err
 	}
 	return p.policy.identity(claims)
+}
+
+var opaqueType = Type{New: newOpaqueProcessor, Validate: validateOpaque, ChecksAudience: hasAudiences, Describe: func(tp *Config) []string {
+	var out []string
+	if tp.IntrospectionURL != "" {
+		out = append(out, fmt.Sprintf("tokens introspected (RFC 7662) at %s as client %s", tp.IntrospectionURL, tp.ClientID))
+	}
+	if tp.UserinfoURL != "" {
+		out = append(out, "tokens checked at the userinfo endpoint "+tp.UserinfoURL)
+	}
+	if tp.IntrospectionURL == "" && len(tp.Audiences) > 0 {
+		out = append(out, "warning: every token is refused: audiences is set, and userinfo alone cannot tell a token's audience (add introspection_url)")
+	}
+	return out
+}}
+
+func newOpaqueProcessor(name string, cfg *Config, opt Options) (Processor, error) {
+	return &opaqueProcessor{name: name, checker: opaqueCheckerFor(opt.idp(name), cfg, opt), policy: policyFor(name, cfg)}, nil
+}
+
+func validateOpaque(c *Config, path string, p *problems.List) {
+	if c.IntrospectionURL == "" && c.UserinfoURL == "" {
+		p.Add(path, "an opaque processor needs introspection_url and/or userinfo_url")
+	}
+	if c.IntrospectionURL != "" {
+		p.URL(path+".introspection_url", c.IntrospectionURL)
+	}
+	validateIntrospection(c, path, p)
+	if c.UserinfoURL != "" {
+		p.URL(path+".userinfo_url", c.UserinfoURL)
+	}
 }

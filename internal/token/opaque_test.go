@@ -7,8 +7,6 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
-
-	"github.com/clickgate/clickgate/internal/config"
 )
 
 // Userinfo answers for any token its IdP issued, to any app, so an opaque
@@ -37,7 +35,7 @@ func TestOpaqueUserinfoOnlyCannotCheckAudience(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			calls.Store(0)
-			cfg := &config.TokenProcessor{Type: config.TypeOpaque, UserinfoURL: srv.URL, Audiences: tc.audiences, UsernameClaim: "email"}
+			cfg := &Config{Type: TypeOpaque, UserinfoURL: srv.URL, Audiences: tc.audiences, UsernameClaim: "email"}
 			cfg.ApplyDefaults()
 			v := newTestVerifier(t, cfg, fixedClock(testClock))
 			id, err := v.Verify(context.Background(), "opaque-token")

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/keyring"
 	"github.com/clickgate/clickgate/internal/testkit"
 	"github.com/clickgate/clickgate/internal/token"
@@ -37,8 +36,8 @@ func TestJWKSRotationForOtherVerifiers(t *testing.T) {
 		t.Fatal("the first token already had the new kid")
 	}
 
-	tp := &config.TokenProcessor{
-		Type: config.TypeJWT, Issuer: s.base, JWKSURI: s.base + "/oauth/jwks", Audiences: []string{s.base + "/mcp"},
+	tp := &token.Config{
+		Type: token.TypeJWT, Issuer: s.base, JWKSURI: s.base + "/oauth/jwks", Audiences: []string{s.base + "/mcp"},
 		Algorithms: []string{"ES256"}, UsernameClaim: "username", GroupsClaim: "roles",
 	}
 	tp.ApplyDefaults()

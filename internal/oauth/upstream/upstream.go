@@ -14,8 +14,8 @@ import (
 
 	"golang.org/x/oauth2"
 
-	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/oidcdiscovery"
+	"github.com/clickgate/clickgate/internal/token"
 )
 
 // Client signs people in at the identity provider where the broker sends
@@ -46,7 +46,7 @@ var (
 // New describes the sign-in at the IdP of processor name (cfg).
 // clientID and secret are the broker's credentials there; redirect is
 // the broker's callback URL.
-func New(name string, cfg *config.TokenProcessor, clientID, secret, redirect string, scopes []string, client *http.Client) (*Client, error) {
+func New(name string, cfg *token.Config, clientID, secret, redirect string, scopes []string, client *http.Client) (*Client, error) {
 	if client == nil {
 		client = http.DefaultClient
 	}
@@ -55,9 +55,9 @@ func New(name string, cfg *config.TokenProcessor, clientID, secret, redirect str
 		base: oauth2.Config{ClientID: clientID, ClientSecret: secret, RedirectURL: redirect, Scopes: scopes},
 	}
 	switch cfg.Type {
-	case config.TypeOIDC:
+	case token.TypeOIDC:
 		u.Issuer = cfg.Issuer // the endpoints are discovered on first use
-	case config.TypeGitHub:
+	case token.TypeGitHub:
 		// github.com, or GitHub Enterprise whose API is https://HOST/api/v3.
 		web := "https://github.com"
 		if cfg.APIURL != "" && !strings.HasPrefix(cfg.APIURL, "https://api.github.com") {
@@ -68,7 +68,7 @@ func New(name string, cfg *config.TokenProcessor, clientID, secret, redirect str
 			web = api.Scheme + "://" + api.Host
 		}
 		u.endpoint = &oauth2.Endpoint{AuthURL: web + "/login/oauth/authorize", TokenURL: web + "/login/oauth/access_token", AuthStyle: oauth2.AuthStyleInParams}
-	case config.TypeGoogle:
+	case token.TypeGoogle:
 		u.Issuer = "https://accounts.google.com"
 		e := googleEndpoint
 		u.endpoint = &e

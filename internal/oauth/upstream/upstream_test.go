@@ -9,20 +9,20 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/token"
 )
 
 func TestEndpoints(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		cfg       config.TokenProcessor
+		cfg       token.Config
 		authorize string
 		issuer    string
 	}{
-		{"github.com", config.TokenProcessor{Type: config.TypeGitHub}, "https://github.com/login/oauth/authorize", ""},
-		{"github.com with its API URL", config.TokenProcessor{Type: config.TypeGitHub, APIURL: "https://api.github.com"}, "https://github.com/login/oauth/authorize", ""},
-		{"GitHub Enterprise", config.TokenProcessor{Type: config.TypeGitHub, APIURL: "https://ghe.example.com/api/v3"}, "https://ghe.example.com/login/oauth/authorize", ""},
-		{"Google", config.TokenProcessor{Type: config.TypeGoogle}, "https://accounts.google.com/o/oauth2/v2/auth", "https://accounts.google.com"},
+		{"github.com", token.Config{Type: token.TypeGitHub}, "https://github.com/login/oauth/authorize", ""},
+		{"github.com with its API URL", token.Config{Type: token.TypeGitHub, APIURL: "https://api.github.com"}, "https://github.com/login/oauth/authorize", ""},
+		{"GitHub Enterprise", token.Config{Type: token.TypeGitHub, APIURL: "https://ghe.example.com/api/v3"}, "https://ghe.example.com/login/oauth/authorize", ""},
+		{"Google", token.Config{Type: token.TypeGoogle}, "https://accounts.google.com/o/oauth2/v2/auth", "https://accounts.google.com"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u, err := New("p", &tc.cfg, "cid", "secret", "https://cg.example/oauth/callback", []string{"a", "b"}, nil)
@@ -42,7 +42,7 @@ func TestEndpoints(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New("p", &config.TokenProcessor{Type: config.TypeJWT}, "c", "", "https://x/cb", nil, nil); err == nil {
+	if _, err := New("p", &token.Config{Type: token.TypeJWT}, "c", "", "https://x/cb", nil, nil); err == nil {
 		t.Fatal("a jwt processor cannot sign people in")
 	}
 }
@@ -53,7 +53,7 @@ func TestDiscovery(t *testing.T) {
 		json.NewEncoder(w).Encode(map[string]string{"issuer": issuer, "authorization_endpoint": "https://idp.example/auth", "token_endpoint": "https://idp.example/token"})
 	}))
 	defer srv.Close()
-	cfg := &config.TokenProcessor{Type: config.TypeOIDC, Issuer: srv.URL}
+	cfg := &token.Config{Type: token.TypeOIDC, Issuer: srv.URL}
 	issuer = "https://impostor.example"
 	u, _ := New("p", cfg, "cid", "", "https://cg.example/oauth/callback", nil, srv.Client())
 	if _, err := u.AuthCodeURL(context.Background(), "s", strings.Repeat("v", 43)); err == nil || !strings.Contains(err.Error(), "names issuer") {
