@@ -333,15 +333,40 @@ func TestConcurrentWritesAreWholeLines(t *testing.T) {
 	}
 }
 
-// The record's JSON names mirror system.session_log's columns.
+// The record's JSON names mirror system.session_log's columns for the
+// session-log types (auth_id), and the table's columns for the others
+// (event_id); the optional fields are left out when empty.
 func TestRecordJSONNames(t *testing.T) {
-	var buf bytes.Buffer
-	New(&buf).Write(Record{Subject: "s", Processor: "p", FailureReason: "f"})
-	got := keys(lines(t, buf.Bytes())[0])
-	want := []string{"auth_id", "client_address", "client_port", "event_time_microseconds", "failure_reason", "http_user_agent",
-		"interface", "processor", "roles", "subject", "type", "user"}
-	if !slices.Equal(got, want) {
-		t.Fatalf("fields %v, want %v", got, want)
+	for _, tc := range []struct {
+		in   Record
+		want []string
+	}{
+		{Record{Type: LoginFailure, Subject: "s", Processor: "p", FailureReason: "f"}, []string{"auth_id", "client_address", "client_port",
+			"event_time_microseconds", "failure_reason", "http_user_agent", "interface", "processor", "roles", "subject", "type", "user"}},
+		{Record{Type: Query}, []string{"client_address", "client_port", "event_id", "event_time_microseconds", "http_user_agent",
+			"interface", "roles", "type", "user"}},
+		{everyField(), []string{"account", "arguments", "client_address", "client_id", "client_port", "event_id", "event_time_microseconds",
+			"exception_code", "failure_reason", "http_status", "http_user_agent", "interface", "mode", "outcome", "processor", "query",
+			"query_duration_us", "query_id", "query_kind", "read_bytes", "read_rows", "result_rows", "roles", "session_id", "subject",
+			"tool", "type", "user", "written_rows"}},
+	} {
+		var buf bytes.Buffer
+		New(&buf).Write(tc.in)
+		if got := keys(lines(t, buf.Bytes())[0]); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: fields %v, want %v", tc.in.Type, got, tc.want)
+		}
+	}
+}
+
+// everyField returns a Record with every field set, and hostile text.
+func everyField() Record {
+	return Record{
+		Type: Query, User: "zoë 'o\\'brien\"\n", Subject: "sub-1", Processor: "corp", Roles: []string{"analyst", "ädmin'`"},
+		Account: "svc_reader", Mode: "service", Interface: InterfaceGateway, ClientAddress: "2001:db8::1", ClientPort: 65535,
+		HTTPUserAgent: "curl/8 \u2028", QueryID: "q-1", SessionID: "s-1", QueryKind: "SELECT",
+		Query: "SELECT 'a\\b', \"c\" -- \u00e9\u6f22\U0001F600\t\x00\x7f", Tool: "run_query", Arguments: `{"database":"usage"}`,
+		Outcome: "failed", DurationMicroseconds: 1<<63 + 5, HTTPStatus: 500, ExceptionCode: -2147483648, FailureReason: "Code: 60",
+		ReadRows: 1<<64 - 1, ReadBytes: 2, WrittenRows: 3, ResultRows: 4, ClientID: "client-1",
 	}
 }
 
@@ -349,7 +374,7 @@ func TestRecordJSONNames(t *testing.T) {
 // endpoint's ticket path wrote them whole).
 func TestClientTextIsBounded(t *testing.T) {
 	var buf bytes.Buffer
-	l := &Log{enc: json.NewEncoder(&buf), now: time.Now}
+	l := New(&buf)
 	long := strings.Repeat("u", 10000)
 	l.Write(Record{Type: LoginFailure, User: long, HTTPUserAgent: long})
 	var rec map[string]any
