@@ -7,7 +7,9 @@ import (
 
 // Redact returns sql for an audit trail: each literal (string, heredoc,
 // ‘string’, number) becomes "?", each comment and run of white space one
-// space; keywords, identifiers, operators and brackets stay. Like Check,
+// space (a tab after '#', which a space would make a comment; none at
+// either end); keywords, identifiers, operators and brackets stay, so
+// that redacting again changes nothing. Like Check,
 // it reads the text every way a ClickHouse version may (see dialect): a
 // code token that some reading has inside a string, a comment or a
 // number is "?" too, so that no literal of any reading is kept. An
@@ -19,7 +21,7 @@ func Redact(sql string) string {
 	mask := features(src)
 	// hidden marks the bytes that another reading has in a literal or
 	// a comment; the text is written out as the reading with every
-	// feature (today's ClickHouse, bar // comments) reads it.
+	// feature that can matter for it reads it.
 	var hidden []bool
 	for i, d := range dialects {
 		if i == mask || skipDialect(i, mask) {
