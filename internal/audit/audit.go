@@ -72,7 +72,9 @@ const (
 // redacted and tool arguments without the SQL.
 type Record struct {
 	Type string `json:"type"`
-	// EventID is a random version 4 UUID stamped by Write. For the two
+	// EventID is a random version 4 UUID: the caller's when it is one
+	// (NewEventID, to name the event before it ends), else stamped by
+	// Write. For the two
 	// session-log types it is written as AuthID instead (auth_id, as
 	// system.session_log; the callers' tests still read it there): use
 	// ID() for either.
@@ -222,14 +224,18 @@ func OpenOptions(ctx context.Context, opts Options) (*Log, error) {
 	return l, nil
 }
 
-// Write stamps r with a fresh id and the time, clips what may be long and
+// Write stamps r with the time and an id (r.EventID when the caller took
+// one from NewEventID, else a fresh one), clips what may be long and
 // appends it to every sink. It never blocks on ClickHouse and never fails:
 // a full disk must not stop authentication.
 func (l *Log) Write(r Record) {
 	if l == nil {
 		return
 	}
-	id := newUUID()
+	id := r.EventID
+	if !validUUID(id) {
+		id = newUUID()
+	}
 	if sessionLogType(r.Type) {
 		r.AuthID, r.EventID = id, ""
 	} else {
@@ -370,6 +376,32 @@ func (l *Log) Close() error {
 	l.mu.Unlock()
 	l.m.unregister()
 	return errors.Join(errs...)
+}
+
+// NewEventID returns a fresh event id, for a caller that names an event
+// (in a log line, an answer) before it writes it.
+func NewEventID() string { return newUUID() }
+
+// validUUID reports whether s is a UUID as newUUID writes them (the
+// table's event_id column is a UUID: nothing else may reach it).
+func validUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // newUUID returns a random (version 4) UUID, as ClickHouse's auth_id.

@@ -142,18 +142,22 @@ func writeFileSync(dir, name string, data []byte) error {
 	return nil
 }
 
-// oldest returns the name of the oldest batch, "" when the spool is empty.
-func (s *spool) oldest() (string, error) {
+// oldest returns the names of the n oldest batches, oldest first.
+func (s *spool) oldest(n int) ([]string, error) {
 	entries, err := os.ReadDir(s.dir) // sorted by name
 	if err != nil {
-		return "", err
+		return nil, err
 	}
+	var names []string
 	for _, e := range entries {
 		if _, _, ok := parseSpoolName(e.Name()); ok {
-			return e.Name(), nil
+			names = append(names, e.Name())
+			if len(names) == n {
+				break
+			}
 		}
 	}
-	return "", nil
+	return names, nil
 }
 
 // read returns the batch in the file name.

@@ -344,29 +344,55 @@ func (t *tableSink) flush(seal, closing bool) {
 	}
 }
 
-// replayOldest inserts the spool's oldest batch and removes it.
+// replayFiles bounds the batches one replay INSERT takes.
+const replayFiles = 64
+
+// replayOldest inserts the spool's oldest batches (as one INSERT of at
+// most MaxQueueRows events, or one batch) and removes them.
 func (t *tableSink) replayOldest() error {
-	name, err := t.spool.oldest()
-	if err != nil || name == "" {
+	names, err := t.spool.oldest(replayFiles)
+	if err != nil || len(names) == 0 {
 		return err
 	}
-	data, err := t.spool.read(name)
-	if err != nil {
-		t.failed(err)
+	var (
+		lines [][]byte
+		sizes []int64
+		ids   []string
+	)
+	for i, name := range names {
+		data, err := t.spool.read(name)
+		if err != nil {
+			t.failed(err)
+			return err
+		}
+		ls := bytes.SplitAfter(data, []byte{'\n'})
+		if len(ls) > 0 && len(ls[len(ls)-1]) == 0 {
+			ls = ls[:len(ls)-1]
+		}
+		if i > 0 && len(lines)+len(ls) > t.opts.MaxQueueRows {
+			names = names[:i]
+			break
+		}
+		lines = append(lines, ls...)
+		sizes = append(sizes, int64(len(data)))
+		_, id, _ := parseSpoolName(name)
+		ids = append(ids, id)
+	}
+	// The token of one batch is its id; of several, derived from theirs:
+	// the same files replayed again give the same token.
+	token := ids[0]
+	if len(ids) > 1 {
+		token = fmt.Sprintf("%s+%d+%s", ids[0], len(ids), ids[len(ids)-1])
+	}
+	if err := t.insert(lines, token); err != nil {
 		return err
 	}
-	_, id, _ := parseSpoolName(name)
-	lines := bytes.SplitAfter(data, []byte{'\n'})
-	if len(lines) > 0 && len(lines[len(lines)-1]) == 0 {
-		lines = lines[:len(lines)-1]
-	}
-	if err := t.insert(lines, id); err != nil {
-		return err
-	}
-	if err := t.spool.remove(name, int64(len(data))); err != nil {
-		// Inserted but still on disk: it would be replayed again (and
-		// deduplicated); say so rather than loop silently.
-		t.log.Error("audit: cannot remove a replayed spool file", "file", name, "err", err)
+	for i, name := range names {
+		if err := t.spool.remove(name, sizes[i]); err != nil {
+			// Inserted but still on disk: it would be replayed again (and
+			// deduplicated); say so rather than loop silently.
+			t.log.Error("audit: cannot remove a replayed spool file", "file", name, "err", err)
+		}
 	}
 	t.m.written[sinkTable].Add(uint64(len(lines)))
 	t.m.replayed.Add(uint64(len(lines)))

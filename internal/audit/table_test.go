@@ -314,6 +314,8 @@ func TestReplayedBatchDeduplicated(t *testing.T) {
 		for _, s := range lines {
 			batch = append(batch, []byte(s))
 		}
+		l.Close() // the sink's goroutine ends; this test inserts in its place
+		l.table.ctx = context.Background()
 		for range 2 {
 			if err := l.table.insert(batch, "batch-token-1"); err != nil {
 				t.Fatal(err)
@@ -431,4 +433,8 @@ func TestReadFilters(t *testing.T) {
 			t.Errorf("follow: %v, want %v", got, want)
 		}
 	})
+}
+
+func startBench(b *testing.B) string {
+	return chtest.Start(b, chtest.Options{}).HTTPURL
 }
