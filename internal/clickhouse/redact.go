@@ -8,8 +8,7 @@ import (
 // Redact returns sql for an audit trail: each literal (string, heredoc,
 // ‘string’, number) becomes "?", each comment and run of white space one
 // space (a tab after '#', which a space would make a comment; none at
-// either end); keywords, identifiers, operators and brackets stay, so
-// that redacting again changes nothing. Like Check,
+// either end); keywords, identifiers, operators and brackets stay. Like Check,
 // it reads the text every way a ClickHouse version may (see dialect): a
 // code token that some reading has inside a string, a comment or a
 // number is "?" too, so that no literal of any reading is kept. An
