@@ -89,17 +89,7 @@ type TableReader struct {
 // NewTableReader reads the table that o names (its URL, credentials,
 // Database and Table; the rest is ignored).
 func NewTableReader(o TableOptions) (*TableReader, error) {
-	if o.Database == "" {
-		o.Database = DefaultDatabase
-	}
-	if o.Table == "" {
-		o.Table = DefaultTable
-	}
-	c, err := o.client()
-	if err != nil {
-		return nil, err
-	}
-	name, err := tableName(o.Database, o.Table)
+	c, name, err := o.target()
 	if err != nil {
 		return nil, err
 	}

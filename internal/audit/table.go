@@ -67,12 +67,6 @@ func (o *TableOptions) defaults() error {
 	if o.SpoolDir == "" {
 		return errors.New("audit.clickhouse.spool_dir is required: without it the events ClickHouse cannot take would be lost")
 	}
-	if o.Database == "" {
-		o.Database = DefaultDatabase
-	}
-	if o.Table == "" {
-		o.Table = DefaultTable
-	}
 	if o.BatchRows <= 0 {
 		o.BatchRows = DefaultBatchRows
 	}
@@ -94,15 +88,27 @@ func (o *TableOptions) defaults() error {
 	return nil
 }
 
-func (o *TableOptions) client() (*chhttp.Client, error) {
+// target returns the client for o.URL and the quoted name of the table,
+// defaulting Database and Table.
+func (o *TableOptions) target() (*chhttp.Client, string, error) {
+	if o.Database == "" {
+		o.Database = DefaultDatabase
+	}
+	if o.Table == "" {
+		o.Table = DefaultTable
+	}
+	name, err := tableName(o.Database, o.Table)
+	if err != nil {
+		return nil, "", err
+	}
 	u, err := url.Parse(o.URL)
 	if err != nil || u.Scheme == "" || u.Host == "" {
-		return nil, fmt.Errorf("audit.clickhouse.url %q is not an http(s) URL", o.URL)
+		return nil, "", fmt.Errorf("audit.clickhouse.url %q is not an http(s) URL", o.URL)
 	}
 	if u.Path == "" {
 		u.Path = "/"
 	}
-	return &chhttp.Client{URL: u, User: o.User, Password: o.Password, HTTP: o.HTTPClient}, nil
+	return &chhttp.Client{URL: u, User: o.User, Password: o.Password, HTTP: o.HTTPClient}, name, nil
 }
 
 // Backoff of the retries while ClickHouse fails: 1 s doubling to 30 s
@@ -160,11 +166,7 @@ func openTableSink(ctx context.Context, o TableOptions, m *metrics, log *slog.Lo
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	c, err := o.client()
-	if err != nil {
-		return nil, err
-	}
-	name, err := tableName(o.Database, o.Table)
+	c, name, err := o.target()
 	if err != nil {
 		return nil, err
 	}
