@@ -38,7 +38,7 @@ func runMCP(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	m := server.NewMCP(cfg, opt, up)
+	m := server.NewMCP(cfg, opt, up, auth.Log)
 	source, err := stdioCaller(cfg, auth.Authenticator)
 	if err != nil {
 		return err

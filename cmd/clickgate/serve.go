@@ -6,7 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/server"
@@ -76,6 +79,8 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready c
 	for _, w := range metricsWarnings(cfg) {
 		logger.Warn("metrics", "warning", w)
 	}
+	stopHangups := reopenOnHangup(ctx, srv, logger)
+	defer stopHangups()
 	if ready != nil {
 		ready <- l.Addr().String()
 	}
@@ -106,4 +111,27 @@ func serveBoth(ctx context.Context, srv *server.Server, l, ml net.Listener) erro
 		err = err2
 	}
 	return err
+}
+
+// reopenOnHangup reopens the audit file on SIGHUP, for logrotate (which
+// moves the file away, then signals) until ctx ends or stop is called.
+func reopenOnHangup(ctx context.Context, srv *server.Server, logger *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				if err := srv.ReopenAudit(); err != nil {
+					logger.Error("SIGHUP: reopening the audit file", "error", err)
+				} else {
+					logger.Info("SIGHUP: audit file reopened")
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); cancel() }
 }

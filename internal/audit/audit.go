@@ -74,12 +74,9 @@ type Record struct {
 	Type string `json:"type"`
 	// EventID is a random version 4 UUID: the caller's when it is one
 	// (NewEventID, to name the event before it ends), else stamped by
-	// Write. For the two
-	// session-log types it is written as AuthID instead (auth_id, as
-	// system.session_log; the callers' tests still read it there): use
-	// ID() for either.
-	EventID               string   `json:"event_id,omitempty"`
-	AuthID                string   `json:"auth_id,omitempty"`
+	// Write. It plays the part of system.session_log's auth_id for the
+	// login events.
+	EventID               string   `json:"event_id"`
 	EventTimeMicroseconds string   `json:"event_time_microseconds"` // stamped by Write: UTC, RFC 3339, microseconds
 	User                  string   `json:"user"`
 	Subject               string   `json:"subject,omitempty"`
@@ -109,13 +106,6 @@ type Record struct {
 	ClientID              string   `json:"client_id,omitempty"` // OAuth client of broker events
 }
 
-// ID returns the event's id: EventID, or AuthID for session-log types.
-func (r Record) ID() string {
-	if r.EventID != "" {
-		return r.EventID
-	}
-	return r.AuthID
-}
 
 // Time returns the event time, the zero time when unset or malformed.
 func (r Record) Time() time.Time {
@@ -123,8 +113,6 @@ func (r Record) Time() time.Time {
 	return t
 }
 
-// sessionLogType reports whether typ is one of system.session_log's.
-func sessionLogType(typ string) bool { return typ == LoginSuccess || typ == LoginFailure }
 
 // DefaultMaxQueryBytes bounds Record.Query unless Options.MaxQueryBytes
 // says otherwise.
@@ -236,11 +224,7 @@ func (l *Log) Write(r Record) {
 	if !validUUID(id) {
 		id = newUUID()
 	}
-	if sessionLogType(r.Type) {
-		r.AuthID, r.EventID = id, ""
-	} else {
-		r.EventID, r.AuthID = id, ""
-	}
+	r.EventID = id
 	// What a client sends is bounded here, for every writer of records.
 	r.User, r.HTTPUserAgent = clip(r.User, maxClientText), clip(r.HTTPUserAgent, maxClientText)
 	r.Query = clip(r.Query, l.maxQuery)
@@ -404,7 +388,7 @@ func validUUID(s string) bool {
 	return true
 }
 
-// newUUID returns a random (version 4) UUID, as ClickHouse's auth_id.
+// newUUID returns a random (version 4) UUID.
 func newUUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])

@@ -65,7 +65,7 @@ func TestRecordFields(t *testing.T) {
 				Roles: []string{"admin", "reader"}, ClientAddress: "192.0.2.7", ClientPort: 40123,
 				Interface: InterfaceAuthEndpoint, HTTPUserAgent: "ClickHouse", FailureReason: "token: corp: token expired at …",
 				// Callers cannot choose these: Write stamps them.
-				AuthID: "chosen-by-caller", EventTimeMicroseconds: "yesterday",
+				EventID: "chosen-by-caller", EventTimeMicroseconds: "yesterday",
 			},
 			want: map[string]any{
 				"type": "LoginFailure", "user": "alice@example.com", "subject": "sub-1", "processor": "corp",
@@ -103,11 +103,11 @@ func TestRecordFields(t *testing.T) {
 				t.Fatalf("%d lines: %q", n, buf.String())
 			}
 			got := lines(t, buf.Bytes())[0]
-			id, _ := got["auth_id"].(string)
+			id, _ := got["event_id"].(string)
 			if !uuidV4.MatchString(id) {
-				t.Errorf("auth_id %q is not a version 4 UUID", id)
+				t.Errorf("event_id %q is not a version 4 UUID", id)
 			}
-			delete(got, "auth_id")
+			delete(got, "event_id")
 			gb, _ := json.Marshal(got)
 			wb, _ := json.Marshal(tc.want)
 			if !bytes.Equal(gb, wb) {
@@ -149,7 +149,7 @@ func TestEventTimeMicroseconds(t *testing.T) {
 	}
 }
 
-func TestAuthIDUnique(t *testing.T) {
+func TestEventIDUnique(t *testing.T) {
 	var buf bytes.Buffer
 	l := New(&buf)
 	const n = 5000
@@ -158,9 +158,9 @@ func TestAuthIDUnique(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, m := range lines(t, buf.Bytes()) {
-		id := m["auth_id"].(string)
+		id := m["event_id"].(string)
 		if !uuidV4.MatchString(id) || seen[id] {
-			t.Fatalf("auth_id %q malformed or repeated", id)
+			t.Fatalf("event_id %q malformed or repeated", id)
 		}
 		seen[id] = true
 	}
@@ -321,7 +321,7 @@ func TestConcurrentWritesAreWholeLines(t *testing.T) {
 			t.Fatalf("mangled record: %.200v", m)
 		}
 		perWriter[m["client_port"].(float64)]++
-		ids[m["auth_id"].(string)] = true
+		ids[m["event_id"].(string)] = true
 	}
 	for g := 0; g < writers; g++ {
 		if perWriter[float64(g)] != each {
@@ -329,20 +329,20 @@ func TestConcurrentWritesAreWholeLines(t *testing.T) {
 		}
 	}
 	if len(ids) != writers*each {
-		t.Errorf("%d distinct auth_ids, want %d", len(ids), writers*each)
+		t.Errorf("%d distinct event_ids, want %d", len(ids), writers*each)
 	}
 }
 
-// The record's JSON names mirror system.session_log's columns for the
-// session-log types (auth_id), and the table's columns for the others
-// (event_id); the optional fields are left out when empty.
+// The record's JSON names are the table's columns (system.session_log's
+// and system.query_log's where they have them); the optional fields are
+// left out when empty.
 func TestRecordJSONNames(t *testing.T) {
 	for _, tc := range []struct {
 		in   Record
 		want []string
 	}{
-		{Record{Type: LoginFailure, Subject: "s", Processor: "p", FailureReason: "f"}, []string{"auth_id", "client_address", "client_port",
-			"event_time_microseconds", "failure_reason", "http_user_agent", "interface", "processor", "roles", "subject", "type", "user"}},
+		{Record{Type: LoginFailure, Subject: "s", Processor: "p", FailureReason: "f"}, []string{"client_address", "client_port",
+			"event_id", "event_time_microseconds", "failure_reason", "http_user_agent", "interface", "processor", "roles", "subject", "type", "user"}},
 		{Record{Type: Query}, []string{"client_address", "client_port", "event_id", "event_time_microseconds", "http_user_agent",
 			"interface", "roles", "type", "user"}},
 		{everyField(), []string{"account", "arguments", "client_address", "client_id", "client_port", "event_id", "event_time_microseconds",

@@ -186,9 +186,6 @@ func (tr tableRecord) record() (Record, error) {
 		return Record{}, fmt.Errorf("audit: event_time_microseconds %q: %w", s, err)
 	}
 	r.EventTimeMicroseconds = at.UTC().Format(timeLayout)
-	if sessionLogType(r.Type) {
-		r.AuthID, r.EventID = r.EventID, ""
-	}
 	return r, nil
 }
 
@@ -217,14 +214,14 @@ func (tr *TableReader) Follow(ctx context.Context, q Filter, every time.Duration
 			return err
 		}
 		for _, r := range recs {
-			if _, ok := seen[r.ID()]; ok {
+			if _, ok := seen[r.EventID]; ok {
 				continue
 			}
 			if err := fn(r); err != nil {
 				return err
 			}
 			at := r.Time()
-			seen[r.ID()] = at
+			seen[r.EventID] = at
 			if at.After(newest) {
 				newest = at
 			}
@@ -238,8 +235,8 @@ func (tr *TableReader) Follow(ctx context.Context, q Filter, every time.Duration
 				return err
 			}
 			for _, r := range older {
-				if _, ok := seen[r.ID()]; !ok {
-					seen[r.ID()] = r.Time()
+				if _, ok := seen[r.EventID]; !ok {
+					seen[r.EventID] = r.Time()
 				}
 			}
 		}

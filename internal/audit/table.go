@@ -569,7 +569,7 @@ func toRow(r Record, l layout) row {
 		roles = []string{}
 	}
 	return row{
-		EventID: r.ID(), EventDate: at.Format("2006-01-02"), EventTime: at.Format("2006-01-02 15:04:05"),
+		EventID: r.EventID, EventDate: at.Format("2006-01-02"), EventTime: at.Format("2006-01-02 15:04:05"),
 		EventTimeMicroseconds: micro, Type: r.Type, User: r.User, Subject: r.Subject, Processor: r.Processor,
 		Roles: roles, Account: r.Account, Mode: r.Mode, Interface: r.Interface, ClientAddress: r.ClientAddress,
 		ClientPort: uint16(r.ClientPort), HTTPUserAgent: r.HTTPUserAgent, QueryID: r.QueryID, SessionID: r.SessionID,

@@ -160,7 +160,7 @@ func TestTableRoundTrip(t *testing.T) {
 		if fmt.Sprintf("%+v", fromTable[0]) != fmt.Sprintf("%+v", want) {
 			t.Errorf("round trip\n got %+v\nwant %+v", fromTable[0], want)
 		}
-		if fromTable[1].AuthID == "" || fromTable[1].EventID != "" || fromTable[2].EventID == "" {
+		if ids := map[string]bool{fromTable[0].EventID: true, fromTable[1].EventID: true, fromTable[2].EventID: true, fromTable[3].EventID: true}; len(ids) != 4 || ids[""] {
 			t.Errorf("ids: %+v", fromTable)
 		}
 		// The query text in ClickHouse is the bytes, not an escaped form.

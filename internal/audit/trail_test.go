@@ -263,23 +263,21 @@ func TestSchema(t *testing.T) {
 func TestCallerEventID(t *testing.T) {
 	mine := NewEventID()
 	for _, tc := range []struct {
-		in     Record
-		keep   bool
-		authID bool
+		in   Record
+		keep bool
 	}{
-		{Record{Type: Query, EventID: mine}, true, false},
-		{Record{Type: LoginSuccess, EventID: mine}, true, true},
-		{Record{Type: Query, EventID: "not-a-uuid"}, false, false},
-		{Record{Type: Query, EventID: strings.ToUpper(mine)}, false, false},
-		{Record{Type: LoginFailure, AuthID: mine}, false, true},
+		{Record{Type: Query, EventID: mine}, true},
+		{Record{Type: LoginSuccess, EventID: mine}, true},
+		{Record{Type: Query, EventID: "not-a-uuid"}, false},
+		{Record{Type: Query, EventID: strings.ToUpper(mine)}, false},
+		{Record{Type: LoginFailure}, false},
 	} {
 		var buf strings.Builder
 		New(&buf).Write(tc.in)
 		rec := lines(t, []byte(buf.String()))[0]
-		field := map[bool]string{true: "auth_id", false: "event_id"}[tc.authID]
-		id, _ := rec[field].(string)
+		id, _ := rec["event_id"].(string)
 		if !uuidV4.MatchString(id) || (id == mine) != tc.keep {
-			t.Errorf("%+v: %s %q", tc.in, field, id)
+			t.Errorf("%+v: event_id %q", tc.in, id)
 		}
 	}
 }

@@ -6,13 +6,16 @@ package authn
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clickgate/clickgate/internal/audit"
@@ -28,6 +31,36 @@ type Authenticator struct {
 	attempts  *prometheus.CounterVec
 	// clickhouse says, per processor, which tokens reach ClickHouse.
 	clickhouse map[string]Audiences
+	// seen holds the tokens whose LoginSuccess was recorded lately, by
+	// hash and interface; nil records every request's.
+	seen *expirable.LRU[seenKey, struct{}]
+}
+
+type seenKey struct {
+	token [sha256.Size]byte
+	iface string
+}
+
+// RecordLoginsPerToken records one LoginSuccess per token and interface
+// in each period (the first use, then again after period), instead of one
+// per request: the Query and ToolCall events name the person of every
+// request already. LoginFailure is recorded for every request.
+func (a *Authenticator) RecordLoginsPerToken(period time.Duration) {
+	a.seen = expirable.NewLRU[seenKey, struct{}](100_000, nil, period)
+}
+
+// recorded reports whether a LoginSuccess for token on iface was recorded
+// within the period, and counts this one as recorded if not.
+func (a *Authenticator) recorded(token, iface string) bool {
+	if a.seen == nil {
+		return false
+	}
+	k := seenKey{sha256.Sum256([]byte(token)), iface}
+	if a.seen.Contains(k) {
+		return true
+	}
+	a.seen.Add(k, struct{}{})
+	return false
 }
 
 // New returns an Authenticator; reg may be nil (no metrics). Until
@@ -69,8 +102,9 @@ type Credentials struct {
 	User string
 }
 
-// Authenticate resolves c for request r arriving on iface and writes one
-// session log record.
+// Authenticate resolves c for request r arriving on iface and writes a
+// session log record (for a success, only on a token's first use when
+// RecordLoginsPerToken says so).
 func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, c Credentials, iface string) (*Result, error) {
 	res, err := a.resolve(ctx, c.Token)
 	// The processor that proved the token, also when policy then refuses it.
@@ -105,7 +139,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, c Cre
 		rec.User, rec.Subject, rec.Roles = res.Principal.User, res.Principal.Subject, res.Principal.Roles
 	}
 	rec.Processor = processor
-	a.log.Write(rec)
+	if err != nil || !a.recorded(c.Token, iface) {
+		a.log.Write(rec)
+	}
 	a.attempts.WithLabelValues(iface, processor, result).Inc()
 	return res, err
 }

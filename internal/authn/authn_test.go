@@ -385,7 +385,7 @@ func TestAuthenticateRefusals(t *testing.T) {
 			}
 			r := recs[0]
 			want := audit.Record{
-				Type: audit.LoginFailure, AuthID: r.AuthID, EventTimeMicroseconds: r.EventTimeMicroseconds,
+				Type: audit.LoginFailure, EventID: r.EventID, EventTimeMicroseconds: r.EventTimeMicroseconds,
 				User: tc.user, Processor: tc.processor, Roles: []string{},
 				ClientAddress: "192.0.2.7", ClientPort: 40123, Interface: iface, HTTPUserAgent: userAgent,
 				FailureReason: err.Error(),
@@ -393,7 +393,7 @@ func TestAuthenticateRefusals(t *testing.T) {
 			if fmt.Sprintf("%+v", r) != fmt.Sprintf("%+v", want) {
 				t.Errorf("record\n got %+v\nwant %+v", r, want)
 			}
-			if r.AuthID == "" || r.EventTimeMicroseconds == "" || r.Subject != "" {
+			if r.EventID == "" || r.EventTimeMicroseconds == "" || r.Subject != "" {
 				t.Errorf("record stamps: %+v", r)
 			}
 			for _, s := range secretParts(raw) {
@@ -483,7 +483,7 @@ func TestAuthenticateSuccess(t *testing.T) {
 				t.Fatalf("%d records, want 1:\n%s", len(recs), text)
 			}
 			want := audit.Record{
-				Type: audit.LoginSuccess, AuthID: recs[0].AuthID, EventTimeMicroseconds: recs[0].EventTimeMicroseconds,
+				Type: audit.LoginSuccess, EventID: recs[0].EventID, EventTimeMicroseconds: recs[0].EventTimeMicroseconds,
 				User: tc.wantUser, Subject: tc.wantSub, Processor: tc.processor, Roles: tc.wantRoles,
 				ClientAddress: "192.0.2.7", ClientPort: 40123, Interface: tc.iface, HTTPUserAgent: userAgent,
 			}
@@ -529,10 +529,10 @@ func TestAuthenticateRecordsEveryAttempt(t *testing.T) {
 		if r.Type != wantType || r.Processor != "corp" {
 			t.Errorf("record %d: %+v", i, r)
 		}
-		ids[r.AuthID] = true
+		ids[r.EventID] = true
 	}
 	if len(ids) != 6 {
-		t.Errorf("auth_id repeats: %v", ids)
+		t.Errorf("event_id repeats: %v", ids)
 	}
 	want := map[string]float64{"gateway/corp/success": 3, "gateway/corp/bad_signature": 3}
 	if got := f.attempts(t); fmt.Sprint(got) != fmt.Sprint(want) {

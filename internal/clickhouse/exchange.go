@@ -46,7 +46,7 @@ const exchangeMargin = 30 * time.Second
 func (m *exchangeMode) Upstream(ctx context.Context, c *Caller) (*Upstream, error) {
 	key := sha256.Sum256([]byte(c.Token))
 	if e, ok := m.cache.Get(key); ok && m.now().Add(exchangeMargin).Before(e.expires) {
-		return bearerUpstream(e.token), nil
+		return bearerUpstream(e.token, c), nil
 	}
 	v, err, _ := m.group.Do(string(key[:]), func() (any, error) {
 		e, err := m.exchange(context.WithoutCancel(ctx), c)
@@ -59,11 +59,12 @@ func (m *exchangeMode) Upstream(ctx context.Context, c *Caller) (*Upstream, erro
 	if err != nil {
 		return nil, err
 	}
-	return bearerUpstream(v.(exchanged).token), nil
+	return bearerUpstream(v.(exchanged).token, c), nil
 }
 
-func bearerUpstream(tok string) *Upstream {
-	return &Upstream{Header: http.Header{"Authorization": {"Bearer " + tok}}}
+// bearerUpstream sends tok; ClickHouse signs c in as their own user.
+func bearerUpstream(tok string, c *Caller) *Upstream {
+	return &Upstream{Header: http.Header{"Authorization": {"Bearer " + tok}}, Account: c.Principal.User}
 }
 
 func (m *exchangeMode) exchange(ctx context.Context, c *Caller) (exchanged, error) {

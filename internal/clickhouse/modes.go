@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/clickgate/clickgate/internal/identity"
 )
@@ -16,6 +17,9 @@ type Caller struct {
 	Token     string
 	Identity  *identity.Identity
 	Principal *identity.Principal
+	// EventID names the request's audit event; shared accounts carry it
+	// in log_comment, so that query_log joins the audit trail.
+	EventID string
 }
 
 // Upstream is what a request needs to reach ClickHouse as a caller.
@@ -28,8 +32,32 @@ type Upstream struct {
 	QueryPrefix string
 	// Shared means other people reach ClickHouse as the same account
 	// (service, mapped): ClickHouse cannot tell them apart, so clickgate
-	// keeps them from each other's sessions and queries.
+	// keeps them from each other's sessions and queries, and names the
+	// person in log_comment (where supported) and the user agent.
 	Shared bool
+	// Account is the ClickHouse user the queries run as, for the audit.
+	Account string
+	// Person is set on shared accounts: who the queries are for.
+	Person string
+}
+
+// UserAgent is the user agent to send upstream for a client's: on shared
+// accounts it names the person, so that query_log's http_user_agent says
+// who ran a query on every ClickHouse version.
+func (u *Upstream) UserAgent(client string) string {
+	if u.Person == "" {
+		return client
+	}
+	person := strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, u.Person)
+	if client == "" {
+		return "clickgate (user " + person + ")"
+	}
+	return client + " clickgate (user " + person + ")"
 }
 
 // A Mode turns a caller into upstream credentials.
@@ -65,20 +93,44 @@ func basic(user, password string) http.Header {
 	return r.Header
 }
 
-// serviceMode sends everything as one service account ("gating"): the
-// real identity goes into quota_key and, where supported, log_comment.
-type serviceMode struct {
-	header     http.Header
+// attribution names the person on a shared account: quota_key where the
+// account's quota is keyed (a setting: ClickHouse refuses client keys
+// under any other quota), log_comment where the server has it (20.12).
+type attribution struct {
+	quotaKey   bool
 	logComment func(ctx context.Context) bool
 }
 
-func (m *serviceMode) Upstream(ctx context.Context, c *Caller) (*Upstream, error) {
-	settings := map[string]string{"quota_key": c.Principal.User}
-	if m.logComment(ctx) {
-		comment, _ := json.Marshal(map[string]any{"clickgate_user": c.Principal.User, "roles": c.Principal.Roles})
-		settings["log_comment"] = string(comment)
+func (a attribution) upstream(ctx context.Context, c *Caller, header http.Header, account string) *Upstream {
+	up := &Upstream{Header: header, Shared: true, Account: account, Person: c.Principal.User}
+	if a.quotaKey {
+		up.Settings = map[string]string{"quota_key": c.Principal.User}
 	}
-	return &Upstream{Header: m.header, Settings: settings, Shared: true}, nil
+	if a.logComment != nil && a.logComment(ctx) {
+		comment, _ := json.Marshal(struct {
+			User    string   `json:"user"`
+			Roles   []string `json:"roles"`
+			Via     string   `json:"via"`
+			EventID string   `json:"event_id,omitempty"`
+		}{c.Principal.User, c.Principal.Roles, "clickgate", c.EventID})
+		if up.Settings == nil {
+			up.Settings = map[string]string{}
+		}
+		up.Settings["log_comment"] = string(comment)
+	}
+	return up
+}
+
+// serviceMode sends everything as one service account ("gating"): the
+// person is named by attribution.
+type serviceMode struct {
+	header  http.Header
+	account string
+	attribution
+}
+
+func (m *serviceMode) Upstream(ctx context.Context, c *Caller) (*Upstream, error) {
+	return m.attribution.upstream(ctx, c, m.header, m.account), nil
 }
 
 // Account is a static ClickHouse account chosen by role.
@@ -92,12 +144,13 @@ type Account struct {
 type mappedMode struct {
 	accounts []Account
 	headers  []http.Header
+	attribution
 }
 
-func (m *mappedMode) Upstream(_ context.Context, c *Caller) (*Upstream, error) {
+func (m *mappedMode) Upstream(ctx context.Context, c *Caller) (*Upstream, error) {
 	for i, a := range m.accounts {
 		if slices.Contains(c.Principal.Roles, a.Role) {
-			return &Upstream{Header: m.headers[i], Shared: true}, nil
+			return m.attribution.upstream(ctx, c, m.headers[i], a.User), nil
 		}
 	}
 	roles := make([]string, len(m.accounts))
@@ -117,5 +170,5 @@ func (m *bearerMode) Upstream(_ context.Context, c *Caller) (*Upstream, error) {
 	if !slices.Contains(c.Identity.Audience, m.audience) {
 		return nil, accessDenied("clickgate: the token is not meant for ClickHouse (its audience lacks %q), so it is not passed on; ask the IdP for a token with that audience, or use exchange mode", m.audience)
 	}
-	return &Upstream{Header: http.Header{"Authorization": {"Bearer " + c.Token}}}, nil
+	return bearerUpstream(c.Token, c), nil
 }

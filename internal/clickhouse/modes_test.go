@@ -162,29 +162,57 @@ func (f *fakeClickHouse) statements() []string {
 	return out
 }
 
-func TestServiceModeGatesOnOneAccount(t *testing.T) {
+// Shared accounts name the person: log_comment where the server has it
+// (20.12), quota_key only when configured, and the user agent always.
+func TestSharedAccountsNameThePerson(t *testing.T) {
 	for _, tc := range []struct {
-		version    string
-		logComment bool
-	}{{"18.16.1", false}, {"25.8.2.1", true}} {
+		mode, version string
+		quotaKey      bool
+		logComment    bool
+	}{
+		{config.ModeService, "18.16.1", false, false},
+		{config.ModeService, "25.8.2.1", true, true},
+		{config.ModeMapped, "18.16.1", true, false},
+		{config.ModeMapped, "25.8.2.1", false, true},
+	} {
+		name := fmt.Sprintf("%s %s quota_key=%v", tc.mode, tc.version, tc.quotaKey)
 		ch := newFakeClickHouse(t, tc.version)
-		u, err := New(&config.ClickHouse{URL: ch.URL, Mode: config.ModeService, User: "svc", Password: "pw"}, Deps{HTTP: ch.Client()})
+		cfg := &config.ClickHouse{URL: ch.URL, Mode: tc.mode, User: "svc", Password: "pw", QuotaKey: tc.quotaKey,
+			Accounts: []config.Account{{Role: "analysts", User: "svc", Password: "pw"}}}
+		u, err := New(cfg, Deps{HTTP: ch.Client()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		up, err := u.Mode.Upstream(context.Background(), caller("alice@example.com", "analysts"))
+		c := caller("alice@example.com", "analysts")
+		c.EventID = "e-1"
+		up, err := u.Mode.Upstream(context.Background(), c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if user, pw := basicUser(t, up.Header); user != "svc" || pw != "pw" {
-			t.Fatalf("credentials %s/%s", user, pw)
+		if user, pw := basicUser(t, up.Header); user != "svc" || pw != "pw" || up.Account != "svc" || !up.Shared {
+			t.Fatalf("%s: credentials %s/%s, account %q, shared %v", name, user, pw, up.Account, up.Shared)
 		}
-		if up.Settings["quota_key"] != "alice@example.com" {
-			t.Errorf("quota_key = %q", up.Settings["quota_key"])
+		if got, want := up.Settings["quota_key"], map[bool]string{true: "alice@example.com"}[tc.quotaKey]; got != want {
+			t.Errorf("%s: quota_key = %q, want %q", name, got, want)
 		}
 		lc := up.Settings["log_comment"]
-		if tc.logComment != (lc != "") || (lc != "" && !strings.Contains(lc, `"roles":["analysts"]`)) {
-			t.Errorf("ClickHouse %s: log_comment = %q", tc.version, lc)
+		if want := `{"user":"alice@example.com","roles":["analysts"],"via":"clickgate","event_id":"e-1"}`; tc.logComment != (lc != "") || (lc != "" && lc != want) {
+			t.Errorf("%s: log_comment = %q, want %q: %v", name, lc, want, tc.logComment)
+		}
+		if ua := up.UserAgent("grafana/11"); ua != "grafana/11 clickgate (user alice@example.com)" {
+			t.Errorf("%s: user agent %q", name, ua)
+		}
+	}
+}
+
+func TestUserAgentNamesOnlySharedAccounts(t *testing.T) {
+	for _, tc := range []struct{ person, client, want string }{
+		{"", "curl/8", "curl/8"},
+		{"bob", "", "clickgate (user bob)"},
+		{"eve\r\nX-Evil: 1", "curl/8", "curl/8 clickgate (user eve??X-Evil: 1)"},
+	} {
+		if got := (&Upstream{Person: tc.person}).UserAgent(tc.client); got != tc.want {
+			t.Errorf("%q %q: %q, want %q", tc.person, tc.client, got, tc.want)
 		}
 	}
 }

@@ -81,13 +81,13 @@ func New(cfg *config.ClickHouse, d Deps) (*Upstreams, error) {
 	}
 	switch cfg.Mode {
 	case config.ModeService:
-		svc := u.Service
-		u.Mode = &serviceMode{header: basic(cfg.User, cfg.Password), logComment: func(ctx context.Context) bool {
-			v, err := svc.Version(ctx)
-			return err == nil && v.AtLeast(20, 12) // log_comment arrived in 20.12
-		}}
+		u.Mode = &serviceMode{header: basic(cfg.User, cfg.Password), account: cfg.User, attribution: attributionFor(cfg, u.Service)}
 	case config.ModeMapped:
 		m := &mappedMode{}
+		if len(cfg.Accounts) > 0 {
+			a := cfg.Accounts[0] // any account can tell the version
+			m.attribution = attributionFor(cfg, &Client{URL: target, User: a.User, Password: a.Password, HTTP: d.HTTP})
+		}
 		for _, a := range cfg.Accounts {
 			m.accounts = append(m.accounts, Account{Role: a.Role, User: a.User, Password: a.Password})
 			m.headers = append(m.headers, basic(a.User, a.Password))
@@ -129,4 +129,15 @@ func New(cfg *config.ClickHouse, d Deps) (*Upstreams, error) {
 // nor a query_log for quota_key and log_comment to name the person in.
 type embeddedMode struct{}
 
-func (embeddedMode) Upstream(context.Context, *Caller) (*Upstream, error) { return &Upstream{}, nil }
+func (embeddedMode) Upstream(context.Context, *Caller) (*Upstream, error) {
+	return &Upstream{Account: "default"}, nil
+}
+
+// attributionFor names people on the shared accounts of cfg, asking
+// version (once, when it answers) whether log_comment is known.
+func attributionFor(cfg *config.ClickHouse, version *Client) attribution {
+	return attribution{quotaKey: cfg.QuotaKey, logComment: func(ctx context.Context) bool {
+		v, err := version.Version(ctx)
+		return err == nil && v.AtLeast(20, 12) // log_comment arrived in 20.12
+	}}
+}

@@ -52,8 +52,16 @@ func (q *Querier) Query(ctx context.Context, up *Upstream, sql string, settings 
 		body, err := q.queryEngine(ctx, up.QueryPrefix+sql, params)
 		return body, nil, err
 	}
+	header := up.Header
+	if up.Person != "" {
+		header = header.Clone()
+		if header == nil {
+			header = http.Header{}
+		}
+		header.Set("User-Agent", up.UserAgent("clickgate-mcp"))
+	}
 	target := &chhttp.Client{URL: q.Target, HTTP: q.HTTP}
-	body, header, err := target.Open(ctx, up.QueryPrefix+sql, params, up.Header)
+	body, header, err := target.Open(ctx, up.QueryPrefix+sql, params, header)
 	if _, ok := err.(*Exception); err != nil && !ok {
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()

@@ -30,7 +30,7 @@ func (m *httpAuthMode) Upstream(ctx context.Context, c *Caller) (*Upstream, erro
 	if err != nil {
 		return nil, err
 	}
-	return &Upstream{Header: basic(c.Principal.User, ticket)}, nil
+	return &Upstream{Header: basic(c.Principal.User, ticket), Account: c.Principal.User}, nil
 }
 
 // impersonateMode runs each query as the caller with EXECUTE AS, from a
@@ -48,7 +48,7 @@ func (m *impersonateMode) Upstream(ctx context.Context, c *Caller) (*Upstream, e
 	if err != nil {
 		return nil, accessDenied("clickgate: %v", err)
 	}
-	return &Upstream{Header: m.header, QueryPrefix: prefix}, nil
+	return &Upstream{Header: m.header, QueryPrefix: prefix, Account: c.Principal.User}, nil
 }
 
 func provisioningError(err error) error {

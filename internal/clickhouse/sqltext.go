@@ -631,3 +631,14 @@ func (l *lexer) unicodeQuoted(closer byte) (string, bool) {
 		}
 	}
 }
+
+// Statement returns text without an INSERT's data: cut where the data
+// begins (after VALUES or FORMAT <name>), else all of it. The audit
+// records statements, never the rows they carry.
+func Statement(text []byte) []byte {
+	lx := lexer{src: text, dialect: dialects[features(text)]}
+	if _, ok := lx.statement(); ok {
+		return text[:lx.pos]
+	}
+	return text
+}

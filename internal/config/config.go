@@ -87,6 +87,10 @@ type ClickHouse struct {
 	// TicketSecret signs http_auth tickets; replicas must share it. Empty
 	// means a random key per process.
 	TicketSecret string `yaml:"ticket_secret"`
+	// QuotaKey sends the person as quota_key in the shared-account modes
+	// (service, mapped): only for accounts whose quota is keyed, since
+	// ClickHouse refuses a client-supplied key under any other quota.
+	QuotaKey bool `yaml:"quota_key"`
 }
 
 // Account is a static ClickHouse account for mapped mode.
@@ -222,10 +226,54 @@ type DevClient struct {
 	Audiences []string `yaml:"audiences"`
 }
 
-// Audit configures the session log.
+// Audit configures the audit trail: one event per sign-in, query, tool
+// call and broker action, to a JSON-lines file and/or a ClickHouse table.
 type Audit struct {
-	// File receives JSON lines; "-" means stderr, "" turns the log off.
+	// File receives JSON lines; "-" means stderr, "" turns the file off.
 	File string `yaml:"file"`
+	// MaxSize (bytes) rotates the file to file.1 … file.MaxFiles when it
+	// would grow past it; 0 never rotates (reopen it on SIGHUP instead).
+	MaxSize  int64 `yaml:"max_size"`
+	MaxFiles int   `yaml:"max_files"`
+	// QueryText is how SQL is recorded: full, redacted (literals become ?)
+	// or none.
+	QueryText string `yaml:"query_text"`
+	// LoginSuccess is per_token (a token's first use, until its cached
+	// identity expires) or per_request.
+	LoginSuccess string `yaml:"login_success"`
+	// Required refuses queries when no sink can keep their events.
+	Required   bool             `yaml:"required"`
+	ClickHouse *AuditClickHouse `yaml:"clickhouse"`
+}
+
+// Audit.QueryText values.
+const (
+	QueryTextFull     = "full"
+	QueryTextRedacted = "redacted"
+	QueryTextNone     = "none"
+)
+
+// Audit.LoginSuccess values.
+const (
+	LoginSuccessPerToken   = "per_token"
+	LoginSuccessPerRequest = "per_request"
+)
+
+// AuditClickHouse is the audit table's ClickHouse: URL empty means the
+// gateway's clickhouse.url, as clickhouse.user.
+type AuditClickHouse struct {
+	URL      string `yaml:"url"`
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+	Database string `yaml:"database"`
+	Table    string `yaml:"table"`
+	// BatchRows and FlushInterval bound how long an event waits in memory.
+	BatchRows     int           `yaml:"batch_rows"`
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// SpoolDir keeps batches the table could not take, for replay.
+	SpoolDir      string        `yaml:"spool_dir"`
+	SpoolMaxBytes int64         `yaml:"spool_max_bytes"`
+	TTL           time.Duration `yaml:"ttl"`
 }
 
 // DevIdPPath is where the development IdP is served; its issuer is

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -71,7 +72,86 @@ func (c *Config) applyDefaults() {
 	}
 	c.applyDevIdPDefaults()
 	c.applyBrokerDefaults()
+	c.applyAuditDefaults()
 }
+
+func (c *Config) applyAuditDefaults() {
+	a := &c.Audit
+	if a.QueryText == "" {
+		a.QueryText = QueryTextFull
+	}
+	if a.LoginSuccess == "" {
+		a.LoginSuccess = LoginSuccessPerToken
+	}
+	if a.MaxSize > 0 && a.MaxFiles == 0 {
+		a.MaxFiles = 5
+	}
+	t := a.ClickHouse
+	if t == nil {
+		return
+	}
+	if t.URL == "" && c.ClickHouse != nil && !strings.HasPrefix(c.ClickHouse.URL, ChDBScheme) {
+		t.URL, t.User, t.Password = c.ClickHouse.URL, c.ClickHouse.User, c.ClickHouse.Password
+	}
+	t.URL = strings.TrimRight(t.URL, "/")
+	if t.Database == "" {
+		t.Database = "default"
+	}
+	if t.Table == "" {
+		t.Table = "clickgate_audit"
+	}
+	if t.BatchRows == 0 {
+		t.BatchRows = 1000
+	}
+	if t.FlushInterval == 0 {
+		t.FlushInterval = time.Second
+	}
+	if t.SpoolDir == "" {
+		t.SpoolDir = filepath.Join(StateDir(), "audit-spool")
+	}
+	if t.SpoolMaxBytes == 0 {
+		t.SpoolMaxBytes = 1 << 30
+	}
+}
+
+func (c *Config) validateAudit(v *problems.List) {
+	a := c.Audit
+	if !slices.Contains([]string{QueryTextFull, QueryTextRedacted, QueryTextNone}, a.QueryText) {
+		v.Add("audit.query_text", "%q is not one of full, redacted, none", a.QueryText)
+	}
+	if !slices.Contains([]string{LoginSuccessPerToken, LoginSuccessPerRequest}, a.LoginSuccess) {
+		v.Add("audit.login_success", "%q is not one of per_token, per_request", a.LoginSuccess)
+	}
+	if a.MaxSize < 0 || a.MaxFiles < 0 {
+		v.Add("audit", "max_size and max_files must not be negative")
+	}
+	if a.MaxSize > 0 && (a.File == "" || a.File == "-") {
+		v.Add("audit.max_size", "rotates audit.file; set a file path")
+	}
+	if a.Required && a.File == "" && a.ClickHouse == nil {
+		v.Add("audit.required", "needs a sink: set audit.file or audit.clickhouse")
+	}
+	t := a.ClickHouse
+	if t == nil {
+		return
+	}
+	if t.URL == "" {
+		v.Add("audit.clickhouse.url", "missing; set it, or set clickhouse.url to keep the trail in the same ClickHouse (not possible with chdb://)")
+	} else {
+		v.URL("audit.clickhouse.url", t.URL)
+	}
+	for _, n := range [][2]string{{"database", t.Database}, {"table", t.Table}} {
+		if !identifier.MatchString(n[1]) {
+			v.Add("audit.clickhouse."+n[0], "%q is not a plain name (letters, digits and _, not starting with a digit)", n[1])
+		}
+	}
+	if t.BatchRows < 0 || t.FlushInterval < 0 || t.SpoolMaxBytes < 0 || t.TTL < 0 {
+		v.Add("audit.clickhouse", "batch_rows, flush_interval, spool_max_bytes and ttl must not be negative")
+	}
+}
+
+// identifier is a database or table name that needs no quoting.
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func ptr[T any](v T) *T { return &v }
 
@@ -123,6 +203,7 @@ func (c *Config) validate() []string {
 	}
 	c.validateBroker(&v)
 	c.validateDevIdP(&v)
+	c.validateAudit(&v)
 	return v.Items()
 }
 

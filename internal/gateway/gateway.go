@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,11 +34,12 @@ type Gateway struct {
 	auth  Authenticator
 	mode  clickhouse.Mode
 	fixed map[string]string // clickhouse.settings, fixed for every query
-	// plainPolicy is the SQL policy for upstreams without settings of
-	// their own, by Upstream.Shared: the same for every request.
-	plainPolicy [2]clickhouse.TextPolicy
-	proxy       *httputil.ReverseProxy
-	log         *slog.Logger
+	// policies caches the SQL policy by what it depends on: whether the
+	// account is shared and the names of the mode's settings.
+	policies sync.Map // policyKey → clickhouse.TextPolicy
+	proxy    *httputil.ReverseProxy
+	log      *slog.Logger
+	audit    auditor
 }
 
 // Options configure a Gateway.
@@ -48,6 +50,7 @@ type Options struct {
 	Settings  map[string]string
 	Transport http.RoundTripper
 	Logger    *slog.Logger
+	Audit     AuditOptions
 }
 
 // NewTransport is a pooled transport for ClickHouse: keep-alive
@@ -83,8 +86,7 @@ func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 
 // New returns a Gateway.
 func New(o Options) *Gateway {
-	g := &Gateway{auth: o.Auth, mode: o.Mode, fixed: o.Settings, log: o.Logger}
-	g.plainPolicy = [2]clickhouse.TextPolicy{clickhouse.PolicyFor(g.fixed, &clickhouse.Upstream{}), clickhouse.PolicyFor(g.fixed, &clickhouse.Upstream{Shared: true})}
+	g := &Gateway{auth: o.Auth, mode: o.Mode, fixed: o.Settings, log: o.Logger, audit: auditor{o.Audit}}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -100,9 +102,15 @@ func New(o Options) *Gateway {
 			for k, v := range out.up.Header {
 				pr.Out.Header[k] = v
 			}
+			if out.up.Person != "" {
+				pr.Out.Header.Set("User-Agent", out.up.UserAgent(pr.In.UserAgent()))
+			}
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			out := resp.Request.Context().Value(outboundKey{}).(*outbound)
+			if out.event != nil {
+				out.event.answered(resp.Header)
+			}
 			stripNamespace(resp.Header, out.namespace)
 			return nil
 		},
@@ -120,6 +128,9 @@ type outbound struct {
 	up        *clickhouse.Upstream
 	rawQuery  string
 	namespace string
+	queryID   string
+	sessionID string
+	event     *event // nil when the audit is off
 }
 
 type outboundKey struct{}
@@ -139,6 +150,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		writeException(w, http.StatusMethodNotAllowed, codeBadArguments, "BAD_ARGUMENTS", "clickgate: the method "+clip(r.Method)+" is not served; use GET or POST")
 		return
+	}
+	ev := g.audit.start(r)
+	if ev != nil {
+		w = ev.writer(w)
+		defer g.audit.finish(ev)
 	}
 	ps, err := parseParams(r.URL.RawQuery)
 	if err == nil {
@@ -162,39 +178,63 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeAuthError(w, err)
 		return
 	}
-	up, err := g.mode.Upstream(r.Context(), &clickhouse.Caller{Token: creds.Token, Identity: res.Identity, Principal: res.Principal})
-	if err != nil {
-		writeModeError(w, err)
+	ev.signedIn(res)
+	if err := g.audit.ready(); err != nil {
+		ev.refuse(w, err)
 		return
 	}
-	out := &outbound{up: up, namespace: namespace(res.Principal.User)}
+	up, err := g.mode.Upstream(r.Context(), &clickhouse.Caller{Token: creds.Token, Identity: res.Identity, Principal: res.Principal, EventID: ev.id()})
+	if err != nil {
+		ev.refuse(w, err)
+		return
+	}
+	out := &outbound{up: up, namespace: namespace(res.Principal.User), event: ev}
+	ev.upstream(up)
 	policy := g.policy(up)
-	out.rawQuery, err = g.rewriteParams(ps, g.fixed, up.Settings, out.namespace, policy)
+	err = g.rewriteParams(out, ps, g.fixed, up.Settings, policy)
+	ev.ids(out)
 	if err == nil {
 		err = bufferSmallBody(r)
 	}
+	var text []byte
 	if err == nil {
-		err = checkBody(r, ps, policy)
+		text, err = checkBody(r, ps, policy, g.audit.wantsText())
+		ev.statement(text)
 	}
 	if err == nil && up.QueryPrefix != "" {
 		out.rawQuery, err = prefixQuery(r, out.rawQuery, up.QueryPrefix)
 	}
 	if err != nil {
-		writeModeError(w, err)
+		ev.refuse(w, err)
 		return
 	}
+	ev.proxied()
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outboundKey{}, out)))
 }
 
 // policy is what the SQL sent for up may not do.
 func (g *Gateway) policy(up *clickhouse.Upstream) clickhouse.TextPolicy {
+	key := policyKey{shared: up.Shared}
 	if len(up.Settings) > 0 {
-		return clickhouse.PolicyFor(g.fixed, up)
+		names := make([]string, 0, len(up.Settings))
+		for k := range up.Settings {
+			names = append(names, k)
+		}
+		slices.Sort(names)
+		key.settings = strings.Join(names, ",")
 	}
-	if up.Shared {
-		return g.plainPolicy[1]
+	if p, ok := g.policies.Load(key); ok {
+		return p.(clickhouse.TextPolicy)
 	}
-	return g.plainPolicy[0]
+	p := clickhouse.PolicyFor(g.fixed, up) // depends on the names only
+	g.policies.Store(key, p)
+	return p
+}
+
+// policyKey is what a policy depends on besides the fixed settings.
+type policyKey struct {
+	shared   bool
+	settings string // the mode's setting names, sorted, joined by ","
 }
 
 // codeUnknownHandler is ClickHouse's answer for a path it has no handler for.

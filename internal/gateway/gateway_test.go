@@ -141,7 +141,7 @@ func TestGatewayRefusesWithoutAValidToken(t *testing.T) {
 
 func TestServiceModeSessionsAndQuotaKey(t *testing.T) {
 	ch := chtest.Start(t, chtest.Options{ExtraUsers: []chtest.User{{Name: "clickgate_svc", Password: "svc-pw", Quota: chtest.KeyedQuota}}})
-	s := newStack(t, ch, "  mode: service\n  user: clickgate_svc\n  password: svc-pw\n")
+	s := newStack(t, ch, "  mode: service\n  user: clickgate_svc\n  password: svc-pw\n  quota_key: true\n")
 	alice := s.token(t, "alice@example.com", "ch-analysts")
 	carol := s.token(t, "carol@example.com", "ch-analysts")
 

@@ -199,7 +199,8 @@ var identityParams = []string{"user", "password", "quota_key"}
 // and query ids in the person's namespace, then the fixed settings
 // (readonly last: ClickHouse 18.16 applies URL settings one by one and
 // refuses any after readonly = 1), then the mode's settings.
-func (g *Gateway) rewriteParams(ps []param, fixed, mode map[string]string, ns string, policy clickhouse.TextPolicy) (string, error) {
+func (g *Gateway) rewriteParams(out *outbound, ps []param, fixed, mode map[string]string, policy clickhouse.TextPolicy) error {
+	ns := out.namespace
 	var b strings.Builder
 	add := func(name, value string) {
 		if b.Len() > 0 {
@@ -209,32 +210,34 @@ func (g *Gateway) rewriteParams(ps []param, fixed, mode map[string]string, ns st
 		b.WriteByte('=')
 		b.WriteString(url.QueryEscape(value))
 	}
-	hasQueryID := false
 	for _, p := range ps {
 		lower := strings.ToLower(p.name)
 		switch {
 		case slices.Contains(identityParams, lower), isFixed(lower, fixed), isFixed(lower, mode):
 			// taken out; clickgate's own are added below
 		case urlRefused[lower] != "" && slices.Contains(policy.Fixed, lower) && !(lower == clickhouse.GuardedDialect && strings.EqualFold(p.value, "clickhouse")):
-			return "", badRequest("%s", urlRefused[lower])
+			return badRequest("%s", urlRefused[lower])
 		case lower == "session_id":
-			add("session_id", ns+p.value)
+			out.sessionID = ns + p.value
+			add("session_id", out.sessionID)
 		case lower == "query_id":
-			hasQueryID = true
-			add("query_id", ns+p.value)
+			out.queryID = ns + p.value
+			add("query_id", out.queryID)
 		default:
 			add(p.name, p.value)
 		}
 	}
-	if !hasQueryID {
-		add("query_id", ns+randomID())
+	if out.queryID == "" {
+		out.queryID = ns + randomID()
+		add("query_id", out.queryID)
 	}
 	for _, set := range []map[string]string{fixed, mode} {
 		for _, k := range sortedReadonlyLast(set) {
 			add(k, set[k])
 		}
 	}
-	return b.String(), nil
+	out.rawQuery = b.String()
+	return nil
 }
 
 func isFixed(lower string, set map[string]string) bool {
@@ -299,37 +302,47 @@ func hasBody(r *http.Request) bool {
 }
 
 // checkBody applies p to the SQL that ClickHouse will read from the query
-// parameter and the body, reading no more of the body than it must.
-func checkBody(r *http.Request, ps []param, p clickhouse.TextPolicy) error {
+// parameter and the body, and returns that SQL (as far as it was read)
+// when p is active or wantText asks for it (the audit).
+func checkBody(r *http.Request, ps []param, p clickhouse.TextPolicy, wantText bool) ([]byte, error) {
 	if isMultipart(r) {
 		if err := filterMultipart(r); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	query, hasQuery := lookup(ps, "query")
-	if !p.Active() {
-		return nil
+	if !p.Active() && !wantText {
+		return nil, nil
 	}
-	if isMultipart(r) || !hasBody(r) {
-		return p.Check([]byte(query))
+	if isMultipart(r) || !hasBody(r) || (!p.Active() && compressed(r, ps)) {
+		return []byte(query), check(p, []byte(query))
 	}
 	if compressed(r, ps) {
-		return checkCompressed(r, ps, query, hasQuery, p)
+		return []byte(query), checkCompressed(r, ps, query, hasQuery, p)
 	}
 	return checkStart(r, query, hasQuery, p, func(raw []byte, whole bool) ([]byte, bool) {
 		return raw[:min(len(raw), clickhouse.MaxCheckedText)], whole
 	}, "the query text is longer than %d KiB, more than clickgate checks; shorten it or send large data as an INSERT")
 }
 
+// check is p.Check, skipped when p refuses nothing.
+func check(p clickhouse.TextPolicy, text []byte) error {
+	if !p.Active() {
+		return nil
+	}
+	return p.Check(text)
+}
+
 // checkStart reads the start of the body, as little as the check needs:
 // the whole body when it is short, else as far as an INSERT's data is
 // seen to begin, which then streams on unread. open turns the bytes read
 // into the text ClickHouse reads (decompressing them) and says whether
-// that is all of the body.
-func checkStart(r *http.Request, query string, hasQuery bool, p clickhouse.TextPolicy, open func(raw []byte, whole bool) ([]byte, bool), tooLong string) error {
+// that is all of the body. It returns the text read.
+func checkStart(r *http.Request, query string, hasQuery bool, p clickhouse.TextPolicy, open func(raw []byte, whole bool) ([]byte, bool), tooLong string) ([]byte, error) {
 	if mem, ok := r.Body.(*memoryBody); ok { // bufferSmallBody read it all
 		body, _ := open(mem.data, true)
-		return p.Check(queryText(query, hasQuery, body))
+		text := queryText(query, hasQuery, body)
+		return text, check(p, text)
 	}
 	// Read in steps into a buffer that grows only as far as needed, then
 	// send what was read ahead of the rest.
@@ -347,16 +360,19 @@ func checkStart(r *http.Request, query string, hasQuery bool, p clickhouse.TextP
 			case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 				eof = true
 			case err != nil:
-				return badRequest("reading the request body: %v", err)
+				return nil, badRequest("reading the request body: %v", err)
 			}
 		}
 		body, whole := open(buf, eof)
 		text := queryText(query, hasQuery, body)
 		if whole || clickhouse.DataFollows(text, false) {
-			return p.Check(text)
+			return text, check(p, text)
 		}
 		if n > clickhouse.MaxCheckedText {
-			return badRequest(tooLong, clickhouse.MaxCheckedText>>10)
+			if !p.Active() {
+				return text, nil // read for the audit only: ClickHouse judges its length
+			}
+			return nil, badRequest(tooLong, clickhouse.MaxCheckedText>>10)
 		}
 	}
 }
@@ -395,10 +411,11 @@ func checkCompressed(r *http.Request, ps []param, query string, hasQuery bool, p
 	if native || decode == nil {
 		return badRequest("with settings fixed by clickgate, a compressed INSERT body must use Content-Encoding gzip or deflate (not decompress=1 or other encodings), for clickgate to see where its data begins; or send it uncompressed")
 	}
-	return checkStart(r, query, true, p, func(raw []byte, whole bool) ([]byte, bool) {
+	_, err := checkStart(r, query, true, p, func(raw []byte, whole bool) ([]byte, bool) {
 		plain, complete := decodePrefix(decode, raw)
 		return plain, complete && whole
 	}, "clickgate could not see where the compressed INSERT's data begins within %d KiB; send it uncompressed")
+	return err
 }
 
 // decodePrefix decompresses what it can of raw, the start of a body, up

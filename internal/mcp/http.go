@@ -48,6 +48,7 @@ type HTTPOptions struct {
 const (
 	tokenInfoCaller  = "clickgate.caller"
 	tokenInfoRequest = "clickgate.request"
+	tokenInfoRemote  = "clickgate.remote" // the client's address, host:port
 )
 
 // maxRequestBytes bounds a JSON-RPC request body.
@@ -65,13 +66,13 @@ func (s *Server) HTTPHandler(o HTTPOptions) http.Handler {
 	// already authenticated the request by then, expiry and leeway
 	// included, so no expiry is given for the SDK to check again (it
 	// would refuse without clickgate's leeway and challenge header).
-	withTokenInfo := auth.RequireBearerToken(func(ctx context.Context, _ string, _ *http.Request) (*auth.TokenInfo, error) {
+	withTokenInfo := auth.RequireBearerToken(func(ctx context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
 		c, ok := ctx.Value(callerKey{}).(*clickhouse.Caller)
 		if !ok {
 			return nil, auth.ErrInvalidToken
 		}
 		return &auth.TokenInfo{UserID: c.Principal.User,
-			Extra: map[string]any{tokenInfoCaller: c, tokenInfoRequest: ctx}}, nil
+			Extra: map[string]any{tokenInfoCaller: c, tokenInfoRequest: ctx, tokenInfoRemote: r.RemoteAddr}}, nil
 	}, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(sdk)
 
 	allowedOrigins := slices.Clone(o.AllowedOrigins)

@@ -87,6 +87,9 @@ type Options struct {
 	Now        func() time.Time
 	// Registerer takes the broker's metrics; nil means none are exported.
 	Registerer prometheus.Registerer
+	// Audit records sign-ins, tokens issued and refreshed, replays and
+	// registrations; nil records nothing.
+	Audit *audit.Log
 }
 
 // Lifetimes of the broker's transient state.
@@ -426,6 +429,7 @@ func (b *Broker) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b.log.Info("oauth: signed in", "user", person.Username, "client_id", clip(req.ClientID, 200))
+	b.record(r, audit.SignIn, person, req.ClientID, "", nil)
 	b.signIns.WithLabelValues("success").Inc()
 	b.redirect(w, r, req, url.Values{"code": {code}})
 }

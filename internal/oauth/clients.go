@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/oauth/cimd"
 	"github.com/clickgate/clickgate/internal/oauth/seal"
 )
@@ -218,6 +219,7 @@ func (b *Broker) register(w http.ResponseWriter, r *http.Request) {
 		resp.ClientSecretExpiresAt = &resp.ClientIDExpiresAt
 	}
 	b.log.Info("oauth: client registered", "client_name", rc.Name, "redirect_uris", rc.RedirectURIs, "auth_method", method)
+	b.record(r, audit.ClientRegistered, person{}, resp.ClientID, "", map[string]any{"client_name": rc.Name, "redirect_uris": rc.RedirectURIs, "auth_method": method})
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusCreated, resp)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/authn"
 	"github.com/clickgate/clickgate/internal/oauth/seal"
 	"github.com/clickgate/clickgate/internal/oauth/store"
@@ -219,6 +220,7 @@ func (b *Broker) redeemCode(r *http.Request, client *Client) (*tokenResponse, er
 			return nil, err
 		}
 		b.log.Warn("oauth: authorization code replayed; its tokens are revoked", "client_id", clip(client.ID, 200), "user", c.Person.Username)
+		b.record(r, audit.RefreshReplay, c.Person, client.ID, "the authorization code was used twice; the tokens issued for it are revoked", nil)
 		return nil, oauthErr("invalid_grant", "the authorization code was used before; the tokens issued for it are revoked")
 	}
 	if err := b.store.StartFamily(ctx, c.ID, familyEnd); err != nil {
@@ -227,10 +229,14 @@ func (b *Broker) redeemCode(r *http.Request, client *Client) (*tokenResponse, er
 		}
 		return nil, err
 	}
-	return b.issue(refreshToken{
+	resp, err := b.issue(refreshToken{
 		Family: c.ID, ClientID: client.ID, Scope: c.Request.Scope, Resource: c.Request.Resource,
 		Person: c.Person, Exp: familyEnd.Unix(),
 	})
+	if err == nil {
+		b.record(r, audit.TokenIssued, c.Person, client.ID, "", map[string]any{"scope": c.Request.Scope, "resource": c.Request.Resource})
+	}
+	return resp, err
 }
 
 func (b *Broker) refresh(r *http.Request, client *Client) (*tokenResponse, error) {
@@ -250,6 +256,7 @@ func (b *Broker) refresh(r *http.Request, client *Client) (*tokenResponse, error
 	switch err := b.store.Rotate(r.Context(), rt.Family, rt.Gen); {
 	case errors.Is(err, store.ErrReplay):
 		b.log.Warn("oauth: refresh token replayed; the sign-in is revoked", "client_id", clip(client.ID, 200), "user", rt.Person.Username)
+		b.record(r, audit.RefreshReplay, rt.Person, client.ID, "the refresh token was used twice; every token of the sign-in is revoked", nil)
 		return nil, oauthErr("invalid_grant", "the refresh token was used before; every token of this sign-in is revoked, sign in again")
 	case errors.Is(err, store.ErrRevoked):
 		return nil, oauthErr("invalid_grant", "this sign-in was revoked; sign in again")
@@ -264,7 +271,11 @@ func (b *Broker) refresh(r *http.Request, client *Client) (*tokenResponse, error
 		}
 		rt.Person = p
 	}
-	return b.issue(rt)
+	resp, err := b.issue(rt)
+	if err == nil {
+		b.record(r, audit.TokenRefreshed, rt.Person, client.ID, "", map[string]any{"scope": rt.Scope, "resource": rt.Resource})
+	}
+	return resp, err
 }
 
 // recheck asks the upstream whether rt's person is still signed in there

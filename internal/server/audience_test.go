@@ -157,8 +157,9 @@ func TestAudiencesForClickHouse(t *testing.T) {
 			status, body := s.do(t, "POST", "/", insert, func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+tc.token) })
 			rec := s.lastRecord(t)
 			if tc.refusal == "" {
-				if status != http.StatusOK || rec["type"] != "LoginSuccess" {
-					t.Errorf("gateway: %d %s; session log %v", status, body, rec)
+				// The login, then the query, are in the audit trail.
+				if status != http.StatusOK || rec["type"] != "Query" || rec["outcome"] != "ok" || rec["processor"] != tc.processor || rec["user"] != tc.user {
+					t.Errorf("gateway: %d %s; audit trail %v", status, body, rec)
 				}
 			} else {
 				if status != http.StatusUnauthorized || !strings.HasPrefix(body, "Code: 516. DB::Exception: clickgate: token: "+tc.processor+": ") || !strings.Contains(body, tc.refusal) {

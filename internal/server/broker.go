@@ -116,7 +116,7 @@ func (s *Server) mountBroker(mux *http.ServeMux, keys *keyring.Ring, reg prometh
 		Auth: s.auth, Keys: keys, Sealer: sealer, Store: st, Clients: cfg.Broker.Clients,
 		Documents: cimd.NewFetcher(cimd.Options{AllowPrivate: cfg.Broker.AllowPrivateClientURLs, RootCAs: opt.ClientMetadataRoots}),
 		AccessTTL: cfg.Broker.AccessTokenTTL, RefreshTTL: cfg.Broker.RefreshTokenTTL, Logger: opt.Logger, Now: opt.Now,
-		Registerer: reg,
+		Registerer: reg, Audit: s.audit,
 	})
 	for _, p := range oauth.Paths {
 		mux.Handle(p, b)

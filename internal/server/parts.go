@@ -35,12 +35,31 @@ type Auth struct {
 // directory, the session log, and metrics in reg (which may be nil).
 func NewAuth(cfg *config.Config, opt Options, reg prometheus.Registerer) (*Auth, error) {
 	opt = opt.withDefaults()
-	return newAuth(cfg, tokenOptions(opt, reg), reg)
+	return newAuth(cfg, opt, tokenOptions(opt, reg), reg)
+}
+
+// loginRecordPeriod is how often a token's LoginSuccess is recorded again
+// under audit.login_success: per_token.
+const loginRecordPeriod = time.Hour
+
+// OpenAudit opens the audit trail cfg describes: the file, the ClickHouse
+// table, or both; nil when neither is set. The caller closes it.
+func OpenAudit(cfg *config.Config, opt Options, reg prometheus.Registerer) (*audit.Log, error) {
+	a := cfg.Audit
+	o := audit.Options{File: a.File, MaxSize: a.MaxSize, MaxFiles: a.MaxFiles, Required: a.Required, Registerer: reg, Logger: opt.Logger}
+	if t := a.ClickHouse; t != nil {
+		o.Table = &audit.TableOptions{URL: t.URL, User: t.User, Password: t.Password, Database: t.Database, Table: t.Table,
+			BatchRows: t.BatchRows, FlushInterval: t.FlushInterval, SpoolDir: t.SpoolDir, SpoolMaxBytes: t.SpoolMaxBytes, TTL: t.TTL,
+			HTTPClient: opt.HTTPClient}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return audit.OpenOptions(ctx, o)
 }
 
 // newAuth is NewAuth with processor options shared with extra processors
 // (the broker's own) built beside it.
-func newAuth(cfg *config.Config, tok token.Options, reg prometheus.Registerer, extra ...token.Extra) (*Auth, error) {
+func newAuth(cfg *config.Config, opt Options, tok token.Options, reg prometheus.Registerer, extra ...token.Extra) (*Auth, error) {
 	verifier, err := token.NewVerifierFromConfig(cfg.Directory.Processors, cfg.TokenProcessors, tok, extra...)
 	if err != nil {
 		return nil, err
@@ -49,12 +68,15 @@ func newAuth(cfg *config.Config, tok token.Options, reg prometheus.Registerer, e
 	if err != nil {
 		return nil, err
 	}
-	log, err := audit.Open(cfg.Audit.File)
+	log, err := OpenAudit(cfg, opt, reg)
 	if err != nil {
 		return nil, err
 	}
 	a := authn.New(verifier, dir, log, reg)
 	a.AdmitToClickHouse(authn.ClickHouseAudiences(cfg))
+	if cfg.Audit.LoginSuccess == config.LoginSuccessPerToken {
+		a.RecordLoginsPerToken(loginRecordPeriod)
+	}
 	return &Auth{Authenticator: a, Verifier: verifier, Log: log}, nil
 }
 
@@ -91,13 +113,15 @@ func NewUpstream(cfg *config.Config, opt Options, verifier *token.Verifier) (*Up
 	return &Upstream{Upstreams: up, Transport: transport}, nil
 }
 
-// NewMCP builds the MCP server (tools, resources, prompts) over up.
-func NewMCP(cfg *config.Config, opt Options, up *Upstream) *mcp.Server {
+// NewMCP builds the MCP server (tools, resources, prompts) over up; its
+// tool calls go to the audit trail log (nil: none).
+func NewMCP(cfg *config.Config, opt Options, up *Upstream, log *audit.Log) *mcp.Server {
 	opt = opt.withDefaults()
 	return mcp.New(mcp.Options{
 		Mode: up.Mode, Querier: &clickhouse.Querier{Target: up.Target, HTTP: &http.Client{Transport: up.Transport}, Fixed: cfg.ClickHouse.Settings, Engine: up.Engine},
 		ReadOnly: *cfg.MCP.ReadOnly, MaxResultRows: cfg.MCP.MaxResultRows, MaxResultBytes: cfg.MCP.MaxResultBytes,
 		QueryTimeout: cfg.MCP.QueryTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentQueries, Version: opt.Version, Logger: opt.Logger,
+		Audit: mcp.AuditOptions{Log: log, Mode: cfg.ClickHouse.Mode, QueryText: cfg.Audit.QueryText, Required: cfg.Audit.Required},
 	})
 }
 

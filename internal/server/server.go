@@ -81,7 +81,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		}
 		brokerKeys, extra = k, append(extra, brokerProcessor(cfg, k, tok))
 	}
-	auth, err := newAuth(cfg, tok, reg, extra...)
+	auth, err := newAuth(cfg, opt, tok, reg, extra...)
 	if err != nil {
 		return nil, err
 	}
@@ -105,10 +105,11 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 			root = gateway.New(gateway.Options{
 				Target: up.Target, Auth: s.auth, Mode: up.Mode, Settings: cfg.ClickHouse.Settings,
 				Transport: up.Transport, Logger: opt.Logger,
+				Audit: gateway.AuditOptions{Log: s.audit, Mode: cfg.ClickHouse.Mode, QueryText: cfg.Audit.QueryText, Required: cfg.Audit.Required},
 			})
 		}
 		if *cfg.MCP.Enabled {
-			s.mountMCP(mux, NewMCP(cfg, opt, up))
+			s.mountMCP(mux, NewMCP(cfg, opt, up, s.audit))
 		}
 	}
 	if cfg.DevIdP.Enabled {
@@ -226,6 +227,9 @@ func (s *Server) ServeMetrics(ctx context.Context, l net.Listener) error {
 	mux.Handle("/metrics", s.metrics)
 	return serveUntil(ctx, s.newHTTPServer(mux), l)
 }
+
+// ReopenAudit reopens the audit file (after logrotate moved it away).
+func (s *Server) ReopenAudit() error { return s.audit.Reopen() }
 
 // Serve accepts connections on l until ctx ends, then shuts down gracefully.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {

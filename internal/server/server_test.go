@@ -243,8 +243,8 @@ func TestSessionLog(t *testing.T) {
 			t.Errorf("%s = %v, want %v", c.field, c.rec[c.field], c.want)
 		}
 	}
-	if ok["auth_id"] == "" || ok["auth_id"] == bad["auth_id"] || ok["event_time_microseconds"] == nil {
-		t.Errorf("auth_id/event time missing or reused: %v / %v", ok, bad)
+	if ok["event_id"] == "" || ok["event_id"] == bad["event_id"] || ok["event_time_microseconds"] == nil {
+		t.Errorf("event_id/event time missing or reused: %v / %v", ok, bad)
 	}
 	if bad["failure_reason"] == nil {
 		t.Error("failure without failure_reason")
