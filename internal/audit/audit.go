@@ -106,13 +106,11 @@ type Record struct {
 	ClientID              string   `json:"client_id,omitempty"` // OAuth client of broker events
 }
 
-
 // Time returns the event time, the zero time when unset or malformed.
 func (r Record) Time() time.Time {
 	t, _ := time.Parse(time.RFC3339Nano, r.EventTimeMicroseconds)
 	return t
 }
-
 
 // DefaultMaxQueryBytes bounds Record.Query unless Options.MaxQueryBytes
 // says otherwise.
