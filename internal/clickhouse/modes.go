@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/clickgate/clickgate/internal/identity"
 )
@@ -95,18 +96,40 @@ func basic(user, password string) http.Header {
 
 // attribution names the person on a shared account: quota_key where the
 // account's quota is keyed (a setting: ClickHouse refuses client keys
-// under any other quota), log_comment where the server has it (20.12).
+// under any other quota), log_comment where the server has it (20.12) and
+// the account may set it (not at readonly = 1, which forbids every
+// setting).
 type attribution struct {
-	quotaKey   bool
+	quotaKey bool
+	// logComment reports whether the server knows log_comment.
 	logComment func(ctx context.Context) bool
+	// settable asks, once per account, whether it may set log_comment.
+	settable func(ctx context.Context, header http.Header) (ok, known bool)
+	accounts sync.Map // account → bool: may set log_comment
 }
 
-func (a attribution) upstream(ctx context.Context, c *Caller, header http.Header, account string) *Upstream {
+// mayComment reports whether account (signing in with header) may be
+// sent log_comment, asking ClickHouse the first time.
+func (a *attribution) mayComment(ctx context.Context, account string, header http.Header) bool {
+	if a.logComment == nil || !a.logComment(ctx) {
+		return false
+	}
+	if ok, seen := a.accounts.Load(account); seen {
+		return ok.(bool)
+	}
+	ok, known := a.settable(ctx, header)
+	if known {
+		a.accounts.Store(account, ok)
+	}
+	return ok
+}
+
+func (a *attribution) upstream(ctx context.Context, c *Caller, header http.Header, account string) *Upstream {
 	up := &Upstream{Header: header, Shared: true, Account: account, Person: c.Principal.User}
 	if a.quotaKey {
 		up.Settings = map[string]string{"quota_key": c.Principal.User}
 	}
-	if a.logComment != nil && a.logComment(ctx) {
+	if a.mayComment(ctx, account, header) {
 		comment, _ := json.Marshal(struct {
 			User    string   `json:"user"`
 			Roles   []string `json:"roles"`
@@ -126,7 +149,7 @@ func (a attribution) upstream(ctx context.Context, c *Caller, header http.Header
 type serviceMode struct {
 	header  http.Header
 	account string
-	attribution
+	*attribution
 }
 
 func (m *serviceMode) Upstream(ctx context.Context, c *Caller) (*Upstream, error) {
@@ -144,7 +167,7 @@ type Account struct {
 type mappedMode struct {
 	accounts []Account
 	headers  []http.Header
-	attribution
+	*attribution
 }
 
 func (m *mappedMode) Upstream(ctx context.Context, c *Caller) (*Upstream, error) {

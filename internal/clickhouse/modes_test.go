@@ -119,6 +119,12 @@ func (f *fakeClickHouse) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case sql == "SELECT version()":
 		fmt.Fprintln(w, f.version)
+	case sql == "SELECT 1":
+		if user, _, _ := r.BasicAuth(); strings.HasPrefix(user, "ro_") && r.URL.Query().Has("log_comment") {
+			fail(codeReadonly, "Cannot modify 'log_comment' setting in readonly mode. (READONLY)")
+			return
+		}
+		fmt.Fprintln(w, 1)
 	case strings.HasPrefix(sql, "SELECT granted_role_name"):
 		user := sql[strings.Index(sql, "'")+1 : strings.LastIndex(sql, "'")]
 		fmt.Fprintln(w, strings.Join(f.granted[user], "\n"))
@@ -166,19 +172,20 @@ func (f *fakeClickHouse) statements() []string {
 // (20.12), quota_key only when configured, and the user agent always.
 func TestSharedAccountsNameThePerson(t *testing.T) {
 	for _, tc := range []struct {
-		mode, version string
-		quotaKey      bool
-		logComment    bool
+		mode, version, account string
+		quotaKey               bool
+		logComment             bool
 	}{
-		{config.ModeService, "18.16.1", false, false},
-		{config.ModeService, "25.8.2.1", true, true},
-		{config.ModeMapped, "18.16.1", true, false},
-		{config.ModeMapped, "25.8.2.1", false, true},
+		{config.ModeService, "18.16.1", "svc", false, false},
+		{config.ModeService, "25.8.2.1", "svc", true, true},
+		{config.ModeMapped, "18.16.1", "svc", true, false},
+		{config.ModeMapped, "25.8.2.1", "svc", false, true},
+		{config.ModeMapped, "25.8.2.1", "ro_svc", false, false}, // readonly = 1 may not set log_comment
 	} {
-		name := fmt.Sprintf("%s %s quota_key=%v", tc.mode, tc.version, tc.quotaKey)
+		name := fmt.Sprintf("%s %s %s quota_key=%v", tc.mode, tc.version, tc.account, tc.quotaKey)
 		ch := newFakeClickHouse(t, tc.version)
-		cfg := &config.ClickHouse{URL: ch.URL, Mode: tc.mode, User: "svc", Password: "pw", QuotaKey: tc.quotaKey,
-			Accounts: []config.Account{{Role: "analysts", User: "svc", Password: "pw"}}}
+		cfg := &config.ClickHouse{URL: ch.URL, Mode: tc.mode, User: tc.account, Password: "pw", QuotaKey: tc.quotaKey,
+			Accounts: []config.Account{{Role: "analysts", User: tc.account, Password: "pw"}}}
 		u, err := New(cfg, Deps{HTTP: ch.Client()})
 		if err != nil {
 			t.Fatal(err)
@@ -189,7 +196,7 @@ func TestSharedAccountsNameThePerson(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if user, pw := basicUser(t, up.Header); user != "svc" || pw != "pw" || up.Account != "svc" || !up.Shared {
+		if user, pw := basicUser(t, up.Header); user != tc.account || pw != "pw" || up.Account != tc.account || !up.Shared {
 			t.Fatalf("%s: credentials %s/%s, account %q, shared %v", name, user, pw, up.Account, up.Shared)
 		}
 		if got, want := up.Settings["quota_key"], map[bool]string{true: "alice@example.com"}[tc.quotaKey]; got != want {

@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/clickgate/clickgate/internal/chdb"
+	"github.com/clickgate/clickgate/internal/chhttp"
 	"github.com/clickgate/clickgate/internal/config"
 )
 
@@ -134,10 +136,25 @@ func (embeddedMode) Upstream(context.Context, *Caller) (*Upstream, error) {
 }
 
 // attributionFor names people on the shared accounts of cfg, asking
-// version (once, when it answers) whether log_comment is known.
-func attributionFor(cfg *config.ClickHouse, version *Client) attribution {
-	return attribution{quotaKey: cfg.QuotaKey, logComment: func(ctx context.Context) bool {
-		v, err := version.Version(ctx)
-		return err == nil && v.AtLeast(20, 12) // log_comment arrived in 20.12
-	}}
+// version (once, when it answers) whether log_comment is known, and each
+// account once whether it may set it.
+func attributionFor(cfg *config.ClickHouse, version *Client) *attribution {
+	return &attribution{quotaKey: cfg.QuotaKey,
+		logComment: func(ctx context.Context) bool {
+			v, err := version.Version(ctx)
+			return err == nil && v.AtLeast(20, 12) // log_comment arrived in 20.12
+		},
+		settable: func(ctx context.Context, header http.Header) (ok, known bool) {
+			c := &chhttp.Client{URL: version.URL, HTTP: version.HTTP}
+			body, _, err := c.Open(ctx, "SELECT 1", url.Values{"log_comment": {"clickgate: may this account set log_comment?"}}, header)
+			var ex *Exception
+			switch {
+			case err == nil:
+				body.Close()
+				return true, true
+			case errors.As(err, &ex) && ex.Code == codeReadonly:
+				return false, true // readonly = 1: no setting may change
+			}
+			return false, false
+		}}
 }

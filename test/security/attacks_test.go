@@ -71,6 +71,7 @@ clickhouse:
   mode: service
   user: svc
   password: svc-pw
+  quota_key: true
   settings: %s
 `, iss.Processor(), ch.HTTPURL, fixedSettings), server.Options{})
 	return &stack{ch: ch, cg: cg, iss: iss}

@@ -13,10 +13,11 @@ import (
 )
 
 // Service mode: everyone runs as the service account, and the person
-// reaches ClickHouse as quota_key on both releases and, on 26.7, as
-// log_comment {"clickgate_user", "roles"} (log_comment arrived in 20.12:
-// 18.16 would refuse the whole query with "Unknown setting log_comment",
-// so clickgate must not send it there). Through the gateway and MCP alike.
+// reaches ClickHouse in the user agent and (with clickhouse.quota_key) as
+// quota_key on both releases and, on 26.7, as log_comment {"user",
+// "roles", "via", "event_id"} (log_comment arrived in 20.12: 18.16 would
+// refuse the whole query with "Unknown setting log_comment", so clickgate
+// must not send it there). Through the gateway and MCP alike.
 func testServiceIdentity(t *testing.T, e *env) {
 	// Each entry point runs sql as p and returns the result's rows, cells
 	// joined by tabs.
@@ -55,6 +56,10 @@ func testServiceIdentity(t *testing.T, e *env) {
 				if want := svcUser + "\t" + tc.p.email; !slices.Equal(got, []string{want}) {
 					t.Fatalf("query_log user, quota_key = %q, want %q", got, want)
 				}
+				// query_log's user agent names the person on every release.
+				if ua := e.logged(t, m, "http_user_agent"); len(ua) != 1 || !strings.HasSuffix(ua[0], " clickgate (user "+tc.p.email+")") {
+					t.Errorf("query_log http_user_agent = %q, want it to name %s", ua, tc.p.email)
+				}
 				if !modern(e.release) {
 					// 18.16's query_log has no log_comment, and that the
 					// query ran at all shows that clickgate did not send
@@ -66,14 +71,16 @@ func testServiceIdentity(t *testing.T, e *env) {
 				}
 				comments := e.logged(t, m, "log_comment")
 				var comment struct {
-					User  string   `json:"clickgate_user"`
-					Roles []string `json:"roles"`
+					User    string   `json:"user"`
+					Roles   []string `json:"roles"`
+					Via     string   `json:"via"`
+					EventID string   `json:"event_id"`
 				}
 				if err := json.Unmarshal([]byte(comments[0]), &comment); err != nil {
 					t.Fatalf("log_comment %q is not JSON: %v", comments[0], err)
 				}
-				if comment.User != tc.p.email || !slices.Equal(comment.Roles, tc.roles) {
-					t.Errorf("log_comment %s, want clickgate_user %s and roles %q", comments[0], tc.p.email, tc.roles)
+				if comment.User != tc.p.email || !slices.Equal(comment.Roles, tc.roles) || comment.Via != "clickgate" {
+					t.Errorf("log_comment %s, want user %s and roles %q via clickgate", comments[0], tc.p.email, tc.roles)
 				}
 			})
 		}
@@ -86,7 +93,7 @@ func testServiceIdentity(t *testing.T, e *env) {
 	t.Run("forged quota_key and log_comment", func(t *testing.T) {
 		m := marker()
 		r := e.service.send(t, e.token(t, alice), request{
-			params: url.Values{"quota_key": {bob.email}, "log_comment": {`{"clickgate_user":"bob@example.com"}`}},
+			params: url.Values{"quota_key": {bob.email}, "log_comment": {`{"user":"bob@example.com"}`}},
 			body:   "SELECT '" + m + "'",
 		})
 		if !modern(e.release) {
@@ -98,9 +105,9 @@ func testServiceIdentity(t *testing.T, e *env) {
 		if r.status != http.StatusOK {
 			t.Fatalf("%d %s", r.status, r.body)
 		}
-		got := e.logged(t, m, "quota_key, JSONExtractString(log_comment, 'clickgate_user')")
+		got := e.logged(t, m, "quota_key, JSONExtractString(log_comment, 'user')")
 		if want := alice.email + "\t" + alice.email; !slices.Equal(got, []string{want}) {
-			t.Fatalf("query_log quota_key, clickgate_user = %q, want %q", got, want)
+			t.Fatalf("query_log quota_key, log_comment's user = %q, want %q", got, want)
 		}
 	})
 
@@ -122,6 +129,25 @@ func testServiceIdentity(t *testing.T, e *env) {
 			t.Fatalf("18.16: %d %s, want ClickHouse's Code: 115", r.status, r.body)
 		}
 	})
+}
+
+// Service mode on an account whose quota is the stock one: ClickHouse
+// refuses client-supplied quota keys there ("doesn't allow client supplied
+// keys"), so without clickhouse.quota_key clickgate sends none, and every
+// query runs; the user agent (and log_comment on 26.7) still names the
+// person.
+func testServiceStockQuota(t *testing.T, e *env) {
+	m := marker()
+	if got := e.stock.query(t, e.token(t, alice), chtest.SelfSQL("user, quota_key, '"+m+"'")); got != stockUser+"\t\t"+m {
+		t.Fatalf("system.processes shows %q, want %s without a quota key", got, stockUser)
+	}
+	cols, want := "user, endsWith(http_user_agent, ' clickgate (user "+alice.email+")')", stockUser+"\t1"
+	if modern(e.release) {
+		cols, want = cols+", JSONExtractString(log_comment, 'user')", want+"\t"+alice.email
+	}
+	if got := e.logged(t, m, cols); !slices.Equal(got, []string{want}) {
+		t.Errorf("query_log %s = %q, want %q", cols, got, want)
+	}
 }
 
 // Quotas count per person under the shared service account: the
@@ -210,13 +236,18 @@ func testMappedAccounts(t *testing.T, e *env) {
 					t.Errorf("system.processes user = %q, want %s", got, tc.account)
 				}
 			}
-			// query_log: the account ran it. Mapped mode sends neither
-			// quota_key nor (on 26.7) log_comment: the account is the
-			// identity ClickHouse knows.
-			cols := "user"
-			want := tc.account
+			// query_log: the account ran it, for the person the user agent
+			// names; on 26.7 log_comment names them too, except on the
+			// readonly = 1 account, which may set no setting.
+			cols := "user, endsWith(http_user_agent, ' clickgate (user " + tc.p.email + ")')"
+			want := tc.account + "\t1"
 			if modern(e.release) {
-				cols, want = "user, quota_key, log_comment", tc.account+"\t\t"
+				cols += ", quota_key, JSONExtractString(log_comment, 'user')"
+				if tc.account == readerUser {
+					want += "\t\t"
+				} else {
+					want += "\t\t" + tc.p.email
+				}
 			}
 			if got := e.logged(t, m, cols); !slices.Equal(got, []string{want}) {
 				t.Errorf("query_log %s = %q, want %q", cols, got, want)

@@ -43,6 +43,7 @@ const (
 	quotaUser, quotaPassword   = "svc_q", "svc-q-pw"   // service mode, 3 queries per person and hour
 	readerUser, readerPassword = "reader", "reader-pw" // mapped: analysts (readonly = 1)
 	writerUser, writerPassword = "writer", "writer-pw" // mapped: admin
+	stockUser, stockPassword   = "svc_s", "svc-s-pw"   // service mode on the stock quota (no client keys)
 )
 
 // personQuota is the number of queries the svc_q account allows each
@@ -63,6 +64,7 @@ type env struct {
 	service *front // service mode as svc
 	mapped  *front // mapped mode: admin → writer, analysts → reader
 	quota   *front // service mode as svc_q
+	stock   *front // service mode as svc_s, without quota_key
 }
 
 // front is one clickgate in front of the server.
@@ -84,6 +86,7 @@ func TestServers(t *testing.T) {
 			e := newEnv(t, r)
 			t.Run("service identity", func(t *testing.T) { testServiceIdentity(t, e) })
 			t.Run("service quota per person", func(t *testing.T) { testServiceQuotaPerPerson(t, e) })
+			t.Run("service on the stock quota", func(t *testing.T) { testServiceStockQuota(t, e) })
 			t.Run("mapped accounts", func(t *testing.T) { testMappedAccounts(t, e) })
 			t.Run("gateway pass-through", func(t *testing.T) { testGatewayPassThrough(t, e) })
 			t.Run("MCP tools", func(t *testing.T) { testMCPTools(t, e) })
@@ -104,11 +107,13 @@ func newEnv(t *testing.T, r chtest.Release) *env {
 			{Name: quotaUser, Password: quotaPassword, Profile: "logged", Quota: "per_person"},
 			{Name: readerUser, Password: readerPassword, Profile: "logged_ro"},
 			{Name: writerUser, Password: writerPassword, Profile: "logged"},
+			{Name: stockUser, Password: stockPassword, Profile: "logged"},
 		},
 	})
 	e := &env{release: r, ch: ch, iss: servertest.NewIssuer(t)}
-	e.service = e.newFront(t, "service", fmt.Sprintf("{url: %s, mode: service, user: %s, password: %s}", ch.HTTPURL, svcUser, svcPassword))
-	e.quota = e.newFront(t, "service (quota)", fmt.Sprintf("{url: %s, mode: service, user: %s, password: %s}", ch.HTTPURL, quotaUser, quotaPassword))
+	e.service = e.newFront(t, "service", fmt.Sprintf("{url: %s, mode: service, user: %s, password: %s, quota_key: true}", ch.HTTPURL, svcUser, svcPassword))
+	e.quota = e.newFront(t, "service (quota)", fmt.Sprintf("{url: %s, mode: service, user: %s, password: %s, quota_key: true}", ch.HTTPURL, quotaUser, quotaPassword))
+	e.stock = e.newFront(t, "service (stock quota)", fmt.Sprintf("{url: %s, mode: service, user: %s, password: %s}", ch.HTTPURL, stockUser, stockPassword))
 	e.mapped = e.newFront(t, "mapped", fmt.Sprintf(`
   url: %s
   mode: mapped
