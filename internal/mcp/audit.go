@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
@@ -48,7 +49,7 @@ func (s *Server) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler {
 		}
 		start := time.Now()
 		tc := &toolCall{rec: audit.Record{Type: audit.ToolCall, EventID: audit.NewEventID(), Interface: audit.InterfaceMCP,
-			Mode: s.opt.Audit.Mode, Tool: call.Params.Name, Arguments: argumentsWithoutSQL(call.Params.Arguments)}}
+			Mode: s.opt.Audit.Mode, Tool: call.Params.Name, Arguments: recordedArguments(call.Params.Arguments, s.opt.Audit.QueryText)}}
 		tc.client(call)
 		res, err := next(context.WithValue(ctx, toolCallKey{}, tc), method, req)
 		tc.mu.Lock()
@@ -62,14 +63,15 @@ func (s *Server) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler {
 		case err != nil:
 			r.Outcome, r.FailureReason = "failed", err.Error()
 		case result != nil && result.IsError:
-			r.Outcome = "failed"
-			if r.FailureReason == "" {
-				r.FailureReason = errorText(result)
-			}
+			r.Outcome, r.FailureReason = "failed", errorText(result)
 		case tc.capped:
 			r.Outcome = "capped"
 		default:
 			r.Outcome = "ok"
+		}
+		if r.ExceptionCode != 0 && s.opt.Audit.QueryText != config.QueryTextFull {
+			// ClickHouse's messages quote the query (syntax errors, say).
+			r.FailureReason = fmt.Sprintf("ClickHouse exception, code %d", r.ExceptionCode)
 		}
 		if r.User != "" { // a call without a caller never reached ClickHouse
 			s.opt.Audit.Log.Write(*r)
@@ -94,9 +96,11 @@ func (tc *toolCall) client(call *mcp.CallToolRequest) {
 	}
 }
 
-// argumentsWithoutSQL is the call's arguments less the query, which the
-// event keeps in its query field, as audit.query_text says.
-func argumentsWithoutSQL(raw json.RawMessage) string {
+// recordedArguments is the call's arguments less the query, which the
+// event keeps in its query field, as audit.query_text says. Unless the
+// text is recorded in full, only names (database, table) keep their
+// values: a LIKE pattern or a cursor becomes "?".
+func recordedArguments(raw json.RawMessage, queryText string) string {
 	var args map[string]json.RawMessage
 	if json.Unmarshal(raw, &args) != nil {
 		return ""
@@ -104,6 +108,13 @@ func argumentsWithoutSQL(raw json.RawMessage) string {
 	delete(args, "query")
 	if len(args) == 0 {
 		return ""
+	}
+	if queryText != config.QueryTextFull {
+		for k := range args {
+			if k != "database" && k != "table" {
+				args[k] = json.RawMessage(`"?"`)
+			}
+		}
 	}
 	b, _ := json.Marshal(args)
 	return string(b)
