@@ -43,6 +43,7 @@ func init() {
 		"token":        {"print a fresh access token (refreshed when near expiry), for scripts", runToken},
 		"whoami":       {"show who a clickgate server takes you for: identity, ClickHouse user, roles", runWhoami},
 		"query":        {"run SQL through a clickgate server's gateway with your token", runQuery},
+		"audit":        {"read the audit trail (ClickHouse table or file): sign-ins, queries, tool calls, broker events", runAudit},
 	}
 }
 

@@ -95,7 +95,7 @@ func TestTopLevelUsage(t *testing.T) {
 
 // The commands of DESIGN.md's CLI section exist.
 func TestDocumentedCommands(t *testing.T) {
-	for _, name := range []string{"serve", "mcp", "login", "token", "query", "whoami", "check-config", "demo", "version"} {
+	for _, name := range []string{"serve", "mcp", "login", "token", "query", "whoami", "check-config", "audit", "demo", "version"} {
 		if _, ok := commands[name]; !ok {
 			t.Errorf("no command %q", name)
 		}
