@@ -9,7 +9,9 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
+	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/authn"
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/identity"
@@ -97,15 +99,17 @@ func explain(w io.Writer, path string, cfg *config.Config, dir *identity.Directo
 			p("  - %s", line)
 		}
 	}
-	switch cfg.Audit.File {
-	case "":
-		p("Session log: off (set audit.file).")
-	case "-":
-		p("Session log: JSON lines on stderr.")
-	default:
-		p("Session log: JSON lines appended to %s.", cfg.Audit.File)
+	if lines := describeAudit(cfg.Audit); lines == nil {
+		p("Audit trail: off, nothing is recorded (set audit.file and/or audit.clickhouse; clickgate audit reads them back).")
+	} else {
+		p("Audit trail: one event per sign-in, gateway query, MCP tool call and OAuth broker action (read it with: clickgate audit --config %s):", path)
+		for _, line := range lines {
+			p("  - %s", line)
+		}
 	}
-	if warnings := append(slices.Clone(cfg.Warnings), metricsWarnings(cfg)...); len(warnings) > 0 {
+	warnings := append(slices.Clone(cfg.Warnings), metricsWarnings(cfg)...)
+	warnings = append(warnings, quotaKeyWarnings(cfg)...)
+	if len(warnings) > 0 {
 		p("")
 		p("Warnings:")
 		for _, wn := range warnings {
@@ -232,7 +236,7 @@ func describeMode(ch *config.ClickHouse, publicURL string) []string {
 	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
 	switch ch.Mode {
 	case config.ModeService:
-		add("every query runs as %s; the person goes into quota_key (the account's quota must be keyed) and log_comment (ClickHouse 20.12+)", ch.User)
+		add("every query runs as %s", ch.User)
 	case config.ModeMapped:
 		for _, a := range ch.Accounts {
 			add("role %s → ClickHouse account %s", a.Role, a.User)
@@ -250,6 +254,17 @@ func describeMode(ch *config.ClickHouse, publicURL string) []string {
 		}
 	case config.ModeImpersonate:
 		add("%s runs EXECUTE AS <person> <query> (ClickHouse 25.11+; GRANT IMPERSONATE ON <person> TO %s)", ch.User, ch.User)
+	}
+	if ch.Mode == config.ModeService || ch.Mode == config.ModeMapped {
+		quotaKey := "not in quota_key (clickhouse.quota_key is false)"
+		if ch.QuotaKey {
+			quotaKey = "and in quota_key, since clickhouse.quota_key is true (see the warning below)"
+		}
+		add("ClickHouse sees a shared account, so the person is named in the user agent (query_log.http_user_agent \"… clickgate (user <person>)\") on every ClickHouse version, "+
+			"in log_comment (user, roles, audit event_id) on ClickHouse ≥ 20.12 for accounts not at readonly = 1, %s", quotaKey)
+		if ch.Mode == config.ModeService && !ch.QuotaKey {
+			add("everyone shares %s's quota: for per-person quotas set clickhouse.quota_key: true and key that quota (<keyed>1</keyed> in users.xml, or KEYED BY client_key)", ch.User)
+		}
 	}
 	if ch.Mode == config.ModeHTTPAuth || ch.Mode == config.ModeImpersonate {
 		prov := ch.Provisioning
@@ -319,4 +334,104 @@ func describeBroker(cfg *config.Config, forClickHouse authn.Audiences) []string 
 		"every refresh asks the IdP again when it gave a refresh token (new groups apply; someone removed there is out at their next refresh); otherwise the groups stay those of the sign-in" + offlineHint(cfg),
 		fmt.Sprintf("pending sign-ins, codes and registrations are sealed with %s; used codes and refresh-token families are kept in %s", seal, store),
 	}
+}
+
+// describeAudit explains the audit trail: its sinks and policies; nil
+// when it has no sink.
+func describeAudit(a config.Audit) []string {
+	var out []string
+	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
+	switch a.File {
+	case "":
+	case "-":
+		add("file: JSON lines on standard error (clickgate audit cannot read them back)")
+	default:
+		rotation := "not rotated by clickgate: it reopens the file on SIGHUP (for logrotate)"
+		if a.MaxSize > 0 {
+			rotation = fmt.Sprintf("rotated at %s into %s.1 … %s.%d", byteSize(a.MaxSize), a.File, a.File, a.MaxFiles)
+		}
+		add("file: JSON lines appended to %s (mode 0600), %s", a.File, rotation)
+	}
+	if t := a.ClickHouse; t != nil {
+		as := "as ClickHouse's default user"
+		if t.User != "" {
+			as = "as " + t.User
+		}
+		ttl := "kept until you delete them (audit.clickhouse.ttl deletes them after a while, ClickHouse ≥ 19.6)"
+		if t.TTL > 0 {
+			ttl = "deleted " + days(t.TTL) + " after their time (TTL, ClickHouse ≥ 19.6)"
+		}
+		add("ClickHouse table %s.%s at %s %s (created when missing): inserted in batches of %d events or every %s; batches ClickHouse cannot take wait in %s (at most %s, then events are dropped and counted) and are replayed in order; events %s",
+			t.Database, t.Table, t.URL, as, t.BatchRows, t.FlushInterval, t.SpoolDir, byteSize(t.SpoolMaxBytes), ttl)
+		if a.File != "" {
+			add("clickgate audit reads the table")
+		}
+	}
+	if out == nil {
+		return nil
+	}
+	switch a.QueryText {
+	case config.QueryTextFull:
+		add("query_text full: the SQL as sent (never an INSERT's data; clipped at %s)", byteSize(audit.DefaultMaxQueryBytes))
+	case config.QueryTextRedacted:
+		add("query_text redacted: the SQL with every literal replaced by ? (MCP tool arguments keep only their names, ClickHouse's messages only their code)")
+	case config.QueryTextNone:
+		add("query_text none: no SQL; each query's kind, account, outcome, duration and rows are still recorded")
+	}
+	switch a.LoginSuccess {
+	case config.LoginSuccessPerToken:
+		add("login_success per_token: one LoginSuccess per token and interface per hour (every Query and ToolCall names the person anyway); LoginFailure every time")
+	case config.LoginSuccessPerRequest:
+		add("login_success per_request: a LoginSuccess for every authenticated request, a LoginFailure for every refused one")
+	}
+	if a.Required {
+		add("required: queries and tool calls are refused while no sink can persist their events")
+	} else {
+		add("not required: queries and tool calls run even when no sink can record them (audit.required: true refuses them)")
+	}
+	return out
+}
+
+// quotaKeyWarnings says what clickhouse.quota_key asks of ClickHouse.
+func quotaKeyWarnings(cfg *config.Config) []string {
+	ch := cfg.ClickHouse
+	if ch == nil || !ch.QuotaKey || (ch.Mode != config.ModeService && ch.Mode != config.ModeMapped) {
+		return nil
+	}
+	var accounts []string
+	if ch.Mode == config.ModeService {
+		accounts = []string{ch.User}
+	}
+	for _, a := range ch.Accounts {
+		if !slices.Contains(accounts, a.User) {
+			accounts = append(accounts, a.User)
+		}
+	}
+	return []string{fmt.Sprintf("clickhouse.quota_key is true: the quota of %s must be keyed (<keyed>1</keyed> in users.xml, or CREATE QUOTA … KEYED BY client_key), or ClickHouse refuses every query with \"… doesn't allow client supplied keys\"",
+		strings.Join(accounts, ", "))}
+}
+
+// byteSize writes n in the largest binary unit that divides it.
+func byteSize(n int64) string {
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.size && n%u.size == 0 {
+			return fmt.Sprintf("%d %s", n/u.size, u.name)
+		}
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// days writes d in days when it is a whole number of them.
+func days(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch {
+	case d == day:
+		return "1 day"
+	case d%day == 0:
+		return fmt.Sprintf("%d days", d/day)
+	}
+	return d.String()
 }

@@ -284,7 +284,7 @@ func TestCheckConfig(t *testing.T) {
 		`user name from claim "email"`,
 		"groups [/ch-admins, ch-data-eng, staff] become roles [admin, data_eng, mcp_reader]",
 		"no clickhouse section, so the gateway is off",
-		"Session log:",
+		"Audit trail: one event per sign-in, gateway query, MCP tool call and OAuth broker action (read it with: clickgate audit --config " + valid + "):",
 	} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("explanation lacks %q:\n%s", want, stdout)
@@ -335,6 +335,104 @@ func TestCheckConfig(t *testing.T) {
 	t.Chdir(t.TempDir())
 	if code, _, stderr := cli(t, "check-config"); code != 1 || !strings.Contains(stderr, "open clickgate.yaml") {
 		t.Errorf("default --config: exit %d\n%s", code, stderr)
+	}
+}
+
+// check-config explains the audit trail (sinks and policies) and, for
+// the shared-account modes, how ClickHouse learns who ran a query.
+func TestCheckConfigAuditAndAttribution(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	key := testkit.NewKey(t, jose.ES256, "k1")
+	trail := filepath.Join(dir, "session.log")
+	const attribution = `ClickHouse sees a shared account, so the person is named in the user agent (query_log.http_user_agent "… clickgate (user <person>)") on every ClickHouse version, in log_comment (user, roles, audit event_id) on ClickHouse ≥ 20.12 for accounts not at readonly = 1, `
+	const serviceSection = "clickhouse:\n  url: http://127.0.0.1:1\n  mode: service\n  user: svc\n"
+	for _, tc := range []struct {
+		name        string
+		config      string // validConfig's extra, or a whole file when it starts with "server:"
+		want, never []string
+	}{
+		{"file only, the defaults", "", []string{
+			"\nAudit trail: one event per sign-in, gateway query, MCP tool call and OAuth broker action (read it with: clickgate audit --config ",
+			"\n  - file: JSON lines appended to " + trail + " (mode 0600), not rotated by clickgate: it reopens the file on SIGHUP (for logrotate)\n",
+			"\n  - query_text full: the SQL as sent (never an INSERT's data; clipped at 64 KiB)\n",
+			"\n  - login_success per_token: one LoginSuccess per token and interface per hour (every Query and ToolCall names the person anyway); LoginFailure every time\n",
+			"\n  - not required: queries and tool calls run even when no sink can record them (audit.required: true refuses them)\n",
+		}, []string{"ClickHouse table", "shared account", "quota_key", "Warnings:"}},
+		{"file and table, every setting", `  max_size: 1048576
+  max_files: 3
+  query_text: none
+  login_success: per_request
+  required: true
+  clickhouse:
+    url: http://ch.internal:8123
+    user: auditor
+    database: ops
+    table: trail
+    batch_rows: 500
+    flush_interval: 2s
+    spool_dir: /var/spool/clickgate
+    spool_max_bytes: 10485760
+    ttl: 720h
+`, []string{
+			"\n  - file: JSON lines appended to " + trail + " (mode 0600), rotated at 1 MiB into " + trail + ".1 … " + trail + ".3\n",
+			"\n  - ClickHouse table ops.trail at http://ch.internal:8123 as auditor (created when missing): inserted in batches of 500 events or every 2s; " +
+				"batches ClickHouse cannot take wait in /var/spool/clickgate (at most 10 MiB, then events are dropped and counted) and are replayed in order; events deleted 30 days after their time (TTL, ClickHouse ≥ 19.6)\n",
+			"\n  - clickgate audit reads the table\n",
+			"\n  - query_text none: no SQL; each query's kind, account, outcome, duration and rows are still recorded\n",
+			"\n  - login_success per_request: a LoginSuccess for every authenticated request, a LoginFailure for every refused one\n",
+			"\n  - required: queries and tool calls are refused while no sink can persist their events\n",
+		}, nil},
+		{"table in the gateway's ClickHouse, redacted", "  query_text: redacted\n  clickhouse: {spool_dir: /var/spool/clickgate}\n" + serviceSection, []string{
+			"\n  - ClickHouse table default.clickgate_audit at http://127.0.0.1:1 as svc (created when missing): inserted in batches of 1000 events or every 1s; " +
+				"batches ClickHouse cannot take wait in /var/spool/clickgate (at most 1 GiB, then events are dropped and counted) and are replayed in order; " +
+				"events kept until you delete them (audit.clickhouse.ttl deletes them after a while, ClickHouse ≥ 19.6)\n",
+			"\n  - query_text redacted: the SQL with every literal replaced by ? (MCP tool arguments keep only their names, ClickHouse's messages only their code)\n",
+		}, nil},
+		{"service mode without quota_key", serviceSection, []string{
+			"in service mode:\n  - every query runs as svc\n  - " + attribution + "not in quota_key (clickhouse.quota_key is false)\n",
+			"\n  - everyone shares svc's quota: for per-person quotas set clickhouse.quota_key: true and key that quota (<keyed>1</keyed> in users.xml, or KEYED BY client_key)\n",
+		}, []string{"Warnings:"}},
+		{"service mode with quota_key", serviceSection + "  quota_key: true\n", []string{
+			"\n  - " + attribution + "and in quota_key, since clickhouse.quota_key is true (see the warning below)\n",
+			"\nWarnings:\n  - clickhouse.quota_key is true: the quota of svc must be keyed (<keyed>1</keyed> in users.xml, or CREATE QUOTA … KEYED BY client_key), " +
+				"or ClickHouse refuses every query with \"… doesn't allow client supplied keys\"\n",
+		}, []string{"everyone shares"}},
+		{"mapped mode without quota_key", mappedSection, []string{
+			"\n  - " + attribution + "not in quota_key (clickhouse.quota_key is false)\n",
+		}, []string{"everyone shares", "Warnings:"}},
+		{"mapped mode with quota_key", strings.Replace(mappedSection, "  accounts: [{role: mcp_reader, user: reader, password: reader-pw}]",
+			"  quota_key: true\n  accounts: [{role: mcp_reader, user: reader, password: reader-pw}, {role: admin, user: chief}, {role: analyst, user: reader}]", 1), []string{
+			"\n  - " + attribution + "and in quota_key, since clickhouse.quota_key is true (see the warning below)\n",
+			"\n  - clickhouse.quota_key is true: the quota of reader, chief must be keyed (",
+		}, []string{"everyone shares"}},
+		{"bearer mode: no attribution", "clickhouse:\n  url: http://127.0.0.1:1\n  mode: bearer\n  audience: clickhouse\n", nil, []string{"shared account", "quota_key"}},
+		{"standard error", "", []string{"\n  - file: JSON lines on standard error (clickgate audit cannot read them back)\n"}, []string{"appended to"}},
+		{"no trail", "", []string{"\nAudit trail: off, nothing is recorded (set audit.file and/or audit.clickhouse; clickgate audit reads them back).\n"}, []string{"query_text", "login_success"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := validConfig(t, dir, key, tc.config)
+			switch tc.name {
+			case "standard error":
+				writeFile(t, dir, "clickgate.yaml", strings.Replace(readFile(t, path), "  file: "+trail+"\n", "  file: \"-\"\n", 1))
+			case "no trail":
+				writeFile(t, dir, "clickgate.yaml", strings.Replace(readFile(t, path), "  file: "+trail+"\n", "  query_text: full\n", 1))
+			}
+			code, stdout, stderr := cli(t, "check-config", "--config", path)
+			if code != 0 || stderr != "" {
+				t.Fatalf("exit %d\n%s", code, stderr)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(stdout, want) {
+					t.Errorf("explanation lacks %q:\n%s", want, stdout)
+				}
+			}
+			for _, never := range tc.never {
+				if strings.Contains(stdout, never) {
+					t.Errorf("explanation has %q:\n%s", never, stdout)
+				}
+			}
+		})
 	}
 }
 
