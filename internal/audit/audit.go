@@ -200,6 +200,15 @@ func OpenOptions(ctx context.Context, opts Options) (*Log, error) {
 			return nil, err
 		}
 		l.table = t
+		if l.file != nil && l.file.path != "" && uncleanStart(t.opts.SpoolDir) {
+			n, err := t.recoverFrom(l.file.path)
+			if err != nil {
+				l.log.Error("audit: re-sending the file's last events to the table after an unclean stop", "err", err)
+			} else if n > 0 {
+				l.log.Warn("audit: the last process did not close the trail cleanly; re-sending the file's last minute of events to the table (the table merges those it has by event id)",
+					"events", n, "file", l.file.path)
+			}
+		}
 	}
 	if opts.Registerer != nil {
 		if err := l.m.register(opts.Registerer); err != nil {
@@ -349,7 +358,11 @@ func (l *Log) Close() error {
 	}
 	var errs []error
 	if l.table != nil {
-		errs = append(errs, l.table.close())
+		err := l.table.close()
+		if err == nil { // everything is in the table or the spool
+			err = markClean(l.table.opts.SpoolDir)
+		}
+		errs = append(errs, err)
 	}
 	l.mu.Lock()
 	if l.file != nil {

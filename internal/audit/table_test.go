@@ -270,8 +270,49 @@ func TestSpoolFromPreviousProcess(t *testing.T) {
 		if got := askInt(t, srv, "SELECT count() FROM default."+to.Table+" FINAL"); got != n {
 			t.Errorf("%d events, want %d", got, n)
 		}
-		if left, _ := os.ReadDir(to.SpoolDir); len(left) != 0 {
-			t.Errorf("spool not empty: %v", left)
+		if left, _ := os.ReadDir(to.SpoolDir); len(left) != 1 || left[0].Name() != cleanMarker {
+			t.Errorf("spool holds %v, want only the clean-close marker", left)
+		}
+	})
+}
+
+// A start that finds no clean-close marker (the last process was killed
+// with events in memory) re-sends the file's last minute of events to the
+// table; the table shows each once; a start after a clean close does not.
+func TestRecoveryAfterUncleanStop(t *testing.T) {
+	eachRelease(t, func(t *testing.T, srv *chtest.Server) {
+		to := tableOptions(t, srv.HTTPURL)
+		file := filepath.Join(t.TempDir(), "audit.jsonl")
+		// What a killed process leaves: events in the file, of which the
+		// table got only the first ones, and no marker.
+		l := openTrail(t, Options{File: file, Table: to})
+		for i := range 30 {
+			l.Write(queryEvent("carol", i))
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		onlyFile := openTrail(t, Options{File: file})
+		for i := 30; i < 50; i++ {
+			onlyFile.Write(queryEvent("carol", i))
+		}
+		onlyFile.Close()
+		if err := os.Remove(filepath.Join(to.SpoolDir, cleanMarker)); err != nil {
+			t.Fatal(err)
+		}
+
+		l = openTrail(t, Options{File: file, Table: to})
+		waitFor(t, "recovered", func() bool { return l.Stats().Replayed == 50 })
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if got := askInt(t, srv, "SELECT count() FROM default."+to.Table+" FINAL"); got != 50 {
+			t.Errorf("%d events after recovery, want 50", got)
+		}
+		l = openTrail(t, Options{File: file, Table: to})
+		l.Close()
+		if got := l.Stats().Replayed; got != 0 {
+			t.Errorf("a start after a clean close re-sent %d events", got)
 		}
 	})
 }

@@ -67,7 +67,7 @@ func upstream(t *testing.T, r chtest.Release) *chtest.Server {
 // ClickHouse, as its admin), spooling in dir.
 func configYAML(publicURL, processor string, ch *chtest.Server, tableURL, dir, queryText string) string {
 	return fmt.Sprintf(`
-server: {public_url: %s}
+server: {listen: %s, public_url: %s}
 token_processors:
   corp: %s
 directory:
@@ -83,7 +83,7 @@ audit:
   file: %s
   query_text: %s
   clickhouse: {url: %s, user: %s, password: %s, batch_rows: 200, flush_interval: 200ms, spool_dir: %s}
-`, publicURL, processor, ch.HTTPURL, writerUser, writerPassword, readerUser, readerPassword,
+`, strings.TrimPrefix(publicURL, "http://"), publicURL, processor, ch.HTTPURL, writerUser, writerPassword, readerUser, readerPassword,
 		filepath.Join(dir, "audit.jsonl"), queryText, tableURL, chtest.AdminUser, chtest.AdminPassword, filepath.Join(dir, "spool"))
 }
 
