@@ -15,6 +15,7 @@ import (
 
 	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/server"
 )
 
 // eventTypes are the audit event types --type accepts.
@@ -140,7 +141,7 @@ type trail struct {
 func openTrail(cfg *config.Config, path string) (*trail, error) {
 	a := cfg.Audit
 	if t := a.ClickHouse; t != nil {
-		tr, err := audit.NewTableReader(audit.TableOptions{URL: t.URL, User: t.User, Password: t.Password, Database: t.Database, Table: t.Table})
+		tr, err := audit.NewTableReader(*server.AuditTable(cfg))
 		if err != nil {
 			return nil, err
 		}

@@ -47,14 +47,23 @@ const loginRecordPeriod = time.Hour
 func OpenAudit(cfg *config.Config, opt Options, reg prometheus.Registerer) (*audit.Log, error) {
 	a := cfg.Audit
 	o := audit.Options{File: a.File, MaxSize: a.MaxSize, MaxFiles: a.MaxFiles, Required: a.Required, Registerer: reg, Logger: opt.Logger}
-	if t := a.ClickHouse; t != nil {
-		o.Table = &audit.TableOptions{URL: t.URL, User: t.User, Password: t.Password, Database: t.Database, Table: t.Table,
-			BatchRows: t.BatchRows, FlushInterval: t.FlushInterval, SpoolDir: t.SpoolDir, SpoolMaxBytes: t.SpoolMaxBytes, TTL: t.TTL,
-			HTTPClient: opt.HTTPClient}
+	if o.Table = AuditTable(cfg); o.Table != nil {
+		o.Table.HTTPClient = opt.HTTPClient
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return audit.OpenOptions(ctx, o)
+}
+
+// AuditTable is the audit table cfg describes (audit.clickhouse), for the
+// sink and for readers; nil when there is none.
+func AuditTable(cfg *config.Config) *audit.TableOptions {
+	t := cfg.Audit.ClickHouse
+	if t == nil {
+		return nil
+	}
+	return &audit.TableOptions{URL: t.URL, User: t.User, Password: t.Password, Database: t.Database, Table: t.Table,
+		BatchRows: t.BatchRows, FlushInterval: t.FlushInterval, SpoolDir: t.SpoolDir, SpoolMaxBytes: t.SpoolMaxBytes, TTL: t.TTL}
 }
 
 // newAuth is NewAuth with processor options shared with extra processors
