@@ -155,7 +155,8 @@ func testTrail(t *testing.T, release chtest.Release, queries, calls int) {
 		t.Fatalf("the table has %d events for %d queries", len(byMarker), total)
 	}
 	raw := trailCH.Query(t, chtest.AdminUser, chtest.AdminPassword, "SELECT count() FROM default.clickgate_audit WHERE type IN ('Query', 'ToolCall')")
-	t.Logf("table: %d events (%s rows before merging replayed duplicates)", len(byMarker), raw)
+	disk := trailCH.Query(t, chtest.AdminUser, chtest.AdminPassword, "SELECT sum(data_compressed_bytes), sum(data_uncompressed_bytes), sum(rows) FROM system.parts WHERE active AND database = 'default' AND table = 'clickgate_audit'")
+	t.Logf("table: %d events (%s rows before merging replayed duplicates); compressed, uncompressed bytes and rows on disk: %s", len(byMarker), raw, disk)
 	for k, s := range expect {
 		e := byMarker[k]
 		wantType, wantRows := "Query", uint64(0)
