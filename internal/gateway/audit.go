@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"net/http"
 	"strconv"
 	"time"
@@ -86,6 +87,8 @@ func (a auditor) finish(ev *event) {
 	}
 	if c, err := strconv.Atoi(code); err == nil {
 		r.ExceptionCode = int32(c)
+	} else if r.HTTPStatus >= 400 { // servers before the header: "Code: 60, e.displayText() …"
+		r.ExceptionCode = exceptionCode(ev.written.head)
 	}
 	if ev.proxy {
 		r.Type, r.Outcome = audit.Query, "ok"
@@ -166,10 +169,29 @@ func (ev *event) answered(h http.Header) {
 	ev.summary, ev.code = h.Get("X-ClickHouse-Summary"), h.Get("X-ClickHouse-Exception-Code")
 }
 
-// statusWriter remembers the status written, and passes flushes on.
+// statusWriter remembers the status written and, of an error, the start
+// of the body (ClickHouse's exception); it passes flushes on.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	head   []byte
+}
+
+// exceptionHead is how much of an error body statusWriter keeps.
+const exceptionHead = 32
+
+// exceptionCode reads the code of a body that starts "Code: N".
+func exceptionCode(head []byte) int32 {
+	rest, ok := bytes.CutPrefix(head, []byte("Code: "))
+	if !ok {
+		return 0
+	}
+	end := 0
+	for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
+		end++
+	}
+	c, _ := strconv.Atoi(string(rest[:end]))
+	return int32(c)
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -182,6 +204,9 @@ func (w *statusWriter) WriteHeader(code int) {
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
+	}
+	if w.status >= 400 && len(w.head) < exceptionHead {
+		w.head = append(w.head, b[:min(len(b), exceptionHead-len(w.head))]...)
 	}
 	return w.ResponseWriter.Write(b)
 }
