@@ -168,8 +168,8 @@ func (tc *toolCall) queryID() string {
 	return tc.rec.EventID + "-" + strconv.Itoa(tc.queries)
 }
 
-// sent records a query the call sent and how it went: the first one's
-// SQL, account and query id; rows summed over all.
+// sent records a query the call sent and how it went: every statement's
+// SQL (";"-separated), the first one's account and query id, rows summed.
 func (tc *toolCall) sent(text string, queryText string, up *clickhouse.Upstream, queryID string, header http.Header, res *Result, err error) {
 	if tc == nil {
 		return
@@ -183,12 +183,16 @@ func (tc *toolCall) sent(text string, queryText string, up *clickhouse.Upstream,
 			r.Account = up.Account
 		}
 		r.QueryKind = clickhouse.StatementKind(text)
-		switch queryText {
-		case config.QueryTextFull:
-			r.Query = text
-		case config.QueryTextRedacted:
-			r.Query = clickhouse.Redact(text)
-		}
+	}
+	if queryText == config.QueryTextRedacted {
+		text = clickhouse.Redact(text)
+	}
+	switch {
+	case queryText == config.QueryTextNone:
+	case r.Query == "":
+		r.Query = text
+	default:
+		r.Query += ";\n" + text
 	}
 	if s, ok := chhttp.ParseSummary(header.Get("X-ClickHouse-Summary")); ok {
 		r.ReadRows += s.ReadRows
