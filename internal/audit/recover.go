@@ -42,20 +42,20 @@ func markClean(dir string) error {
 // recoverFrom puts the events of the file at path from its last
 // recoveryWindow in the spool, for the table; it returns how many.
 func (t *tableSink) recoverFrom(path string) (int, error) {
-	lines, err := lastEvents(path, recoveryWindow)
-	if err != nil || len(lines) == 0 {
+	events, err := lastEvents(path, recoveryWindow)
+	if err != nil || len(events) == 0 {
 		return 0, err
 	}
-	b := &batch{stamp: t.spool.stamp(), id: NewEventID(), lines: lines}
+	b := &batch{stamp: t.spool.stamp(), id: NewEventID(), events: events}
 	if err := t.spool.put(b); err != nil {
 		return 0, err
 	}
-	return len(lines), nil
+	return len(events), nil
 }
 
-// lastEvents returns the lines of the file's events from within window
-// of its last one, read from its last recoveryTail bytes.
-func lastEvents(path string, window time.Duration) ([][]byte, error) {
+// lastEvents returns the file's events from within window of its last
+// one, read from its last recoveryTail bytes.
+func lastEvents(path string, window time.Duration) ([]Record, error) {
 	f, err := os.Open(path)
 	if os.IsNotExist(err) {
 		return nil, nil
@@ -79,8 +79,8 @@ func lastEvents(path string, window time.Duration) ([][]byte, error) {
 		}
 	}
 	type stamped struct {
-		line []byte
-		at   time.Time
+		event Record
+		at    time.Time
 	}
 	var events []stamped
 	var last time.Time
@@ -90,15 +90,15 @@ func lastEvents(path string, window time.Duration) ([][]byte, error) {
 			continue // a line cut by the crash, or not an event
 		}
 		at := r.Time()
-		events = append(events, stamped{line, at})
+		events = append(events, stamped{r, at})
 		if at.After(last) {
 			last = at
 		}
 	}
-	var out [][]byte
+	var out []Record
 	for _, e := range events {
 		if !e.at.Before(last.Add(-window)) {
-			out = append(out, e.line)
+			out = append(out, e.event)
 		}
 	}
 	return out, nil

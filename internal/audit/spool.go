@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -94,8 +95,9 @@ func (s *spool) stamp() int64 {
 // put writes b as one file, unless that would take the spool past max.
 func (s *spool) put(b *batch) error {
 	var data []byte
-	for _, l := range b.lines {
-		data = append(data, l...)
+	for _, r := range b.events {
+		line, _ := json.Marshal(r) // only strings, numbers and a list
+		data = append(append(data, line...), '\n')
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -121,9 +121,9 @@ var (
 // batch is a run of events inserted together; id is its deduplication
 // token and, with stamp, its spool file name.
 type batch struct {
-	stamp int64
-	id    string
-	lines [][]byte
+	stamp  int64
+	id     string
+	events []Record
 }
 
 // tableSink inserts events into ClickHouse from one goroutine (run):
@@ -149,7 +149,7 @@ type tableSink struct {
 	maxBackoff time.Duration
 
 	mu      sync.Mutex
-	pending [][]byte
+	pending []Record
 	queue   []*batch
 	queued  int   // events in queue
 	failing error // the last insert's failure; nil when it succeeded
@@ -225,15 +225,15 @@ func (t *tableSink) setup(ctx context.Context) error {
 	return nil
 }
 
-// add queues one event line; it never waits for ClickHouse.
-func (t *tableSink) add(line []byte) {
+// add queues one event; it never waits for ClickHouse.
+func (t *tableSink) add(r Record) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		t.m.dropped.Add(1)
 		return
 	}
-	t.pending = append(t.pending, line)
+	t.pending = append(t.pending, r)
 	if len(t.pending) >= t.opts.BatchRows {
 		t.sealLocked()
 		select {
@@ -251,7 +251,7 @@ func (t *tableSink) sealLocked() {
 	if len(t.pending) == 0 {
 		return
 	}
-	t.queue = append(t.queue, &batch{stamp: t.spool.stamp(), id: newUUID(), lines: t.pending})
+	t.queue = append(t.queue, &batch{stamp: t.spool.stamp(), id: newUUID(), events: t.pending})
 	t.queued += len(t.pending)
 	t.pending = nil
 }
@@ -273,12 +273,12 @@ func (t *tableSink) spillAll() {
 
 func (t *tableSink) toSpool(b *batch) {
 	if err := t.spool.put(b); err != nil {
-		t.m.dropped.Add(uint64(len(b.lines)))
+		t.m.dropped.Add(uint64(len(b.events)))
 		t.log.Error("audit: events lost: ClickHouse cannot take them and the spool cannot keep them",
-			"events", len(b.lines), "spool", t.spool.dir, "err", err)
+			"events", len(b.events), "spool", t.spool.dir, "err", err)
 		return
 	}
-	t.m.spooled.Add(uint64(len(b.lines)))
+	t.m.spooled.Add(uint64(len(b.events)))
 }
 
 func (t *tableSink) run() {
@@ -326,11 +326,11 @@ func (t *tableSink) flush(seal, closing bool) {
 		if len(bs) == 0 {
 			return
 		}
-		var lines [][]byte
+		var events []Record
 		for _, b := range bs {
-			lines = append(lines, b.lines...)
+			events = append(events, b.events...)
 		}
-		if waiting || t.insert(lines, bs[0].id) != nil {
+		if waiting || t.insert(events, bs[0].id) != nil {
 			// Spooled one file per batch, oldest first, before anything
 			// queued meanwhile.
 			t.mu.Lock()
@@ -342,7 +342,7 @@ func (t *tableSink) flush(seal, closing bool) {
 			t.mu.Unlock()
 			return
 		}
-		t.m.written[sinkTable].Add(uint64(len(lines)))
+		t.m.written[sinkTable].Add(uint64(len(events)))
 	}
 }
 
@@ -357,9 +357,9 @@ func (t *tableSink) replayOldest() error {
 		return err
 	}
 	var (
-		lines [][]byte
-		sizes []int64
-		ids   []string
+		events []Record
+		sizes  []int64
+		ids    []string
 	)
 	for i, name := range names {
 		data, err := t.spool.read(name)
@@ -367,15 +367,12 @@ func (t *tableSink) replayOldest() error {
 			t.failed(err)
 			return err
 		}
-		ls := bytes.SplitAfter(data, []byte{'\n'})
-		if len(ls) > 0 && len(ls[len(ls)-1]) == 0 {
-			ls = ls[:len(ls)-1]
-		}
-		if i > 0 && len(lines)+len(ls) > t.opts.MaxQueueRows {
+		es := t.decode(data)
+		if i > 0 && len(events)+len(es) > t.opts.MaxQueueRows {
 			names = names[:i]
 			break
 		}
-		lines = append(lines, ls...)
+		events = append(events, es...)
 		sizes = append(sizes, int64(len(data)))
 		_, id, _ := parseSpoolName(name)
 		ids = append(ids, id)
@@ -386,7 +383,7 @@ func (t *tableSink) replayOldest() error {
 	if len(ids) > 1 {
 		token = fmt.Sprintf("%s+%d+%s", ids[0], len(ids), ids[len(ids)-1])
 	}
-	if err := t.insert(lines, token); err != nil {
+	if err := t.insert(events, token); err != nil {
 		return err
 	}
 	for i, name := range names {
@@ -396,17 +393,36 @@ func (t *tableSink) replayOldest() error {
 			t.log.Error("audit: cannot remove a replayed spool file", "file", name, "err", err)
 		}
 	}
-	t.m.written[sinkTable].Add(uint64(len(lines)))
-	t.m.replayed.Add(uint64(len(lines)))
+	t.m.written[sinkTable].Add(uint64(len(events)))
+	t.m.replayed.Add(uint64(len(events)))
 	return nil
 }
 
-// insert sends lines (Records as JSON) as one INSERT; token deduplicates
-// a repeated batch on servers that can (≥ 22.2).
-func (t *tableSink) insert(lines [][]byte, token string) error {
+// decode reads a spool file's events; a line that is not one (a damaged
+// file) is skipped and counted as dropped.
+func (t *tableSink) decode(data []byte) []Record {
+	var events []Record
+	for _, line := range bytes.SplitAfter(data, []byte{'\n'}) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var r Record
+		if err := json.Unmarshal(line, &r); err != nil {
+			t.m.dropped.Add(1)
+			t.log.Error("audit: a spooled line is not an event; skipped", "err", err)
+			continue
+		}
+		events = append(events, r)
+	}
+	return events
+}
+
+// insert sends events as one INSERT; token deduplicates a repeated batch
+// on servers that can (≥ 22.2).
+func (t *tableSink) insert(events []Record, token string) error {
 	ctx, cancel := context.WithTimeout(t.ctx, t.opts.Timeout)
 	defer cancel()
-	err := t.tryInsert(ctx, lines, token)
+	err := t.tryInsert(ctx, events, token)
 	if err != nil {
 		t.failed(err)
 		return err
@@ -415,7 +431,7 @@ func (t *tableSink) insert(lines [][]byte, token string) error {
 	return nil
 }
 
-func (t *tableSink) tryInsert(ctx context.Context, lines [][]byte, token string) error {
+func (t *tableSink) tryInsert(ctx context.Context, events []Record, token string) error {
 	if !t.set {
 		if err := t.setup(ctx); err != nil {
 			return err
@@ -423,14 +439,7 @@ func (t *tableSink) tryInsert(ctx context.Context, lines [][]byte, token string)
 	}
 	var body bytes.Buffer
 	fmt.Fprintf(&body, "INSERT INTO %s (%s) FORMAT JSONEachRow\n", t.name, strings.Join(columnNames(), ", "))
-	for _, l := range lines {
-		var r Record
-		if err := json.Unmarshal(l, &r); err != nil {
-			// Not an event (a damaged spool file): skip the line, count it.
-			t.m.dropped.Add(1)
-			t.log.Error("audit: a spooled line is not an event; skipped", "err", err)
-			continue
-		}
+	for _, r := range events {
 		b, err := json.Marshal(toRow(r, t.lay))
 		if err != nil {
 			return err

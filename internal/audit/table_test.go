@@ -350,11 +350,7 @@ func TestReplayedBatchDeduplicated(t *testing.T) {
 		for i := range 10 {
 			w.Write(queryEvent("carol", i))
 		}
-		lines := strings.SplitAfter(strings.TrimSuffix(buf.String(), "\n"), "\n")
-		var batch [][]byte
-		for _, s := range lines {
-			batch = append(batch, []byte(s))
-		}
+		batch := l.table.decode([]byte(buf.String()))
 		l.Close() // the sink's goroutine ends; this test inserts in its place
 		l.table.ctx = context.Background()
 		for range 2 {
