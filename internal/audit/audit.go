@@ -318,7 +318,27 @@ func (l *Log) Ready() error {
 		}
 		reasons = append(reasons, fmt.Errorf("audit table: %w", err))
 	}
-	return fmt.Errorf("audit: events cannot be recorded: %w", errors.Join(reasons...))
+	return fmt.Errorf("the audit trail cannot record anything now, and audit.required is on, so nothing runs: %w", errors.Join(reasons...))
+}
+
+// Recorder is what a front (the gateway, MCP) needs to record its events.
+type Recorder struct {
+	Log  *Log   // nil: no events
+	Mode string // the upstream mode, recorded with each event
+	// Text is what an event keeps of a statement (audit.query_text): all
+	// of it (nil), a redaction, or nothing.
+	Text func(sql string) string
+	// Verbatim says that statements are kept whole, and with them what
+	// quotes them: tool arguments and ClickHouse's error messages.
+	Verbatim bool
+}
+
+// Statement is what an event keeps of sql.
+func (r Recorder) Statement(sql string) string {
+	if r.Text == nil {
+		return sql
+	}
+	return r.Text(sql)
 }
 
 // Stats are the trail's counters since it was opened (the metrics).

@@ -10,23 +10,14 @@ import (
 	"github.com/clickgate/clickgate/internal/authn"
 	"github.com/clickgate/clickgate/internal/chhttp"
 	"github.com/clickgate/clickgate/internal/clickhouse"
-	"github.com/clickgate/clickgate/internal/config"
 )
 
-// AuditOptions configure the gateway's audit events: one Query event for
-// each request that reached ClickHouse, one QueryRefused for each that an
-// authenticated caller sent and clickgate refused. Requests refused before
-// anyone was authenticated have the session log's LoginFailure, or no
-// event when they named no one.
-type AuditOptions struct {
-	Log       *audit.Log // nil: no events
-	Mode      string     // the upstream mode, recorded with each event
-	QueryText string     // config.QueryText*: full, redacted or none
-	// Required refuses queries while no sink can keep their events.
-	Required bool
-}
-
-type auditor struct{ AuditOptions }
+// auditor records the gateway's events: one Query for each request that
+// reached ClickHouse, one QueryRefused for each that an authenticated
+// caller sent and clickgate refused. Requests refused before anyone was
+// authenticated have the session log's LoginFailure, or no event when
+// they named no one.
+type auditor struct{ audit.Recorder }
 
 // event is one request's audit record while the request is served. The
 // methods of a nil *event do nothing, so the gateway calls them whether
@@ -34,10 +25,9 @@ type auditor struct{ AuditOptions }
 type event struct {
 	rec   audit.Record
 	start time.Time
-	known bool // someone was authenticated: the event is recorded
-	proxy bool // the request went to ClickHouse
-	// text is audit.query_text: full, redacted or none.
-	text string
+	known bool                    // someone was authenticated: the event is recorded
+	proxy bool                    // the request went to ClickHouse
+	keep  func(sql string) string // what the event keeps of a statement
 	// summary and code are ClickHouse's X-ClickHouse-Summary and
 	// X-ClickHouse-Exception-Code, when it answered.
 	summary, code string
@@ -48,7 +38,7 @@ func (a auditor) start(r *http.Request) *event {
 	if a.Log == nil {
 		return nil
 	}
-	ev := &event{start: time.Now(), text: a.QueryText, rec: audit.Record{
+	ev := &event{start: time.Now(), keep: a.Statement, rec: audit.Record{
 		Type: audit.QueryRefused, EventID: audit.NewEventID(), Interface: audit.InterfaceGateway,
 		Mode: a.Mode, HTTPUserAgent: r.UserAgent(),
 	}}
@@ -61,12 +51,9 @@ func (a auditor) wantsText() bool { return a.Log != nil }
 
 // ready refuses a query that could not be recorded, when that is required.
 func (a auditor) ready() error {
-	if !a.Required || a.Log == nil {
-		return nil
-	}
 	if err := a.Log.Ready(); err != nil {
 		return &clickhouse.Error{Status: http.StatusServiceUnavailable, Code: clickhouse.CodeNetworkError, Name: "NETWORK_ERROR",
-			Msg: "clickgate: the audit trail cannot record queries now (audit.required is on), so none run: " + err.Error()}
+			Msg: "clickgate: " + err.Error()}
 	}
 	return nil
 }
@@ -135,19 +122,14 @@ func (ev *event) ids(out *outbound) {
 }
 
 // statement records the SQL read from the request: the statement without
-// an INSERT's data, as audit.query_text says.
+// an INSERT's data, as much as the recorder keeps.
 func (ev *event) statement(text []byte) {
 	if ev == nil || len(text) == 0 {
 		return
 	}
 	sql := string(clickhouse.Statement(text))
 	ev.rec.QueryKind = clickhouse.StatementKind(sql)
-	switch ev.text {
-	case config.QueryTextFull:
-		ev.rec.Query = sql
-	case config.QueryTextRedacted:
-		ev.rec.Query = clickhouse.Redact(sql)
-	}
+	ev.rec.Query = ev.keep(sql)
 }
 
 // refuse answers err, ClickHouse-style, and records it as the reason.

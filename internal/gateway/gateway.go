@@ -50,7 +50,7 @@ type Options struct {
 	Settings  map[string]string
 	Transport http.RoundTripper
 	Logger    *slog.Logger
-	Audit     AuditOptions
+	Audit     audit.Recorder
 }
 
 // NewTransport is a pooled transport for ClickHouse: keep-alive

@@ -16,17 +16,7 @@ import (
 	"github.com/clickgate/clickgate/internal/authn"
 	"github.com/clickgate/clickgate/internal/chhttp"
 	"github.com/clickgate/clickgate/internal/clickhouse"
-	"github.com/clickgate/clickgate/internal/config"
 )
-
-// AuditOptions configure the ToolCall events: one per tools/call.
-type AuditOptions struct {
-	Log       *audit.Log // nil: no events
-	Mode      string     // the upstream mode, recorded with each event
-	QueryText string     // config.QueryText*: full, redacted or none
-	// Required refuses tool calls while no sink can keep their events.
-	Required bool
-}
 
 // toolCall is one tool call's audit record while the call runs; the
 // queries it sends add to it (run).
@@ -49,7 +39,7 @@ func (s *Server) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler {
 		}
 		start := time.Now()
 		tc := &toolCall{rec: audit.Record{Type: audit.ToolCall, EventID: audit.NewEventID(), Interface: audit.InterfaceMCP,
-			Mode: s.opt.Audit.Mode, Tool: call.Params.Name, Arguments: recordedArguments(call.Params.Arguments, s.opt.Audit.QueryText)}}
+			Mode: s.opt.Audit.Mode, Tool: call.Params.Name, Arguments: recordedArguments(call.Params.Arguments, s.opt.Audit.Verbatim)}}
 		tc.client(call)
 		res, err := next(context.WithValue(ctx, toolCallKey{}, tc), method, req)
 		tc.mu.Lock()
@@ -69,7 +59,7 @@ func (s *Server) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler {
 		default:
 			r.Outcome = "ok"
 		}
-		if r.ExceptionCode != 0 && s.opt.Audit.QueryText != config.QueryTextFull {
+		if r.ExceptionCode != 0 && !s.opt.Audit.Verbatim {
 			// ClickHouse's messages quote the query (syntax errors, say).
 			r.FailureReason = fmt.Sprintf("ClickHouse exception, code %d", r.ExceptionCode)
 		}
@@ -97,10 +87,10 @@ func (tc *toolCall) client(call *mcp.CallToolRequest) {
 }
 
 // recordedArguments is the call's arguments less the query, which the
-// event keeps in its query field, as audit.query_text says. Unless the
-// text is recorded in full, only names (database, table) keep their
-// values: a LIKE pattern or a cursor becomes "?".
-func recordedArguments(raw json.RawMessage, queryText string) string {
+// event keeps in its query field. Unless statements are kept verbatim,
+// only names (database, table) keep their values: a LIKE pattern or a
+// cursor becomes "?".
+func recordedArguments(raw json.RawMessage, verbatim bool) string {
 	var args map[string]json.RawMessage
 	if json.Unmarshal(raw, &args) != nil {
 		return ""
@@ -109,7 +99,7 @@ func recordedArguments(raw json.RawMessage, queryText string) string {
 	if len(args) == 0 {
 		return ""
 	}
-	if queryText != config.QueryTextFull {
+	if !verbatim {
 		for k := range args {
 			if k != "database" && k != "table" {
 				args[k] = json.RawMessage(`"?"`)
@@ -170,7 +160,7 @@ func (tc *toolCall) queryID() string {
 
 // sent records a query the call sent and how it went: every statement's
 // SQL (";"-separated), the first one's account and query id, rows summed.
-func (tc *toolCall) sent(text string, queryText string, up *clickhouse.Upstream, queryID string, header http.Header, res *Result, err error) {
+func (tc *toolCall) sent(rec audit.Recorder, text string, up *clickhouse.Upstream, queryID string, header http.Header, res *Result, err error) {
 	if tc == nil {
 		return
 	}
@@ -184,11 +174,8 @@ func (tc *toolCall) sent(text string, queryText string, up *clickhouse.Upstream,
 		}
 		r.QueryKind = clickhouse.StatementKind(text)
 	}
-	if queryText == config.QueryTextRedacted {
-		text = clickhouse.Redact(text)
-	}
-	switch {
-	case queryText == config.QueryTextNone:
+	switch text = rec.Statement(text); {
+	case text == "":
 	case r.Query == "":
 		r.Query = text
 	default:

@@ -16,6 +16,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/clickhouse"
 )
 
@@ -32,7 +33,7 @@ type Options struct {
 	MaxConcurrent int
 	Version       string
 	Logger        *slog.Logger
-	Audit         AuditOptions
+	Audit         audit.Recorder
 }
 
 // Server holds the MCP server and what its tools share.
@@ -141,7 +142,7 @@ func (s *Server) run(ctx context.Context, c *clickhouse.Caller, q queryRun) (*Re
 	c = tc.caller(c)
 	release, err := s.acquire(c.Principal.User)
 	if err == nil {
-		err = s.auditReady()
+		err = s.opt.Audit.Log.Ready()
 	}
 	if err != nil {
 		tc.refuse(err)
@@ -150,7 +151,7 @@ func (s *Server) run(ctx context.Context, c *clickhouse.Caller, q queryRun) (*Re
 	defer release()
 	up, err := s.opt.Mode.Upstream(ctx, c)
 	if err != nil {
-		tc.sent(q.sql, s.opt.Audit.QueryText, nil, "", nil, nil, err)
+		tc.sent(s.opt.Audit, q.sql, nil, "", nil, nil, err)
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opt.QueryTimeout)
@@ -174,31 +175,20 @@ func (s *Server) run(ctx context.Context, c *clickhouse.Caller, q queryRun) (*Re
 	}
 	body, header, err := s.opt.Querier.Query(ctx, up, q.sql, settings)
 	if err != nil {
-		tc.sent(q.sql, s.opt.Audit.QueryText, up, queryID, header, nil, err)
+		tc.sent(s.opt.Audit, q.sql, up, queryID, header, nil, err)
 		return nil, toolError(ctx, err)
 	}
 	defer body.Close()
 	if f := header.Get("X-ClickHouse-Format"); f != "" && f != resultFormat {
-		tc.sent(q.sql, s.opt.Audit.QueryText, up, queryID, header, nil, errFormatClause)
+		tc.sent(s.opt.Audit, q.sql, up, queryID, header, nil, errFormatClause)
 		return nil, errFormatClause
 	}
 	res, err := readTSV(body, q.maxRows, q.maxBytes)
-	tc.sent(q.sql, s.opt.Audit.QueryText, up, queryID, header, res, err)
+	tc.sent(s.opt.Audit, q.sql, up, queryID, header, res, err)
 	if err != nil {
 		return nil, toolError(ctx, err)
 	}
 	return res, nil
-}
-
-// auditReady refuses a call that could not be recorded, when required.
-func (s *Server) auditReady() error {
-	if !s.opt.Audit.Required || s.opt.Audit.Log == nil {
-		return nil
-	}
-	if err := s.opt.Audit.Log.Ready(); err != nil {
-		return errors.New("clickgate: the audit trail cannot record queries now (audit.required is on), so none run: " + err.Error())
-	}
-	return nil
 }
 
 // settingSteps are the settings a query may be sent with, strictest

@@ -55,6 +55,18 @@ func OpenAudit(cfg *config.Config, opt Options, reg prometheus.Registerer) (*aud
 	return audit.OpenOptions(ctx, o)
 }
 
+// Recorder is how the fronts record their events in log, as cfg says.
+func Recorder(cfg *config.Config, log *audit.Log) audit.Recorder {
+	r := audit.Recorder{Log: log, Mode: cfg.ClickHouse.Mode, Verbatim: cfg.Audit.QueryText == config.QueryTextFull}
+	switch cfg.Audit.QueryText {
+	case config.QueryTextRedacted:
+		r.Text = clickhouse.Redact
+	case config.QueryTextNone:
+		r.Text = func(string) string { return "" }
+	}
+	return r
+}
+
 // AuditTable is the audit table cfg describes (audit.clickhouse), for the
 // sink and for readers; nil when there is none.
 func AuditTable(cfg *config.Config) *audit.TableOptions {
@@ -130,7 +142,7 @@ func NewMCP(cfg *config.Config, opt Options, up *Upstream, log *audit.Log) *mcp.
 		Mode: up.Mode, Querier: &clickhouse.Querier{Target: up.Target, HTTP: &http.Client{Transport: up.Transport}, Fixed: cfg.ClickHouse.Settings, Engine: up.Engine},
 		ReadOnly: *cfg.MCP.ReadOnly, MaxResultRows: cfg.MCP.MaxResultRows, MaxResultBytes: cfg.MCP.MaxResultBytes,
 		QueryTimeout: cfg.MCP.QueryTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentQueries, Version: opt.Version, Logger: opt.Logger,
-		Audit: mcp.AuditOptions{Log: log, Mode: cfg.ClickHouse.Mode, QueryText: cfg.Audit.QueryText, Required: cfg.Audit.Required},
+		Audit: Recorder(cfg, log),
 	})
 }
 

@@ -105,7 +105,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 			root = gateway.New(gateway.Options{
 				Target: up.Target, Auth: s.auth, Mode: up.Mode, Settings: cfg.ClickHouse.Settings,
 				Transport: up.Transport, Logger: opt.Logger,
-				Audit: gateway.AuditOptions{Log: s.audit, Mode: cfg.ClickHouse.Mode, QueryText: cfg.Audit.QueryText, Required: cfg.Audit.Required},
+				Audit: Recorder(cfg, s.audit),
 			})
 		}
 		if *cfg.MCP.Enabled {
