@@ -25,6 +25,7 @@ type Config struct {
 	Broker     Broker      `yaml:"broker"`
 	DevIdP     DevIdP      `yaml:"dev_idp"`
 	Audit      Audit       `yaml:"audit"`
+	Limits     Limits      `yaml:"limits"`
 
 	// Warnings are non-fatal findings, such as unset environment variables.
 	Warnings []string `yaml:"-"`
@@ -36,6 +37,10 @@ type Server struct {
 	PublicURL      string   `yaml:"public_url"`
 	TLS            TLS      `yaml:"tls"`
 	AllowedOrigins []string `yaml:"allowed_origins"`
+	// MaxConnections bounds the connections the listener holds open;
+	// beyond it new ones get a 503 and are closed. 0: a default below the
+	// process's file limit.
+	MaxConnections int `yaml:"max_connections"`
 	// MetricsListen (host:port), when set, is a second, plain-HTTP listener
 	// that serves /metrics alone; the main listener then answers /metrics
 	// with a local 404. Empty: /metrics is on the main listener.
@@ -91,6 +96,28 @@ type ClickHouse struct {
 	// (service, mapped): only for accounts whose quota is keyed, since
 	// ClickHouse refuses a client-supplied key under any other quota.
 	QuotaKey bool `yaml:"quota_key"`
+
+	// URLs are the nodes (replicas of one cluster) when there are several;
+	// URL alone is one node. Load sets URLs to [URL] then.
+	URLs   []string `yaml:"urls"`
+	Health Health   `yaml:"health"`
+	// Retries is how many other nodes a request is tried on when its node
+	// fails before any byte of the request was written to it.
+	Retries *int `yaml:"retries"`
+	// ConnectTimeout bounds connecting to a node; ResponseTimeout bounds
+	// the wait for its response headers (0: no bound), so that a node
+	// that stopped answering fails a request instead of hanging it.
+	ConnectTimeout  time.Duration `yaml:"connect_timeout"`
+	ResponseTimeout time.Duration `yaml:"response_timeout"`
+}
+
+// Health configures the checks of the nodes: GET /ping every Interval,
+// each bounded by Timeout, and /replicas_status when MaxReplicaDelay is
+// set (a node whose replicas lag more gets no requests).
+type Health struct {
+	Interval        time.Duration `yaml:"interval"`
+	Timeout         time.Duration `yaml:"timeout"`
+	MaxReplicaDelay time.Duration `yaml:"max_replica_delay"`
 }
 
 // Account is a static ClickHouse account for mapped mode.
@@ -224,6 +251,29 @@ type DevClient struct {
 	Groups []string `yaml:"groups"`
 	// Audiences of client credentials tokens; default dev_idp.audiences.
 	Audiences []string `yaml:"audiences"`
+}
+
+// Limits bound what each person may run, at the gateway and MCP alike:
+// the entry for the person wins over those of their roles, which win over
+// the default; a person with several roles with entries gets, key by key,
+// the most generous of them.
+type Limits struct {
+	Default Limit            `yaml:"default"`
+	Roles   map[string]Limit `yaml:"roles"`
+	People  map[string]Limit `yaml:"people"`
+}
+
+// Limit is one entry of limits; a key left out inherits from the less
+// specific entry, and 0 means no limit.
+type Limit struct {
+	// MaxConcurrentQueries bounds the person's queries in flight; up to
+	// MaxQueue more wait for a slot, at most MaxQueueTime each.
+	MaxConcurrentQueries *int          `yaml:"max_concurrent_queries"`
+	MaxQueue             *int          `yaml:"max_queue"`
+	MaxQueueTime         time.Duration `yaml:"max_queue_time"`
+	RequestsPerMinute    *int          `yaml:"requests_per_minute"`
+	// Networks are the client addresses (CIDRs) the person may come from.
+	Networks []string `yaml:"networks"`
 }
 
 // Audit configures the audit trail: one event per sign-in, query, tool

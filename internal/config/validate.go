@@ -51,6 +51,7 @@ func (c *Config) applyDefaults() {
 			ch.AuthServer = "clickgate"
 		}
 		ch.URL = strings.TrimRight(ch.URL, "/")
+		ch.applyNodeDefaults()
 	}
 	if c.MCP.Enabled == nil {
 		c.MCP.Enabled = ptr(true)
@@ -198,6 +199,10 @@ func (c *Config) validate() []string {
 	if ch := c.ClickHouse; ch != nil {
 		ch.validate(&v)
 	}
+	c.Limits.validate(&v)
+	if c.Server.MaxConnections < 0 {
+		v.Add("server.max_connections", "must not be negative (0: a default below the file limit)")
+	}
 	if c.MCP.MaxResultRows < 0 || c.MCP.MaxResultBytes < 0 || c.MCP.QueryTimeout < 0 {
 		v.Add("mcp", "max_result_rows, max_result_bytes and query_timeout must not be negative")
 	}
@@ -233,9 +238,10 @@ func wildcardHost(host string) bool {
 }
 
 func (ch *ClickHouse) validate(v *problems.List) {
-	if ch.URL == "" {
-		v.Add("clickhouse.url", "missing; for example http://127.0.0.1:8123")
+	if ch.URL == "" && len(ch.URLs) == 0 {
+		v.Add("clickhouse.url", "missing; for example http://127.0.0.1:8123 (or clickhouse.urls for several nodes)")
 	}
+	ch.validateNodes(v)
 	modes := []string{ModeBearer, ModeExchange, ModeHTTPAuth, ModeImpersonate, ModeMapped, ModeService}
 	if !slices.Contains(modes, ch.Mode) {
 		v.Add("clickhouse.mode", "%q is not a mode; use one of %s", ch.Mode, strings.Join(modes, ", "))
@@ -501,5 +507,105 @@ func (c *Config) validateDevIdP(v *problems.List) {
 	}
 	if !trusted {
 		c.Warnings = append(c.Warnings, fmt.Sprintf("dev_idp is on but no token processor trusts its tokens; add one: {type: oidc, issuer: %s, audiences: [%s], username_claim: email}", issuer, d.Audiences[0]))
+	}
+}
+
+// Node defaults.
+const (
+	DefaultHealthInterval  = 5 * time.Second
+	DefaultHealthTimeout   = 2 * time.Second
+	DefaultRetries         = 2
+	DefaultConnectTimeout  = 5 * time.Second
+	DefaultResponseTimeout = 5 * time.Minute
+)
+
+func (ch *ClickHouse) applyNodeDefaults() {
+	for i, u := range ch.URLs {
+		ch.URLs[i] = strings.TrimRight(u, "/")
+	}
+	switch {
+	case len(ch.URLs) == 0 && ch.URL != "":
+		ch.URLs = []string{ch.URL}
+	case ch.URL == "" && len(ch.URLs) > 0:
+		ch.URL = ch.URLs[0] // the first node stands for the cluster where one URL is needed
+	}
+	if ch.Health.Interval == 0 {
+		ch.Health.Interval = DefaultHealthInterval
+	}
+	if ch.Health.Timeout == 0 {
+		ch.Health.Timeout = DefaultHealthTimeout
+	}
+	if ch.Retries == nil {
+		ch.Retries = ptr(DefaultRetries)
+	}
+	if ch.ConnectTimeout == 0 {
+		ch.ConnectTimeout = DefaultConnectTimeout
+	}
+	if ch.ResponseTimeout == 0 {
+		ch.ResponseTimeout = DefaultResponseTimeout
+	}
+}
+
+func (ch *ClickHouse) validateNodes(v *problems.List) {
+	if ch.URL != "" && len(ch.URLs) > 1 && !slices.Contains(ch.URLs, ch.URL) {
+		v.Add("clickhouse", "set url (one node) or urls (several), not both")
+	}
+	seen := map[string]bool{}
+	for i, u := range ch.URLs {
+		path := fmt.Sprintf("clickhouse.urls[%d]", i)
+		if strings.HasPrefix(u, ChDBScheme) {
+			if len(ch.URLs) > 1 {
+				v.Add(path, "chdb:// is one embedded engine; it cannot be one of several nodes")
+			}
+			continue
+		}
+		v.URL(path, u)
+		if seen[u] {
+			v.Add(path, "%q is listed twice", u)
+		}
+		seen[u] = true
+	}
+	if ch.Health.Interval < 0 || ch.Health.Timeout < 0 || ch.Health.MaxReplicaDelay < 0 {
+		v.Add("clickhouse.health", "interval, timeout and max_replica_delay must not be negative")
+	}
+	if ch.Health.Timeout > ch.Health.Interval {
+		v.Add("clickhouse.health.timeout", "%s is longer than the interval %s", ch.Health.Timeout, ch.Health.Interval)
+	}
+	if *ch.Retries < 0 {
+		v.Add("clickhouse.retries", "must not be negative")
+	}
+	if ch.ConnectTimeout < 0 || ch.ResponseTimeout < 0 {
+		v.Add("clickhouse", "connect_timeout and response_timeout must not be negative")
+	}
+}
+
+func (l *Limits) validate(v *problems.List) {
+	l.Default.validate(v, "limits.default")
+	for _, name := range sortedKeys(l.Roles) {
+		l.Roles[name].validate(v, "limits.roles."+name)
+	}
+	for _, name := range sortedKeys(l.People) {
+		l.People[name].validate(v, "limits.people."+name)
+	}
+}
+
+func (l Limit) validate(v *problems.List, path string) {
+	for _, n := range []struct {
+		key string
+		val *int
+	}{{"max_concurrent_queries", l.MaxConcurrentQueries}, {"max_queue", l.MaxQueue}, {"requests_per_minute", l.RequestsPerMinute}} {
+		if n.val != nil && *n.val < 0 {
+			v.Add(path+"."+n.key, "must not be negative (0: no limit)")
+		}
+	}
+	if l.MaxQueueTime < 0 {
+		v.Add(path+".max_queue_time", "must not be negative")
+	}
+	for i, n := range l.Networks {
+		if _, _, err := net.ParseCIDR(n); err != nil {
+			if net.ParseIP(n) == nil {
+				v.Add(fmt.Sprintf("%s.networks[%d]", path, i), "%q is not an address or CIDR (for example 10.0.0.0/8)", n)
+			}
+		}
 	}
 }
