@@ -90,6 +90,13 @@ func explain(w io.Writer, path string, cfg *config.Config, dir *identity.Directo
 		for _, line := range describeMode(ch, cfg.Server.PublicURL) {
 			p("  - %s", line)
 		}
+		for _, line := range describeNodes(ch) {
+			p("  - %s", line)
+		}
+		p("Limits per person (gateway and MCP together):")
+		for _, line := range describeLimits(cfg.Limits, cfg.MCP.MaxConcurrentQueries) {
+			p("  - %s", line)
+		}
 	} else {
 		p("ClickHouse: no clickhouse section, so the gateway is off; /clickhouse/auth and /whoami work.")
 	}

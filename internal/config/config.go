@@ -105,8 +105,10 @@ type ClickHouse struct {
 	// fails before any byte of the request was written to it.
 	Retries *int `yaml:"retries"`
 	// ConnectTimeout bounds connecting to a node; ResponseTimeout bounds
-	// the wait for its response headers (0: no bound), so that a node
-	// that stopped answering fails a request instead of hanging it.
+	// the wait for its response headers (which ClickHouse sends when the
+	// first result is ready: raise it for queries that think longer), so
+	// that a node that stopped answering fails a request instead of
+	// hanging it.
 	ConnectTimeout  time.Duration `yaml:"connect_timeout"`
 	ResponseTimeout time.Duration `yaml:"response_timeout"`
 }
