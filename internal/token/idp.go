@@ -15,11 +15,14 @@ import (
 // maxIdPResponseBytes bounds what an IdP may send back.
 const maxIdPResponseBytes = 1 << 20
 
-// idpClient calls one processor's IdP endpoints and measures them.
+// idpClient calls one processor's IdP endpoints and measures them. Each
+// call has IdPFetchTimeout; the processor's calls share one circuit
+// breaker (nil: none).
 type idpClient struct {
 	processor string
 	http      *http.Client
 	metrics   *Metrics
+	breaker   *breaker
 }
 
 // statusError is a non-2xx answer that is the IdP's verdict, not an
@@ -70,8 +73,40 @@ func (c *idpClient) postForm(ctx context.Context, endpoint, u string, form url.V
 // answer's headers. Network failures, 5xx and rate limits (429, or 403
 // with X-RateLimit-Remaining: 0 or Retry-After, as GitHub does) become
 // ReasonUnavailable: an outage, not a verdict on the token. Other non-2xx
-// answers are returned as *statusError for the caller to interpret.
+// answers are returned as *statusError for the caller to interpret. The
+// call gets IdPFetchTimeout. While the processor's breaker is open it is
+// not made at all and fails at once as ReasonUnavailable.
 func (c *idpClient) doJSON(req *http.Request, endpoint string, out any) (http.Header, error) {
+	var probe bool
+	if c.breaker != nil {
+		var err error
+		if probe, err = c.breaker.allow(); err != nil {
+			c.metrics.observeIdP(c.processor, endpoint, "breaker_open", 0)
+			return nil, errorf(ReasonUnavailable, c.processor, "%s endpoint not asked: %v", endpoint, err)
+		}
+	}
+	parent := req.Context()
+	ctx, cancel := context.WithTimeout(parent, IdPFetchTimeout)
+	defer cancel()
+	hdr, outcome, err := c.send(req.WithContext(ctx), endpoint, out)
+	if c.breaker != nil {
+		if outcome == callFailed && parent.Err() != nil {
+			outcome = callAbandoned // the caller gave up, not the IdP
+		}
+		opened, closed := c.breaker.done(probe, outcome, err)
+		switch {
+		case opened:
+			c.metrics.breakerOpen(c.processor, true)
+		case closed:
+			c.metrics.breakerOpen(c.processor, false)
+		}
+	}
+	return hdr, err
+}
+
+// send is doJSON without the breaker; it says how the call went for the
+// breaker: answered, or failed as an outage.
+func (c *idpClient) send(req *http.Request, endpoint string, out any) (http.Header, callOutcome, error) {
 	if req.Header.Get("Accept") == "" {
 		req.Header.Set("Accept", "application/json")
 	}
@@ -80,31 +115,41 @@ func (c *idpClient) doJSON(req *http.Request, endpoint string, out any) (http.He
 	outcome := "error"
 	defer func() { c.metrics.observeIdP(c.processor, endpoint, outcome, time.Since(start)) }()
 	if err != nil {
-		return nil, errorf(ReasonUnavailable, c.processor, "%s endpoint unreachable: %v", endpoint, redactURLError(err))
+		if errors.Is(err, context.DeadlineExceeded) && req.Context().Err() != nil {
+			outcome = "timeout"
+			return nil, callFailed, errorf(ReasonUnavailable, c.processor, "%s endpoint did not answer in time (IdP calls get %s)", endpoint, IdPFetchTimeout)
+		}
+		return nil, callFailed, errorf(ReasonUnavailable, c.processor, "%s endpoint unreachable: %v", endpoint, redactURLError(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIdPResponseBytes+1))
 	if err != nil {
-		return nil, errorf(ReasonUnavailable, c.processor, "%s endpoint: reading answer: %v", endpoint, err)
+		if req.Context().Err() != nil {
+			outcome = "timeout"
+			return nil, callFailed, errorf(ReasonUnavailable, c.processor, "%s endpoint did not finish its answer in time (IdP calls get %s)", endpoint, IdPFetchTimeout)
+		}
+		return nil, callFailed, errorf(ReasonUnavailable, c.processor, "%s endpoint: reading answer: %v", endpoint, err)
 	}
 	outcome = fmt.Sprintf("%dxx", resp.StatusCode/100)
 	rateLimited := resp.StatusCode == http.StatusTooManyRequests ||
 		resp.StatusCode == http.StatusForbidden && (resp.Header.Get("X-RateLimit-Remaining") == "0" || resp.Header.Get("Retry-After") != "")
 	switch {
 	case rateLimited:
-		return nil, errorf(ReasonUnavailable, c.processor, "%s endpoint: rate limit exceeded (HTTP %d)", endpoint, resp.StatusCode)
+		// An answer: GitHub limits each user's token, and one person's
+		// exhausted limit must not cut everyone off.
+		return nil, callAnswered, errorf(ReasonUnavailable, c.processor, "%s endpoint: rate limit exceeded (HTTP %d)", endpoint, resp.StatusCode)
 	case resp.StatusCode >= 500:
-		return nil, errorf(ReasonUnavailable, c.processor, "%s endpoint answered HTTP %d", endpoint, resp.StatusCode)
+		return nil, callFailed, errorf(ReasonUnavailable, c.processor, "%s endpoint answered HTTP %d", endpoint, resp.StatusCode)
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return resp.Header, &statusError{status: resp.StatusCode}
+		return resp.Header, callAnswered, &statusError{status: resp.StatusCode}
 	}
 	if len(body) > maxIdPResponseBytes {
-		return nil, errorf(ReasonUnavailable, c.processor, "%s endpoint answer is larger than %d bytes", endpoint, maxIdPResponseBytes)
+		return nil, callFailed, errorf(ReasonUnavailable, c.processor, "%s endpoint answer is larger than %d bytes", endpoint, maxIdPResponseBytes)
 	}
 	if err := json.Unmarshal(body, out); err != nil {
-		return nil, errorf(ReasonUnavailable, c.processor, "%s endpoint answered invalid JSON: %v", endpoint, err)
+		return nil, callFailed, errorf(ReasonUnavailable, c.processor, "%s endpoint answered invalid JSON: %v", endpoint, err)
 	}
-	return resp.Header, nil
+	return resp.Header, callAnswered, nil
 }
 
 // redactURLError drops the URL from a *url.Error: a URL may carry a token

@@ -64,6 +64,9 @@ func (v *jwtVerifier) verify(ctx context.Context, t *Token) (map[string]any, err
 		}
 	}
 	if len(candidates) == 0 {
+		if err := v.keyOutage(hdr.KeyID); err != nil {
+			return nil, err
+		}
 		if hdr.KeyID != "" {
 			return nil, v.errorf(ReasonUnknownKey, "no %s key with kid %s", alg, quote(hdr.KeyID))
 		}
@@ -74,7 +77,20 @@ func (v *jwtVerifier) verify(ctx context.Context, t *Token) (map[string]any, err
 			return t.claims, nil
 		}
 	}
+	if err := v.keyOutage(hdr.KeyID); err != nil {
+		return nil, err
+	}
 	return nil, v.errorf(ReasonSignature, "signature does not verify")
+}
+
+// keyOutage is a temporary error when the token's kid is unknown only
+// because the key source could not refresh its keys: an IdP outage is not
+// a verdict on the token, and a refusal would be cached.
+func (v *jwtVerifier) keyOutage(kid string) error {
+	if r, ok := v.keys.(interface{ unknownKidOutage(string) error }); ok {
+		return r.unknownKidOutage(kid)
+	}
+	return nil
 }
 
 // standardClaims reads the registered claims from a decoded payload with

@@ -223,8 +223,10 @@ func (r *remoteKeys) refresh(ctx context.Context) ([]jose.JSONWebKey, time.Time)
 		r.lastAttempt = r.now()
 		r.mu.Unlock()
 
+		// The fetch is everyone's: one caller giving up must not fail it
+		// for the others (it has IdPFetchTimeout of its own).
 		var set jose.JSONWebKeySet
-		err := r.idp.getJSON(ctx, "jwks", r.url, &set)
+		err := r.idp.getJSON(context.WithoutCancel(ctx), "jwks", r.url, &set)
 		var keys []jose.JSONWebKey
 		if err == nil {
 			keys, err = publicKeys(set.Keys)
@@ -242,6 +244,20 @@ func (r *remoteKeys) refresh(ctx context.Context) ([]jose.JSONWebKey, time.Time)
 	})
 	res := v.(result)
 	return res.keys, res.fetchedAt
+}
+
+// unknownKidOutage explains, as a temporary error, why kid may be unknown:
+// it is not among the keys held and the last attempt to refresh them
+// failed (the IdP was unreachable, hanging or answering 5xx), so the
+// IdP may well have published it since. Nil when kid is known or the last
+// refresh succeeded: then an unknown kid is a verdict.
+func (r *remoteKeys) unknownKidOutage(kid string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if kid == "" || hasKid(r.keys, kid) || r.lastErr == nil {
+		return nil
+	}
+	return errorf(ReasonUnavailable, r.idp.processor, "key %s is not among the keys held, and refreshing them from %s failed: %v", quote(kid), r.url, r.lastErr)
 }
 
 // ready fetches keys if none are held yet.

@@ -11,6 +11,7 @@ import (
 type Metrics struct {
 	cacheLookups *prometheus.CounterVec
 	idpRequests  *prometheus.HistogramVec
+	idpBreaker   *prometheus.GaugeVec
 }
 
 // NewMetrics registers token metrics with reg.
@@ -22,11 +23,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 		idpRequests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "clickgate_idp_request_duration_seconds",
-			Help:    "Calls to identity providers (discovery, jwks, userinfo, introspection, API) by processor, endpoint and outcome.",
+			Help:    "Calls to identity providers (discovery, jwks, userinfo, introspection, API) by processor, endpoint and outcome (1xx…5xx, error, timeout, or breaker_open: not made).",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 		}, []string{"processor", "endpoint", "outcome"}),
+		idpBreaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "clickgate_idp_breaker_open",
+			Help: "1 while a processor's circuit breaker is open: its IdP failed repeatedly and calls to it fail fast.",
+		}, []string{"processor"}),
 	}
-	reg.MustRegister(m.cacheLookups, m.idpRequests)
+	reg.MustRegister(m.cacheLookups, m.idpRequests, m.idpBreaker)
 	return m
 }
 
@@ -39,5 +44,15 @@ func (m *Metrics) cacheLookup(result string) {
 func (m *Metrics) observeIdP(processor, endpoint, outcome string, d time.Duration) {
 	if m != nil {
 		m.idpRequests.WithLabelValues(processor, endpoint, outcome).Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) breakerOpen(processor string, open bool) {
+	if m != nil {
+		v := 0.0
+		if open {
+			v = 1
+		}
+		m.idpBreaker.WithLabelValues(processor).Set(v)
 	}
 }

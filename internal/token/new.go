@@ -11,7 +11,8 @@ import (
 
 // Options carries what every processor shares.
 type Options struct {
-	// HTTPClient calls IdPs; nil means a client with a 10 s timeout.
+	// HTTPClient calls IdPs; nil means a client with IdPFetchTimeout.
+	// Each call gets IdPFetchTimeout whatever the client's timeout.
 	HTTPClient *http.Client
 	Metrics    *Metrics
 	// Now is the clock; nil means time.Now.
@@ -21,7 +22,7 @@ type Options struct {
 // withDefaults fills in the zero values.
 func (o Options) withDefaults() Options {
 	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		o.HTTPClient = &http.Client{Timeout: IdPFetchTimeout}
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -87,8 +88,9 @@ func NewVerifierFromConfig(order []string, cfgs map[string]*Config, opt Options,
 	return NewVerifier(ps, ttl, opt.Metrics, opt.Now), nil
 }
 
+// idp is processor name's client of its IdP, with its own circuit breaker.
 func (o Options) idp(name string) *idpClient {
-	return &idpClient{processor: name, http: o.HTTPClient, metrics: o.Metrics}
+	return &idpClient{processor: name, http: o.HTTPClient, metrics: o.Metrics, breaker: newBreaker(o.Now)}
 }
 
 func policyFor(name string, cfg *Config) *claimPolicy {

@@ -75,7 +75,9 @@ func (p *oidcProcessor) endpoints(ctx context.Context) (*oidcEndpoints, error) {
 		return nil, p.lastErr
 	}
 	p.lastAttempt = now
-	ep, err := p.discover(ctx)
+	// Discovery is everyone's, like the JWKS fetch: a caller that gives up
+	// must not leave its cancellation as the error for JWKSMinRefresh.
+	ep, err := p.discover(context.WithoutCancel(ctx))
 	if err != nil {
 		p.lastErr = err
 		return nil, err

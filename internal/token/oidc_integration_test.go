@@ -307,6 +307,7 @@ const (
 	itUp   itOutage = iota
 	it503           // answer 503 Service Unavailable
 	itDrop          // close the connection without an answer
+	itHang          // never answer (until the client hangs up)
 )
 
 type itIdP struct {
@@ -377,6 +378,10 @@ func (p *itIdP) serve(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 
 	if down {
+		if mode == itHang {
+			<-r.Context().Done()
+			return
+		}
 		if mode == itDrop {
 			if c, _, err := w.(http.Hijacker).Hijack(); err == nil {
 				c.Close()

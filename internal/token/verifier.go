@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -189,12 +190,33 @@ type readier interface {
 	Ready(ctx context.Context) error
 }
 
-// Ready checks every processor that can be checked without a token.
+// Ready checks every processor that can be checked without a token, side
+// by side, so that one hanging IdP does not use up the others' time. A
+// check still running when ctx ends is reported as ctx's error.
 func (v *Verifier) Ready(ctx context.Context) map[string]error {
-	out := map[string]error{}
+	type result struct {
+		name string
+		err  error
+	}
+	results := make(chan result, len(v.processors))
+	pending := map[string]bool{}
 	for _, p := range v.processors {
 		if r, ok := p.(readier); ok {
-			out[p.Name()] = r.Ready(ctx)
+			pending[p.Name()] = true
+			go func() { results <- result{p.Name(), r.Ready(ctx)} }()
+		}
+	}
+	out := map[string]error{}
+	for len(pending) > 0 {
+		select {
+		case r := <-results:
+			out[r.name] = r.err
+			delete(pending, r.name)
+		case <-ctx.Done():
+			for name := range pending {
+				out[name] = fmt.Errorf("no answer before the readiness deadline: %w", ctx.Err())
+			}
+			return out
 		}
 	}
 	return out
