@@ -22,6 +22,7 @@ import (
 	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/authn"
 	"github.com/clickgate/clickgate/internal/clickhouse"
+	"github.com/clickgate/clickgate/internal/lograte"
 )
 
 // Authenticator resolves credentials to a principal.
@@ -340,7 +341,8 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 		writeModeError(w, e) // the body was refused as it streamed (a multipart field)
 		return
 	}
-	g.log.Warn("gateway: ClickHouse unreachable", "error", err)
+	// One line per failed request would flood the log during an outage.
+	lograte.Warn(g.log, "gateway: ClickHouse unreachable", "error", err)
 	writeException(w, http.StatusBadGateway, clickhouse.CodeNetworkError, "NETWORK_ERROR", "clickgate: ClickHouse is unreachable")
 }
 

@@ -7,17 +7,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/clickhouse"
+	"github.com/clickgate/clickgate/internal/lograte"
 )
 
 // Options configure a Server.
@@ -164,7 +168,7 @@ func (s *Server) run(ctx context.Context, c *clickhouse.Caller, q queryRun) (*Re
 	}
 	settings, err := s.settings(ctx, c, up, !q.write || s.opt.ReadOnly)
 	if err != nil {
-		return nil, toolError(ctx, err)
+		return nil, s.toolError(ctx, err)
 	}
 	queryID := ""
 	if s.opt.Querier.Engine == nil { // the embedded engine takes no query_id
@@ -176,7 +180,7 @@ func (s *Server) run(ctx context.Context, c *clickhouse.Caller, q queryRun) (*Re
 	body, header, err := s.opt.Querier.Query(ctx, up, q.sql, settings)
 	if err != nil {
 		tc.sent(s.opt.Audit, q.sql, up, queryID, header, nil, err)
-		return nil, toolError(ctx, err)
+		return nil, s.toolError(ctx, err)
 	}
 	defer body.Close()
 	if f := header.Get("X-ClickHouse-Format"); f != "" && f != resultFormat {
@@ -186,7 +190,7 @@ func (s *Server) run(ctx context.Context, c *clickhouse.Caller, q queryRun) (*Re
 	res, err := readTSV(body, q.maxRows, q.maxBytes)
 	tc.sent(s.opt.Audit, q.sql, up, queryID, header, res, err)
 	if err != nil {
-		return nil, toolError(ctx, err)
+		return nil, s.toolError(ctx, err)
 	}
 	return res, nil
 }
@@ -267,8 +271,11 @@ func (s *Server) acquire(user string) (func(), error) {
 var stackTrace = regexp.MustCompile(`(?s)[,.]?\s*Stack trace.*$`)
 
 // toolError turns a failure into the message an agent sees: ClickHouse's
-// own words without stack traces, never credentials.
-func toolError(ctx context.Context, err error) error {
+// own words without stack traces, never credentials, and never
+// ClickHouse's address: when it cannot be reached (or stops answering
+// mid-result) the agent reads errUnreachable and the detail goes to the
+// server log, rate-limited (an outage fails every call).
+func (s *Server) toolError(ctx context.Context, err error) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return errors.New("clickgate: the query ran past mcp.query_timeout and was cancelled")
 	}
@@ -288,5 +295,26 @@ func toolError(ctx context.Context, err error) error {
 	if errors.As(err, &ce) {
 		return errors.New(ce.Msg)
 	}
+	if unreachable(err) {
+		lograte.Warn(s.opt.Logger, "mcp: ClickHouse unreachable", "error", err)
+		return errUnreachable
+	}
 	return err
+}
+
+// errUnreachable is what an agent reads when ClickHouse cannot be
+// reached: the address and the network detail stay in the server log.
+var errUnreachable = errors.New("clickgate: ClickHouse is unreachable; try again later")
+
+// unreachable reports whether err is a failure to reach ClickHouse or a
+// connection lost mid-answer, rather than an answer of ClickHouse.
+func unreachable(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false // the caller's, not ClickHouse's
+	}
+	var ue *url.Error
+	var ne net.Error
+	return errors.As(err, &ue) || errors.As(err, &ne) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) ||
+		strings.HasPrefix(err.Error(), "clickhouse: unreachable")
 }
