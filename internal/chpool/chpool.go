@@ -107,7 +107,7 @@ type Pool struct {
 	hc              *http.Client    // health checks, on their own connections
 
 	mu       sync.Mutex // picking, node states, sessions
-	rr       int
+	seq      uint64     // picks so far
 	sessions map[string]*session
 }
 
@@ -131,6 +131,7 @@ type node struct {
 	since       time.Time // last change of up or lagging
 	checked     time.Time
 	downAt      time.Time // last time a request marked it down
+	picked      uint64    // p.seq when last picked
 
 	m nodeMetrics
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -113,6 +114,9 @@ func (p *Pool) get(ctx context.Context, n *node, path, query string) (int, strin
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return 0, "", fmt.Errorf("no answer within clickhouse.health.timeout = %s", fmtDuration(p.timeout))
+		}
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err
 		}
 		return 0, "", err
 	}

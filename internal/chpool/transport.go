@@ -132,15 +132,12 @@ func (p *Pool) pick(sid string, ttl time.Duration, tried []*node) (n *node, stic
 			delete(p.sessions, sid)
 		}
 	}
+	// Up and not lagging first; then the fewest in flight; then the one
+	// picked least recently (round robin among equals).
 	k := len(p.nodes)
-	start := p.rr % k
-	p.rr++
 	var best *node
-	bestLagging := true
-	var bestLoad int64
 	down := 0
-	for i := range k {
-		c := p.nodes[(start+i)%k]
+	for _, c := range p.nodes {
 		if !c.up {
 			down++
 			continue
@@ -148,9 +145,8 @@ func (p *Pool) pick(sid string, ttl time.Duration, tried []*node) (n *node, stic
 		if contains(tried, c) {
 			continue
 		}
-		load := c.inFlight.Load()
-		if best == nil || bestLagging && !c.lagging || bestLagging == c.lagging && load < bestLoad {
-			best, bestLagging, bestLoad = c, c.lagging, load
+		if best == nil || better(c, best) {
+			best = c
 		}
 	}
 	if best == nil {
@@ -161,8 +157,21 @@ func (p *Pool) pick(sid string, ttl time.Duration, tried []*node) (n *node, stic
 		last := tried[len(tried)-1]
 		return nil, false, unreachableError(last, errors.New("and no other node is left to try"))
 	}
+	p.seq++
+	best.picked = p.seq
 	best.start()
 	return best, false, nil
+}
+
+// better reports whether c is a better pick than b.
+func better(c, b *node) bool {
+	if c.lagging != b.lagging {
+		return !c.lagging
+	}
+	if lc, lb := c.inFlight.Load(), b.inFlight.Load(); lc != lb {
+		return lc < lb
+	}
+	return c.picked < b.picked
 }
 
 func contains(ns []*node, n *node) bool {

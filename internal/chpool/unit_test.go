@@ -232,7 +232,7 @@ func TestNeverRetriedAfterWrite(t *testing.T) {
 	}
 	c := &http.Client{Transport: p.Transport()}
 	for i, method := range []string{http.MethodPost, http.MethodGet} {
-		p.rr = 0 // the next pick is the closer (both nodes idle)
+		p.nodes[1].picked = p.seq + 1 // the next pick is the closer (both nodes idle)
 		req, _ := http.NewRequest(method, closer+"/?query=SELECT+1", strings.NewReader(map[string]string{"POST": "SELECT 1", "GET": ""}[method]))
 		if method == http.MethodGet {
 			req.Body, req.GetBody, req.ContentLength = nil, nil, 0
