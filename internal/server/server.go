@@ -307,11 +307,36 @@ func writeUnauthorized(w http.ResponseWriter, err error) {
 	writeJSON(w, status, map[string]string{"error": code, "reason": err.Error()})
 }
 
+// readyzTimeout bounds each readiness check: the token processors' IdPs
+// and ClickHouse are checked side by side, each with its own deadline, so
+// that a hanging IdP is reported as the IdP and not as a ClickHouse that
+// ran out of time. It exceeds token.IdPFetchTimeout, so that a hanging
+// IdP is reported by the processor's own timeout.
+const readyzTimeout = token.IdPFetchTimeout + time.Second
+
 // readyz says what is not ready without saying why: it answers anyone,
-// and the reasons (addresses, resolver and TLS errors) are for the log.
+// and the reasons (addresses, resolver and TLS errors) are for the log,
+// which names the part: "processor <name>" (that processor's IdP) or
+// "clickhouse".
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
+	var processors map[string]error
+	var clickhouseErr error
+	var wg sync.WaitGroup
+	run := func(f func(ctx context.Context)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(r.Context(), readyzTimeout)
+			defer cancel()
+			f(ctx)
+		}()
+	}
+	run(func(ctx context.Context) { processors = s.auth.Ready(ctx) })
+	if s.clickhouse != nil {
+		run(func(ctx context.Context) { clickhouseErr = s.pingClickHouse(ctx) })
+	}
+	wg.Wait()
+
 	status := http.StatusOK
 	checks := map[string]string{}
 	check := func(name string, err error) {
@@ -329,11 +354,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	for name, err := range s.auth.Ready(ctx) {
+	for name, err := range processors {
 		check("processor "+name, err)
 	}
 	if s.clickhouse != nil {
-		check("clickhouse", s.pingClickHouse(ctx))
+		check("clickhouse", clickhouseErr)
 	}
 	writeJSON(w, status, map[string]any{"ready": status == http.StatusOK, "checks": checks})
 }
