@@ -22,6 +22,7 @@ import (
 	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/authn"
 	"github.com/clickgate/clickgate/internal/clickhouse"
+	"github.com/clickgate/clickgate/internal/limits"
 	"github.com/clickgate/clickgate/internal/lograte"
 )
 
@@ -41,6 +42,7 @@ type Gateway struct {
 	proxy    *httputil.ReverseProxy
 	log      *slog.Logger
 	audit    auditor
+	limits   *limits.Limiter // nil: none
 }
 
 // Options configure a Gateway.
@@ -52,6 +54,8 @@ type Options struct {
 	Transport http.RoundTripper
 	Logger    *slog.Logger
 	Audit     audit.Recorder
+	// Limits bound each person's requests (shared with MCP); nil: none.
+	Limits *limits.Limiter
 }
 
 // NewTransport is a pooled transport for ClickHouse: keep-alive
@@ -87,7 +91,7 @@ func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 
 // New returns a Gateway.
 func New(o Options) *Gateway {
-	g := &Gateway{auth: o.Auth, mode: o.Mode, fixed: o.Settings, log: o.Logger, audit: auditor{o.Audit}}
+	g := &Gateway{auth: o.Auth, mode: o.Mode, fixed: o.Settings, log: o.Logger, audit: auditor{o.Audit}, limits: o.Limits}
 	if g.log == nil {
 		g.log = slog.Default()
 	}
@@ -184,6 +188,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ev.refuse(w, err)
 		return
 	}
+	// The person's limits; the slot is held until the response is written.
+	release, err := g.limits.Acquire(r.Context(), res.Principal.User, res.Principal.Roles, r.RemoteAddr)
+	if err != nil {
+		if rf, ok := errors.AsType[*limits.Refusal](err); ok {
+			if s := rf.RetryAfterSeconds(); s > 0 {
+				w.Header().Set("Retry-After", fmt.Sprint(s))
+			}
+			err = &clickhouse.Error{Status: rf.Status, Code: rf.Code, Name: rf.Name, Msg: rf.Message}
+		}
+		ev.refuse(w, err)
+		return
+	}
+	defer release()
 	up, err := g.mode.Upstream(r.Context(), &clickhouse.Caller{Token: creds.Token, Identity: res.Identity, Principal: res.Principal, EventID: ev.id()})
 	if err != nil {
 		ev.refuse(w, err)

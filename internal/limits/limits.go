@@ -411,7 +411,7 @@ func (l *Limiter) AcquireRequest(ctx context.Context, req Request) (release func
 		if wait := p.bucket.take(now, perMinute); wait > 0 {
 			l.mu.Unlock()
 			return nil, l.refused(&Refusal{Status: http.StatusTooManyRequests, Code: CodeQuotaExceeded, Name: nameQuotaExceeded, RetryAfter: wait, Reason: reasonRate,
-				Message: fmt.Sprintf("clickgate: you have sent more than %d requests in the last minute (limits requests_per_minute: %d); retry in %s",
+				Message: fmt.Sprintf("clickgate: you have used up your %d requests per minute (limits requests_per_minute: %d); retry in %s",
 					perMinute, perMinute, seconds(wait))})
 		}
 	}

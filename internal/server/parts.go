@@ -14,6 +14,7 @@ import (
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/gateway"
 	"github.com/clickgate/clickgate/internal/identity"
+	"github.com/clickgate/clickgate/internal/limits"
 	"github.com/clickgate/clickgate/internal/mcp"
 	"github.com/clickgate/clickgate/internal/token"
 )
@@ -134,14 +135,27 @@ func NewUpstream(cfg *config.Config, opt Options, verifier *token.Verifier) (*Up
 	return &Upstream{Upstreams: up, Transport: transport}, nil
 }
 
+// NewLimits builds the limits cfg describes, one for every front (the
+// gateway and MCP share a person's slots and tokens), with metrics in reg
+// (which may be nil); mcp.max_concurrent_queries is MCP's bound while
+// limits sets max_concurrent_queries nowhere.
+func NewLimits(cfg *config.Config, reg prometheus.Registerer) *limits.Limiter {
+	return limits.NewOptions(cfg.Limits, limits.Options{Registerer: reg, MCPMaxConcurrent: cfg.MCP.MaxConcurrentQueries})
+}
+
 // NewMCP builds the MCP server (tools, resources, prompts) over up; its
-// tool calls go to the audit trail log (nil: none).
+// tool calls go to the audit trail log (nil: none). It has limits of its
+// own (clickgate mcp); serve shares one Limiter with the gateway.
 func NewMCP(cfg *config.Config, opt Options, up *Upstream, log *audit.Log) *mcp.Server {
+	return newMCP(cfg, opt, up, log, NewLimits(cfg, nil))
+}
+
+func newMCP(cfg *config.Config, opt Options, up *Upstream, log *audit.Log, lim *limits.Limiter) *mcp.Server {
 	opt = opt.withDefaults()
 	return mcp.New(mcp.Options{
 		Mode: up.Mode, Querier: &clickhouse.Querier{Target: up.Target, HTTP: &http.Client{Transport: up.Transport}, Fixed: cfg.ClickHouse.Settings, Engine: up.Engine},
 		ReadOnly: *cfg.MCP.ReadOnly, MaxResultRows: cfg.MCP.MaxResultRows, MaxResultBytes: cfg.MCP.MaxResultBytes,
-		QueryTimeout: cfg.MCP.QueryTimeout, MaxConcurrent: cfg.MCP.MaxConcurrentQueries, Version: opt.Version, Logger: opt.Logger,
+		QueryTimeout: cfg.MCP.QueryTimeout, Limits: lim, Version: opt.Version, Logger: opt.Logger,
 		Audit: Recorder(cfg, log),
 	})
 }

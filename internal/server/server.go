@@ -99,17 +99,18 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 			tickets = up.Tickets
 		}
 		s.clickhouse = up.Upstreams
+		lim := NewLimits(cfg, reg) // one for the gateway and MCP: a person's queries count together
 		if up.Engine != nil {
 			root = http.HandlerFunc(gatewayEmbedded)
 		} else {
 			root = gateway.New(gateway.Options{
 				Target: up.Target, Auth: s.auth, Mode: up.Mode, Settings: cfg.ClickHouse.Settings,
 				Transport: up.Transport, Logger: opt.Logger,
-				Audit: Recorder(cfg, s.audit),
+				Audit: Recorder(cfg, s.audit), Limits: lim,
 			})
 		}
 		if *cfg.MCP.Enabled {
-			s.mountMCP(mux, NewMCP(cfg, opt, up, s.audit))
+			s.mountMCP(mux, newMCP(cfg, opt, up, s.audit, lim))
 		}
 	}
 	if cfg.DevIdP.Enabled {
