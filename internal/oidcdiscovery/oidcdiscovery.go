@@ -22,6 +22,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // WellKnown is the path of the document below the issuer.
@@ -29,6 +30,14 @@ const WellKnown = "/.well-known/openid-configuration"
 
 // MaxBytes bounds a document read by HTTP.
 const MaxBytes = 1 << 20
+
+// Timeout bounds one read of a document by HTTP, whatever the client's
+// own timeout (http.DefaultClient has none): a provider that accepts the
+// connection and never answers fails the read instead of hanging it.
+const Timeout = 10 * time.Second
+
+// timeout is Timeout; tests shorten it.
+var timeout = Timeout
 
 // Document is the part of the provider metadata clickgate uses (OpenID
 // Connect Discovery 1.0 §3, RFC 8414 §2).
@@ -104,12 +113,15 @@ func (e *StatusError) Error() string {
 }
 
 // HTTP returns a Get over client (http.DefaultClient when nil): a 200
-// answer of at most MaxBytes of JSON. Other statuses are *StatusError.
+// answer of at most MaxBytes of JSON, within Timeout. Other statuses are
+// *StatusError.
 func HTTP(client *http.Client) Get {
 	if client == nil {
 		client = http.DefaultClient
 	}
 	return func(ctx context.Context, url string, doc *Document) error {
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return fmt.Errorf("discovery at %s: %w", url, err)

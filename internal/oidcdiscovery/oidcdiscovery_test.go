@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestURL(t *testing.T) {
@@ -98,5 +99,26 @@ func TestFetch(t *testing.T) {
 	mine := errors.New("mine")
 	if _, err := Fetch(ctx, func(context.Context, string, *Document) error { return mine }, "https://idp.example"); err != mine {
 		t.Fatalf("Get's error: %v", err)
+	}
+}
+
+// A provider that never answers fails the read after Timeout, even over
+// http.DefaultClient, which has no timeout of its own.
+func TestHTTPHangingProvider(t *testing.T) {
+	defer func(d time.Duration) { timeout = d }(timeout)
+	timeout = 200 * time.Millisecond
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	start := time.Now()
+	_, err := Fetch(context.Background(), HTTP(nil), srv.URL)
+	if took := time.Since(start); err == nil || !errors.Is(err, context.DeadlineExceeded) || took > 2*time.Second {
+		t.Fatalf("hanging provider: %v after %s, want a deadline error after about %s", err, took, timeout)
 	}
 }
