@@ -28,6 +28,7 @@ import (
 	"github.com/clickgate/clickgate/internal/gateway"
 	"github.com/clickgate/clickgate/internal/identity"
 	"github.com/clickgate/clickgate/internal/keyring"
+	"github.com/clickgate/clickgate/internal/lograte"
 	"github.com/clickgate/clickgate/internal/mcp"
 	"github.com/clickgate/clickgate/internal/token"
 )
@@ -53,6 +54,8 @@ type Server struct {
 	mcp *mcp.Server
 	// background runs while Serve does (maintenance such as purges).
 	background []func(ctx context.Context)
+	// conns counts the listeners' connections (listen.go).
+	conns *connMetrics
 }
 
 // Options are the parts a caller may supply; zero values are sensible.
@@ -86,6 +89,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: opt.Logger, audit: auth.Log, auth: auth.Authenticator}
+	s.conns = newConnMetrics(reg)
 
 	mux := http.NewServeMux()
 	var tickets chauth.Tickets
@@ -214,9 +218,12 @@ func (s *Server) newHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// An idle keep-alive connection holds a file descriptor and
+		// buffers; clients reconnect cheaply.
+		IdleTimeout:    30 * time.Second,
+		MaxHeaderBytes: MaxHeaderBytes,
+		// Accept and TLS handshake errors come once per connection.
+		ErrorLog: slog.NewLogLogger(lograte.NewHandler(s.log.Handler(), lograte.DefaultEvery), slog.LevelWarn),
 	}
 }
 
@@ -226,7 +233,10 @@ func (s *Server) newHTTPServer(h http.Handler) *http.Server {
 func (s *Server) ServeMetrics(ctx context.Context, l net.Listener) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", s.metrics)
-	return serveUntil(ctx, s.newHTTPServer(mux), l)
+	hs := s.newHTTPServer(mux)
+	lim := s.conns.limit(l, "metrics", metricsConnections, "the metrics listener's limit", nil)
+	hs.ConnState = lim.connState
+	return serveUntil(ctx, hs, lim)
 }
 
 // ReopenAudit reopens the audit file (after logrotate moved it away).
@@ -237,12 +247,19 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	defer s.audit.Close()
 	hs := s.newHTTPServer(s.handler)
 	tlsCfg := s.cfg.Server.TLS
+	var tc *tls.Config
 	if tlsCfg.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(tlsCfg.CertFile, tlsCfg.KeyFile)
 		if err != nil {
 			return fmt.Errorf("server.tls: %w", err)
 		}
-		l = tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	lim := s.limitMain(l, tc) // beneath TLS: a refused connection costs no handshake unless answered
+	hs.ConnState = lim.connState
+	l = lim
+	if tc != nil {
+		l = tls.NewListener(l, tc)
 	}
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	defer stopBackground()
