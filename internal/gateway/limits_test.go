@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/chtest"
 )
 
@@ -190,9 +192,11 @@ limits:
 // TestLimitsRate: the N+1th request in a minute gets 429, Code 201 and
 // Retry-After until the next token; other people are not counted.
 func TestLimitsRate(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "audit.jsonl")
 	s := newStack(t, chtest.Start(t, chtest.Options{}), mappedYAML+`
 limits:
   people: {"carol@example.com": {requests_per_minute: 3}}
+audit: {file: `+file+`}
 `)
 	carol := s.token(t, "carol@example.com", "ch-analysts")
 	for i := range 3 {
@@ -202,6 +206,15 @@ limits:
 	}
 	a := s.post(carol, "SELECT 1")
 	wantRefusal(t, "4th request", a, 429, 201, 20, "QUOTA_EXCEEDED", "requests_per_minute: 3")
+	// The refusal is the request's audit event.
+	recs, err := audit.ReadFile(file, audit.Filter{Types: []string{audit.Query, audit.QueryRefused}})
+	if err != nil || len(recs) != 4 {
+		t.Fatalf("%d events: %v", len(recs), err)
+	}
+	if r := recs[3]; r.Type != audit.QueryRefused || r.Outcome != "refused" || r.HTTPStatus != 429 || r.ExceptionCode != 201 ||
+		r.User != "carol@example.com" || !strings.Contains(r.FailureReason, "requests_per_minute: 3") {
+		t.Errorf("event of the refusal: %+v", r)
+	}
 	if a := s.post(s.token(t, "dave@example.com", "ch-analysts"), "SELECT 1"); a.status != 200 {
 		t.Errorf("dave: %d %q", a.status, a.body)
 	}

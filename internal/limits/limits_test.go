@@ -89,6 +89,31 @@ people:
 	}
 }
 
+// TestResolveAnywhere: without networks in the default, a role without
+// networks allows anywhere, whatever the person's other roles say.
+func TestResolveAnywhere(t *testing.T) {
+	l := New(parse(t, `
+roles:
+  office: {networks: [192.168.0.0/16]}
+  admin:  {max_concurrent_queries: 3}
+people:
+  pat: {networks: [10.0.0.0/8]}`), nil)
+	for _, tt := range []struct {
+		user  string
+		roles []string
+		want  []netip.Prefix
+	}{
+		{"alice", []string{"office"}, nets("192.168.0.0/16")},
+		{"alice", []string{"office", "admin"}, nil},
+		{"alice", []string{"office", "nobody"}, nets("192.168.0.0/16")},
+		{"pat", []string{"office", "admin"}, nets("10.0.0.0/8")},
+	} {
+		if got := l.Resolve(tt.user, tt.roles).Networks; fmt.Sprint(got) != fmt.Sprint(tt.want) {
+			t.Errorf("%s %v: networks %v, want %v", tt.user, tt.roles, got, tt.want)
+		}
+	}
+}
+
 // TestMCPDefault: mcp.max_concurrent_queries bounds MCP alone while
 // limits sets max_concurrent_queries nowhere.
 func TestMCPDefault(t *testing.T) {

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/chtest"
 )
 
@@ -149,9 +151,11 @@ func TestLimitsMCPDefault(t *testing.T) {
 // TestLimitsMCPRate: a tool call takes one requests_per_minute token,
 // however many queries it sends; beyond, a tool error with the wait.
 func TestLimitsMCPRate(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "audit.jsonl")
 	s := newStack(t, `  max_result_rows: 100
 limits:
   people: {"alice@example.com": {requests_per_minute: 2}}
+audit: {file: `+file+`}
 `)
 	cs := s.connect(t, s.token(t, s.resource, "alice@example.com", "ch-analysts"))
 	for i := range 2 { // describe_table sends two queries (and the schema probe)
@@ -164,5 +168,12 @@ limits:
 		t.Errorf("3rd call: %v %q", res.IsError, msg)
 	} else {
 		t.Logf("tool error: %s", msg)
+	}
+	recs, err := audit.ReadFile(file, audit.Filter{Types: []string{audit.ToolCall}})
+	if err != nil || len(recs) != 3 {
+		t.Fatalf("%d events: %v", len(recs), err)
+	}
+	if r := recs[2]; r.Outcome != "refused" || r.User != "alice@example.com" || !strings.Contains(r.FailureReason, "requests_per_minute: 2") {
+		t.Errorf("event of the refused call: %+v", r)
 	}
 }
