@@ -18,6 +18,17 @@
 //
 // Failures are *Error values that carry the HTTP status and ClickHouse
 // error code to show a client.
+//
+// Use:
+//
+//	ch := cfg.ClickHouse
+//	p, err := chpool.New(ch.URLs, chpool.Options{Health: ch.Health, Retries: *ch.Retries,
+//		ConnectTimeout: ch.ConnectTimeout, ResponseTimeout: ch.ResponseTimeout,
+//		Logger: log, Registerer: prometheus.DefaultRegisterer})
+//	p.Check(ctx)  // optional: know the nodes' state before serving
+//	go p.Run(ctx) // checks until ctx ends
+//	client := &http.Client{Transport: p.Transport()}
+//	// requests built against ch.URLs[0] go to the picked node
 package chpool
 
 import (

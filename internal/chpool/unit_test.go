@@ -351,3 +351,62 @@ func TestLaggingFakes(t *testing.T) {
 		t.Errorf("want one lagging and one caught-up record")
 	}
 }
+
+func TestSessionTTLAndBound(t *testing.T) {
+	a, b := newCounter(t), newCounter(t)
+	p, err := New([]string{a.URL, b.URL}, Options{SessionTTL: 100 * time.Millisecond, MaxSessions: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: p.Transport()}
+	send := func(sid string, extra string) int {
+		t.Helper()
+		before := p.Nodes()
+		resp, err := c.Post(a.URL+"/?session_id="+sid+extra, "text/plain", strings.NewReader("SELECT 1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		for i, n := range p.Nodes() {
+			if n.Requests != before[i].Requests {
+				return i
+			}
+		}
+		t.Fatal("no node counted the request")
+		return -1
+	}
+	first := send("x", "")
+	// Used within the TTL: refreshed, stays.
+	for range 4 {
+		time.Sleep(60 * time.Millisecond)
+		if got := send("x", ""); got != first {
+			t.Fatalf("session x moved from node %d to %d within its TTL", first, got)
+		}
+	}
+	// Bounded: a third session evicts the one closest to expiry.
+	send("y", "")
+	send("z", "")
+	p.mu.Lock()
+	n, _, hasY := len(p.sessions), p.sessions["x"], p.sessions["y"] != nil
+	p.mu.Unlock()
+	if n != 2 || !hasY {
+		t.Fatalf("%d sessions remembered (y kept: %v)", n, hasY)
+	}
+	// A request's own session_timeout lengthens the TTL.
+	send("long", "&session_timeout=3600")
+	time.Sleep(150 * time.Millisecond)
+	p.mu.Lock()
+	s := p.sessions["long"]
+	p.mu.Unlock()
+	if s == nil || time.Until(s.expires) < time.Hour-time.Minute {
+		t.Fatalf("session_timeout=3600 not honoured: %+v", s)
+	}
+	// Expired: forgotten at the next check.
+	p.Check(t.Context())
+	p.mu.Lock()
+	_, hasZ := p.sessions["z"]
+	p.mu.Unlock()
+	if hasZ {
+		t.Fatal("expired session z still remembered after a check")
+	}
+}
