@@ -80,7 +80,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *follow {
 		out.start()
-		return src.follow(ctx, q, out.print)
+		err := src.follow(ctx, q, out.print)
+		if ctx.Err() != nil {
+			return nil // interrupted: how --follow ends, whatever the read under way said
+		}
+		return err
 	}
 	recs, err := src.read(ctx, q)
 	if err != nil {

@@ -34,7 +34,7 @@ func runMCP(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer auth.Log.Close()
-	up, err := server.NewUpstream(cfg, opt, auth.Verifier)
+	up, err := server.NewUpstream(cfg, opt, auth.Verifier, nil)
 	if err != nil {
 		return err
 	}
@@ -45,6 +45,9 @@ func runMCP(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if _, err := source(ctx); err != nil {
 		return err // say so now, not at the first tool call
+	}
+	if up.Pool != nil {
+		go up.Pool.Run(ctx)
 	}
 	ctx = mcpserver.WithCallerSource(ctx, source)
 	return m.SDK().Run(ctx, &mcp.IOTransport{Reader: os.Stdin, Writer: nopCloser{stdout}})

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/authn"
+	"github.com/clickgate/clickgate/internal/chpool"
 	"github.com/clickgate/clickgate/internal/clickhouse"
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/gateway"
@@ -111,18 +113,36 @@ func tokenOptions(opt Options, reg prometheus.Registerer) token.Options {
 	return o
 }
 
-// Upstream is the way to ClickHouse and the pooled connections to it.
+// Upstream is the way to ClickHouse: its mode, and the pool of nodes
+// whose transport every request to ClickHouse goes through.
 type Upstream struct {
 	*clickhouse.Upstreams
-	Transport *http.Transport
+	Transport http.RoundTripper
+	// Pool spreads requests over the nodes; nil with the embedded engine.
+	// Run its health checks (Pool.Run) while serving.
+	Pool *chpool.Pool
 }
 
-// NewUpstream builds the configured upstream mode; exchange mode finds
-// token endpoints through the verifier's processors.
-func NewUpstream(cfg *config.Config, opt Options, verifier *token.Verifier) (*Upstream, error) {
+// NewUpstream builds the configured upstream mode over the pool of
+// clickhouse.urls, with the pool's metrics in reg (which may be nil);
+// exchange mode finds token endpoints through the verifier's processors.
+func NewUpstream(cfg *config.Config, opt Options, verifier *token.Verifier, reg prometheus.Registerer) (*Upstream, error) {
 	opt = opt.withDefaults()
-	transport := gateway.NewTransport()
-	up, err := clickhouse.New(cfg.ClickHouse, clickhouse.Deps{
+	ch := cfg.ClickHouse
+	var transport http.RoundTripper
+	var pool *chpool.Pool
+	if _, embedded := config.ChDBPath(ch.URL); !embedded {
+		var err error
+		pool, err = chpool.New(ch.URLs, chpool.Options{
+			Health: ch.Health, Retries: *ch.Retries, ConnectTimeout: ch.ConnectTimeout, ResponseTimeout: ch.ResponseTimeout,
+			Transport: gateway.NewTransport(), Logger: opt.Logger, Registerer: reg,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("clickhouse.urls: %w", err)
+		}
+		transport = pool.Transport()
+	}
+	up, err := clickhouse.New(ch, clickhouse.Deps{
 		HTTP: &http.Client{Transport: transport}, Logger: opt.Logger, Now: opt.Now,
 		TokenEndpoint: func(ctx context.Context, processor string) (clickhouse.TokenEndpoint, error) {
 			e, err := verifier.TokenEndpoint(ctx, processor)
@@ -132,7 +152,7 @@ func NewUpstream(cfg *config.Config, opt Options, verifier *token.Verifier) (*Up
 	if err != nil {
 		return nil, err
 	}
-	return &Upstream{Upstreams: up, Transport: transport}, nil
+	return &Upstream{Upstreams: up, Transport: transport, Pool: pool}, nil
 }
 
 // NewLimits builds the limits cfg describes, one for every front (the

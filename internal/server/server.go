@@ -22,6 +22,7 @@ import (
 	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/authn"
 	"github.com/clickgate/clickgate/internal/chauth"
+	"github.com/clickgate/clickgate/internal/chpool"
 	"github.com/clickgate/clickgate/internal/clickhouse"
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/devidp"
@@ -54,6 +55,9 @@ type Server struct {
 	mcp *mcp.Server
 	// background runs while Serve does (maintenance such as purges).
 	background []func(ctx context.Context)
+	// pool holds the ClickHouse nodes; nil without a clickhouse section
+	// or with the embedded engine.
+	pool *chpool.Pool
 	// conns counts the listeners' connections (listen.go).
 	conns *connMetrics
 }
@@ -95,9 +99,13 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	var tickets chauth.Tickets
 	var root http.Handler = http.HandlerFunc(s.gatewayOff)
 	if cfg.ClickHouse != nil {
-		up, err := NewUpstream(cfg, opt, auth.Verifier)
+		up, err := NewUpstream(cfg, opt, auth.Verifier, reg)
 		if err != nil {
 			return nil, err
+		}
+		if up.Pool != nil {
+			s.pool = up.Pool
+			s.background = append(s.background, up.Pool.Run)
 		}
 		if up.Tickets != nil {
 			tickets = up.Tickets
