@@ -1,9 +1,5 @@
-// Package faults runs clickgate against parts that misbehave: here an
-// identity provider that accepts connections and never answers, next to a
-// real ClickHouse (Debian's 18.16). /readyz must answer within its
-// deadline and its log must name the part that failed — the processor
-// whose IdP hangs, not ClickHouse — and requests that need the IdP must
-// fail fast as 503, not hang for the HTTP client's timeout.
+// Package faults runs clickgate against parts that misbehave — identity
+// providers, ClickHouse — and checks that it stays steady.
 package faults
 
 import (
@@ -28,6 +24,12 @@ import (
 	"github.com/clickgate/clickgate/internal/testkit"
 	"github.com/clickgate/clickgate/internal/token"
 )
+
+// An identity provider that accepts connections and never answers, next
+// to a real ClickHouse (Debian's 18.16): /readyz must answer within its
+// deadline and its log must name the part that failed — the processor
+// whose IdP hangs, not ClickHouse — and requests that need the IdP must
+// fail fast as 503, not hang for the HTTP client's timeout.
 
 // hangingIdP accepts connections and never says a word until the client
 // hangs up.
@@ -69,8 +71,8 @@ func newHangingIdP(t *testing.T) *hangingIdP {
 	return h
 }
 
-// jwksIdP serves key's JWKS.
-func jwksIdP(t *testing.T, key *testkit.Key) string {
+// servingJWKS serves key's JWKS.
+func servingJWKS(t *testing.T, key *testkit.Key) string {
 	t.Helper()
 	body, err := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{key.Public}})
 	if err != nil {
@@ -84,9 +86,9 @@ func jwksIdP(t *testing.T, key *testkit.Key) string {
 	return srv.URL + "/keys"
 }
 
-// clickgate serves a configuration with jwt processor corp (keys from
+// clickgateWithJWKS serves a configuration with jwt processor corp (keys from
 // jwksURI) in front of ClickHouse at chURL, logging into logs.
-func clickgate(t *testing.T, jwksURI, chURL string, logs *testkit.SyncBuffer) *httptest.Server {
+func clickgateWithJWKS(t *testing.T, jwksURI, chURL string, logs *testkit.SyncBuffer) *httptest.Server {
 	t.Helper()
 	yaml := fmt.Sprintf(`
 token_processors:
@@ -108,7 +110,7 @@ type readyzAnswer struct {
 	took   time.Duration
 }
 
-func readyz(t *testing.T, cg *httptest.Server) readyzAnswer {
+func probeReadyz(t *testing.T, cg *httptest.Server) readyzAnswer {
 	t.Helper()
 	start := time.Now()
 	resp, err := http.Get(cg.URL + "/readyz")
@@ -125,8 +127,8 @@ func readyz(t *testing.T, cg *httptest.Server) readyzAnswer {
 	return readyzAnswer{resp.StatusCode, body.Checks, time.Since(start)}
 }
 
-// notReady returns the checks the log reported as not ready.
-func notReady(logs string) []string {
+// loggedNotReady returns the checks the log reported as not ready.
+func loggedNotReady(logs string) []string {
 	var out []string
 	for _, line := range strings.Split(logs, "\n") {
 		if !strings.Contains(line, "readyz: not ready") {
@@ -148,12 +150,12 @@ func TestReadyzHangingIdPHealthyClickHouse(t *testing.T) {
 	ch := chtest.Start(t, chtest.Options{})
 	idp := newHangingIdP(t)
 	var logs testkit.SyncBuffer
-	cg := clickgate(t, idp.URL, ch.HTTPURL, &logs)
+	cg := clickgateWithJWKS(t, idp.URL, ch.HTTPURL, &logs)
 	// The deadline of a check, with slack for a loaded machine; before,
 	// the IdP took the whole 5 s and ClickHouse was blamed.
 	limit := token.IdPFetchTimeout + 2*time.Second
 
-	a := readyz(t, cg)
+	a := probeReadyz(t, cg)
 	t.Logf("readyz with a hanging IdP: HTTP %d in %s, checks %v", a.status, a.took.Round(time.Millisecond), a.checks)
 	if a.status != http.StatusServiceUnavailable || a.took > limit {
 		t.Fatalf("readyz: HTTP %d after %s, want 503 within %s", a.status, a.took, limit)
@@ -161,7 +163,7 @@ func TestReadyzHangingIdPHealthyClickHouse(t *testing.T) {
 	if a.checks["clickhouse"] != "ok" || !strings.HasPrefix(a.checks["processor corp"], "unavailable") {
 		t.Fatalf("readyz checks %v: want clickhouse ok and processor corp unavailable", a.checks)
 	}
-	if got := notReady(logs.String()); len(got) != 1 || got[0] != "processor corp" {
+	if got := loggedNotReady(logs.String()); len(got) != 1 || got[0] != "processor corp" {
 		t.Fatalf("the log blames %q, want the processor corp only:\n%s", got, logs.String())
 	}
 	if !strings.Contains(logs.String(), "jwks endpoint did not answer in time") {
@@ -170,7 +172,7 @@ func TestReadyzHangingIdPHealthyClickHouse(t *testing.T) {
 
 	// A balancer probing again, and a request with a token, are answered
 	// at once: no new fetch is due, and a hang is no verdict (503).
-	a = readyz(t, cg)
+	a = probeReadyz(t, cg)
 	if a.status != http.StatusServiceUnavailable || a.took > time.Second {
 		t.Fatalf("second readyz: HTTP %d after %s, want 503 at once", a.status, a.took)
 	}
@@ -196,19 +198,19 @@ func TestReadyzStoppedClickHouseHealthyIdP(t *testing.T) {
 	ch := chtest.Start(t, chtest.Options{})
 	key := testkit.NewKey(t, jose.ES256, "k1")
 	var logs testkit.SyncBuffer
-	cg := clickgate(t, jwksIdP(t, key), ch.HTTPURL, &logs)
-	if a := readyz(t, cg); a.status != http.StatusOK {
+	cg := clickgateWithJWKS(t, servingJWKS(t, key), ch.HTTPURL, &logs)
+	if a := probeReadyz(t, cg); a.status != http.StatusOK {
 		t.Fatalf("readyz with both up: HTTP %d %v", a.status, a.checks)
 	}
 	ch.Stop()
-	a := readyz(t, cg)
+	a := probeReadyz(t, cg)
 	if a.status != http.StatusServiceUnavailable || a.took > token.IdPFetchTimeout+2*time.Second {
 		t.Fatalf("readyz, ClickHouse stopped: HTTP %d after %s", a.status, a.took)
 	}
 	if a.checks["processor corp"] != "ok" || !strings.HasPrefix(a.checks["clickhouse"], "unavailable") {
 		t.Fatalf("readyz checks %v: want processor corp ok and clickhouse unavailable", a.checks)
 	}
-	if got := notReady(logs.String()); len(got) != 1 || got[0] != "clickhouse" {
+	if got := loggedNotReady(logs.String()); len(got) != 1 || got[0] != "clickhouse" {
 		t.Fatalf("the log blames %q, want clickhouse only:\n%s", got, logs.String())
 	}
 }
