@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/clickgate/clickgate/internal/clickhouse"
 	"github.com/clickgate/clickgate/internal/config"
+	"github.com/clickgate/clickgate/internal/gateway"
 	"github.com/clickgate/clickgate/internal/keyring"
 	"github.com/clickgate/clickgate/internal/oauth"
 	"github.com/clickgate/clickgate/internal/oauth/cimd"
@@ -48,7 +51,7 @@ func (s *Server) openBrokerStore(opt Options) (store.Store, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := chstore.New(ctx, s.clickhouse.Service, cfg.Broker.StoreTable, opt.Now)
+	st, err := chstore.New(ctx, storeClient(s.clickhouse.Service, cfg.ClickHouse), cfg.Broker.StoreTable, opt.Now)
 	if err != nil {
 		return nil, fmt.Errorf("broker.store clickhouse: %w", err)
 	}
@@ -65,6 +68,22 @@ func (s *Server) openBrokerStore(opt Options) (store.Store, error) {
 		}
 	})
 	return st, nil
+}
+
+// storeClient is how the broker's ClickHouse store reaches ClickHouse:
+// with several nodes, always the first one, not through the pool. Replay
+// detection needs one place that sees every use of a code or refresh
+// token; replicas that copy rows later would each accept one use.
+func storeClient(service *clickhouse.Client, ch *config.ClickHouse) *clickhouse.Client {
+	if service == nil || len(ch.URLs) < 2 {
+		return service
+	}
+	first, err := url.Parse(ch.URLs[0] + "/")
+	if err != nil { // validated by config
+		return service
+	}
+	return &clickhouse.Client{URL: first, User: service.User, Password: service.Password,
+		HTTP: &http.Client{Transport: gateway.NewTransport(), Timeout: 30 * time.Second}}
 }
 
 // mountBroker serves the OAuth broker's endpoints on mux.
