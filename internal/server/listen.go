@@ -36,9 +36,10 @@ const (
 	// one may take its place at the cap: keep-alive clients between two
 	// quick requests are not cut.
 	evictAfter = time.Second
-	// maxRefusing bounds the refusals being written at once; beyond it a
-	// connection is closed without an answer.
-	maxRefusing = 256
+	// maxRefusing bounds the refusals in the background at once; beyond
+	// it a connection gets the 503 at once, without waiting for its
+	// request (TLS ones: no answer), and is closed.
+	maxRefusing = 1024
 	// refuseWait is how long a refused connection's request is waited for
 	// before the 503 (and the TLS handshake before it); refuseTimeout
 	// bounds the whole refusal; refuseLinger is how long the request is
@@ -175,7 +176,13 @@ func (l *limitListener) evict() bool {
 // refuse answers c with the 503 and closes it, in the background.
 func (l *limitListener) refuse(c net.Conn) {
 	if l.refusing.Add(1) > maxRefusing {
+		// A flood: answer at once, without waiting for the request (the
+		// answer fits the socket's send buffer), and close.
 		l.refusing.Add(-1)
+		if l.tls == nil {
+			_ = c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+			_, _ = c.Write(l.refusal)
+		}
 		c.Close()
 		return
 	}
