@@ -104,6 +104,11 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 			return nil, err
 		}
 		if up.Pool != nil {
+			// Know the nodes before the first request: a lagging replica
+			// or a dead node gets none.
+			check, cancel := context.WithTimeout(context.Background(), 2*cfg.ClickHouse.Health.Timeout)
+			up.Pool.Check(check)
+			cancel()
 			s.pool = up.Pool
 			s.background = append(s.background, up.Pool.Run)
 		}
@@ -247,6 +252,15 @@ func (s *Server) ServeMetrics(ctx context.Context, l net.Listener) error {
 	return serveUntil(ctx, hs, lim)
 }
 
+// RunBackground starts what runs beside serving (the nodes' health
+// checks, store purges) until ctx ends; Serve calls it. Call it yourself
+// when you serve Handler another way.
+func (s *Server) RunBackground(ctx context.Context) {
+	for _, run := range s.background {
+		go run(ctx)
+	}
+}
+
 // ReopenAudit reopens the audit file (after logrotate moved it away).
 func (s *Server) ReopenAudit() error { return s.audit.Reopen() }
 
@@ -271,9 +285,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	bgCtx, stopBackground := context.WithCancel(ctx)
 	defer stopBackground()
-	for _, run := range s.background {
-		go run(bgCtx)
-	}
+	s.RunBackground(bgCtx)
 	return serveUntil(ctx, hs, l)
 }
 

@@ -10,6 +10,7 @@
 package servertest
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -69,6 +70,9 @@ func Handler(tb testing.TB, yaml string, opt server.Options) http.Handler {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tb.Cleanup(cancel)
+	srv.RunBackground(ctx) // the nodes' health checks, as Serve would
 	return srv.Handler()
 }
 
