@@ -139,7 +139,7 @@ func New(o Options) *Gateway {
 		BufferPool:    &bufferPool{},
 		FlushInterval: -1, // progress headers and streamed results go out at once
 		ErrorHandler:  g.upstreamError,
-		ErrorLog:      slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		ErrorLog:      slog.NewLogLogger(lograte.NewHandler(g.log.Handler(), lograte.DefaultEvery), slog.LevelWarn), // one line per cut stream would flood the log in an outage
 	}
 	return g
 }

@@ -157,7 +157,7 @@ func (s *Server) run(ctx context.Context, c *clickhouse.Caller, q queryRun) (*Re
 	up, err := s.opt.Mode.Upstream(ctx, c)
 	if err != nil {
 		tc.sent(s.opt.Audit, q.sql, nil, "", nil, nil, err)
-		return nil, err
+		return nil, s.toolError(ctx, err) // provisioning may fail on an unreachable ClickHouse
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opt.QueryTimeout)
 	defer cancel()
