@@ -406,6 +406,17 @@ func (s *Server) pingClickHouse(ctx context.Context) error {
 	if s.clickhouse.Engine != nil {
 		return nil // inside this process, started with it
 	}
+	if s.pool != nil { // ready while a node is up, asked now
+		s.pool.Check(ctx)
+		var down []string
+		for _, n := range s.pool.Nodes() {
+			if n.Up {
+				return nil
+			}
+			down = append(down, n.Node+": "+n.Reason)
+		}
+		return fmt.Errorf("no node is up (%s)", strings.Join(down, "; "))
+	}
 	u := *s.clickhouse.Target
 	u.Path = strings.TrimRight(u.Path, "/") + "/ping"
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
