@@ -206,3 +206,94 @@ clickhouse:
 		t.Errorf("the lagging replica got %d queries", n)
 	}
 }
+
+// A node that stops answering (SIGSTOP: it keeps its connections and
+// accepts new ones, but says nothing) costs the reads in flight on it one
+// clickhouse.response_timeout each, answered as TIMEOUT_EXCEEDED; the
+// health check takes it out, the other node serves, and nothing hangs.
+func TestStoppedNode(t *testing.T) {
+	a, b := chtest.Start(t, chtest.Options{}), chtest.Start(t, chtest.Options{})
+	iss := servertest.NewIssuer(t)
+	const responseTimeout = time.Second
+	cg := servertest.Start(t, fmt.Sprintf(`
+token_processors:
+  corp: %s
+directory:
+  roles: {filter: "^ch-.*$", transform: "s/^ch-//"}
+clickhouse:
+  urls: [%s, %s]
+  mode: mapped
+  accounts: [{role: analysts, user: %s, password: %s}]
+  health: {interval: %s, timeout: 300ms}
+  response_timeout: %s
+`, iss.Processor(), a.HTTPURL, b.HTTPURL, chtest.ReaderUser, chtest.ReaderPassword, healthInterval, responseTimeout), server.Options{})
+	token := iss.Token(t, "clickhouse", "alice@example.com", "ch-analysts")
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 32}, Timeout: 30 * time.Second}
+	var (
+		mu       sync.Mutex
+		slowest  time.Duration
+		failures []string
+		ok       atomic.Int64
+		stop     = make(chan struct{})
+		wg       sync.WaitGroup
+	)
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				req, _ := http.NewRequest("GET", cg.URL+"/?query=SELECT+1", nil)
+				req.Header.Set("Authorization", "Bearer "+token)
+				resp, err := client.Do(req)
+				var body []byte
+				if err == nil {
+					body, _ = io.ReadAll(resp.Body)
+					resp.Body.Close()
+				}
+				took := time.Since(start)
+				mu.Lock()
+				slowest = max(slowest, took)
+				switch {
+				case err != nil:
+					failures = append(failures, err.Error())
+				case resp.StatusCode == 200:
+					ok.Add(1)
+				default:
+					failures = append(failures, fmt.Sprintf("%d %s", resp.StatusCode, body))
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := syscall.Kill(a.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(a.PID, syscall.SIGCONT) })
+	time.Sleep(3 * time.Second)
+	during := ok.Load()
+	syscall.Kill(a.PID, syscall.SIGCONT)
+	time.Sleep(2 * healthInterval)
+	close(stop)
+	wg.Wait()
+
+	t.Logf("%d reads answered (%d by the end of the stop); %d failed; the slowest took %s (response_timeout %s)", ok.Load(), during, len(failures), slowest.Round(time.Millisecond), responseTimeout)
+	for _, f := range failures {
+		if !strings.HasPrefix(f, "504 Code: 159.") || !strings.Contains(f, "clickhouse.response_timeout") {
+			t.Errorf("a read failed otherwise than by the response timeout: %s", f)
+		}
+	}
+	if len(failures) > 8 {
+		t.Errorf("%d reads failed; at most the 8 in flight on the stopped node may", len(failures))
+	}
+	if slowest > responseTimeout+2*time.Second {
+		t.Errorf("a read took %s: it hung past clickhouse.response_timeout", slowest)
+	}
+	if during < 100 {
+		t.Errorf("only %d reads were answered while a node was stopped", during)
+	}
+}
