@@ -43,6 +43,7 @@ bench:
 	CLICKGATE_BENCH_GATEWAY=1 $(GO) test -run '^$$' -bench '^BenchmarkGateway$$' -benchtime 1x -count 1 -timeout 20m ./bench/gateway/
 	CLICKGATE_BENCH_MCP=1 $(GO) test -run '^$$' -bench '^BenchmarkMCP$$' -benchtime 1x -count 1 -timeout 10m ./bench/mcp/
 	CLICKGATE_BENCH_AUDIT_COST=1 $(GO) test -run '^$$' -bench '^BenchmarkAuditTrail$$' -benchtime 1x -count 1 -timeout 10m ./bench/audit/
+	CLICKGATE_BENCH_CLUSTER=1 $(GO) test -run '^$$' -bench '^BenchmarkCluster$$' -benchtime 1x -count 1 -timeout 20m ./bench/cluster/
 
 ## bench-base: SELECT 1 through clickgate built here against clickgate built
 ## from BASE (a commit), side by side on one ClickHouse, requests interleaved
