@@ -25,6 +25,7 @@ test: deps vet unit
 
 deps:
 	./scripts/install-test-deps.sh
+	./scripts/install-deploy-tools.sh
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -67,6 +68,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRedirectURIMatches$$' -fuzztime $(FUZZTIME) ./internal/oauth/
 	$(GO) test -run '^$$' -fuzz '^FuzzTextPolicy$$' -fuzztime $(FUZZTIME) ./internal/clickhouse/
 	$(GO) test -run '^$$' -fuzz '^FuzzGatewayInvariant$$' -fuzztime $(FUZZTIME) ./internal/gateway/
+
+## image: the container image (deploy/Containerfile) with podman, or docker;
+## IMAGE=name:tag names it (default clickgate:VERSION)
+.PHONY: image
+image:
+	VERSION=$(VERSION) GO=$(GO) ./deploy/image.sh
 
 clean:
 	rm -rf bin .clickgate-demo
