@@ -56,6 +56,10 @@ func explain(w io.Writer, path string, cfg *config.Config, dir *identity.Directo
 	} else {
 		p("Metrics: /metrics on the main listener, without credentials (server.metrics_listen moves it to a listener of its own).")
 	}
+	grace, timeout := cfg.Server.Shutdown()
+	p("Reload: SIGHUP (and clickgate serve --watch, when this file changes) re-reads this file, checks it and applies all of it at once to new requests (processors, directory, accounts, nodes, limits, settings, MCP, broker, audit, certificate files); an invalid file keeps the running configuration. %s need a restart: a reload keeps their running values and logs a warning.",
+		restartKeysText())
+	p("Stop: on SIGTERM or SIGINT /readyz answers 503 at once, new connections are still accepted for %s (server.shutdown_grace), then requests in flight get up to %s (server.shutdown_timeout) and the audit trail is flushed.", grace, timeout)
 	p("")
 	p("Token processors, tried in this order (directory.processors):")
 	clickhouseAudiences := authn.ClickHouseAudiences(cfg)
@@ -441,4 +445,16 @@ func days(d time.Duration) string {
 		return fmt.Sprintf("%d days", d/day)
 	}
 	return d.String()
+}
+
+// restartKeysText names config.RestartKeys for people.
+func restartKeysText() string {
+	var names []string
+	for _, k := range config.RestartKeys {
+		if k == "server.tls" {
+			k = "server.tls turned on or off"
+		}
+		names = append(names, k)
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }

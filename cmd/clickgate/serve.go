@@ -6,21 +6,30 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
+	"time"
 
 	"github.com/clickgate/clickgate/internal/config"
 	"github.com/clickgate/clickgate/internal/server"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, logger, err := loadConfig("serve", args, stderr, "info", "log level: debug, info, warn, error")
+	fs := newFlags("serve", "serve --config clickgate.yaml [--watch]", stderr)
+	path := fs.String("config", "clickgate.yaml", "configuration file (YAML); SIGHUP reloads it")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	watch := fs.Bool("watch", false, "also reload the configuration when the file changes (checked every second; in-place writes and write-then-rename alike)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, *level)
 	if err != nil {
 		return err
 	}
-	return serve(ctx, cfg, logger, nil)
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return fmt.Errorf("%w\n(run 'clickgate check-config --config %s' for an explanation)", err, *path)
+	}
+	return serveFile(ctx, cfg, logger, serveOptions{path: *path, watch: *watch})
 }
 
 // loadConfig parses a server command's flags (--config, --log-level) and
@@ -43,63 +52,110 @@ func loadConfig(name string, args []string, stderr io.Writer, defaultLevel, leve
 	return cfg, logger, nil
 }
 
-// serve runs the server on cfg until ctx ends; ready, if set, receives the
-// listener's address once it accepts connections.
+// serve runs the server on cfg until ctx ends; ready, if set, receives
+// the listener's address once it accepts connections. It is the demo's:
+// nothing balances it, so a stop has no grace, and nothing reloads it.
 func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready chan<- string) error {
+	cfg.Server.ShutdownGrace = new(time.Duration)
+	return serveFile(ctx, cfg, logger, serveOptions{ready: ready})
+}
+
+// serveOptions say what else serveFile does.
+type serveOptions struct {
+	// path is the configuration file that SIGHUP reloads; "": SIGHUP only
+	// reopens the audit file.
+	path string
+	// watch reloads path when it changes, too.
+	watch bool
+	// ready, if set, receives the listener's address once it accepts
+	// connections.
+	ready chan<- string
+	// watchEvery is how often --watch looks at the file; default 1 s.
+	watchEvery time.Duration
+}
+
+// serveFile runs the server on cfg until ctx ends, reloading the
+// configuration from o.path on SIGHUP (and on change with o.watch); then
+// it shuts down gracefully (server.shutdown_grace, shutdown_timeout).
+func serveFile(ctx context.Context, cfg *config.Config, logger *slog.Logger, o serveOptions) error {
 	for _, w := range cfg.Warnings {
 		logger.Warn("configuration", "warning", w)
 	}
-	srv, err := server.New(cfg, server.Options{Logger: logger, Version: buildVersion()})
+	proc := server.NewProcess()
+	opts := server.Options{Logger: logger, Version: buildVersion(), Process: proc}
+	rl := newReloader(o.path, cfg, logger, opts, proc)
+	srv, err := server.New(cfg, opts)
 	if err != nil {
 		return err
 	}
+	live := server.NewLive(srv)
+	rl.live = live
 	l, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
+		srv.Close(context.Background())
 		return fmt.Errorf("server.listen: %w", err)
 	}
 	var ml net.Listener
 	if cfg.Server.MetricsListen != "" {
 		if ml, err = net.Listen("tcp", cfg.Server.MetricsListen); err != nil {
 			l.Close()
+			srv.Close(context.Background())
 			return fmt.Errorf("server.metrics_listen: %w", err)
 		}
 	}
-	gateway := "off (no clickhouse section)"
-	switch {
-	case cfg.ClickHouse != nil && strings.HasPrefix(cfg.ClickHouse.URL, config.ChDBScheme):
-		gateway = "off (embedded engine " + cfg.ClickHouse.URL + " serves the MCP tools only)"
-	case cfg.ClickHouse != nil:
-		gateway = cfg.ClickHouse.URL + " in " + cfg.ClickHouse.Mode + " mode"
-	}
 	logger.Info("clickgate listening", "address", l.Addr().String(), "public_url", cfg.Server.PublicURL,
-		"processors", cfg.Directory.Processors, "gateway", gateway, "version", buildVersion())
+		"processors", cfg.Directory.Processors, "gateway", gatewayDescription(cfg), "version", buildVersion())
 	if ml != nil {
 		logger.Info("metrics listening", "address", ml.Addr().String(), "path", "/metrics")
 	}
 	for _, w := range metricsWarnings(cfg) {
 		logger.Warn("metrics", "warning", w)
 	}
-	stopHangups := reopenOnHangup(ctx, srv, logger)
+	stopHangups := rl.onHangup(ctx)
 	defer stopHangups()
-	if ready != nil {
-		ready <- l.Addr().String()
+	if o.watch && o.path != "" {
+		every := o.watchEvery
+		if every <= 0 {
+			every = time.Second
+		}
+		go watchFile(ctx, o.path, every, func() { rl.reload("file changed") }, logger)
+		logger.Info("watching the configuration file; a change reloads it", "file", o.path)
+	}
+	if o.ready != nil {
+		o.ready <- l.Addr().String()
 	}
 	if ml == nil {
-		return srv.Serve(ctx, l)
+		err = live.Serve(ctx, l)
+	} else {
+		err = serveBoth(ctx, live, l, ml)
 	}
-	return serveBoth(ctx, srv, l, ml)
+	if err == nil {
+		logger.Info("clickgate stopped")
+	}
+	return err
+}
+
+// gatewayDescription says where the gateway goes, for the log.
+func gatewayDescription(cfg *config.Config) string {
+	switch {
+	case cfg.ClickHouse != nil && strings.HasPrefix(cfg.ClickHouse.URL, config.ChDBScheme):
+		return "off (embedded engine " + cfg.ClickHouse.URL + " serves the MCP tools only)"
+	case cfg.ClickHouse != nil:
+		return cfg.ClickHouse.URL + " in " + cfg.ClickHouse.Mode + " mode"
+	}
+	return "off (no clickhouse section)"
 }
 
 // serveBoth runs the main and the metrics listener together: when ctx ends
 // both shut down gracefully, and when either stops on its own the other is
 // shut down too. It returns the first error.
-func serveBoth(ctx context.Context, srv *server.Server, l, ml net.Listener) error {
+func serveBoth(ctx context.Context, live *server.Live, l, ml net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ctx, l); cancel() }()
+	go func() { errc <- live.Serve(ctx, l); cancel() }()
 	go func() {
-		err := srv.ServeMetrics(ctx, ml)
+		err := live.ServeMetrics(ctx, ml)
 		if err != nil {
 			err = fmt.Errorf("server.metrics_listen: %w", err)
 		}
@@ -111,27 +167,4 @@ func serveBoth(ctx context.Context, srv *server.Server, l, ml net.Listener) erro
 		err = err2
 	}
 	return err
-}
-
-// reopenOnHangup reopens the audit file on SIGHUP, for logrotate (which
-// moves the file away, then signals) until ctx ends or stop is called.
-func reopenOnHangup(ctx context.Context, srv *server.Server, logger *slog.Logger) (stop func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	ctx, cancel := context.WithCancel(ctx)
-	go func() {
-		for {
-			select {
-			case <-hup:
-				if err := srv.ReopenAudit(); err != nil {
-					logger.Error("SIGHUP: reopening the audit file", "error", err)
-				} else {
-					logger.Info("SIGHUP: audit file reopened")
-				}
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return func() { signal.Stop(hup); cancel() }
 }

@@ -45,6 +45,28 @@ type Server struct {
 	// that serves /metrics alone; the main listener then answers /metrics
 	// with a local 404. Empty: /metrics is on the main listener.
 	MetricsListen string `yaml:"metrics_listen"`
+	// ShutdownGrace is how long, after SIGTERM or SIGINT, new connections
+	// are still accepted while /readyz answers 503, so that load balancers
+	// stop sending before the listener closes; default
+	// DefaultShutdownGrace. Load leaves it set.
+	ShutdownGrace *time.Duration `yaml:"shutdown_grace"`
+	// ShutdownTimeout is how long requests in flight may run on after the
+	// listener closed; those still running then are cut. Default
+	// DefaultShutdownTimeout. Load leaves it set.
+	ShutdownTimeout *time.Duration `yaml:"shutdown_timeout"`
+}
+
+// Shutdown returns server.shutdown_grace and server.shutdown_timeout,
+// with their defaults when unset (a Config not from Load).
+func (s Server) Shutdown() (grace, timeout time.Duration) {
+	grace, timeout = DefaultShutdownGrace, DefaultShutdownTimeout
+	if s.ShutdownGrace != nil {
+		grace = *s.ShutdownGrace
+	}
+	if s.ShutdownTimeout != nil {
+		timeout = *s.ShutdownTimeout
+	}
+	return grace, timeout
 }
 
 // TLS names the listener's certificate; both empty means plain HTTP.

@@ -19,6 +19,10 @@ import (
 // Defaults that apply when a key is absent.
 const (
 	DefaultListen = "127.0.0.1:8443"
+	// DefaultShutdownGrace and DefaultShutdownTimeout are
+	// server.shutdown_grace and server.shutdown_timeout.
+	DefaultShutdownGrace   = 5 * time.Second
+	DefaultShutdownTimeout = 30 * time.Second
 )
 
 func (c *Config) applyDefaults() {
@@ -26,13 +30,15 @@ func (c *Config) applyDefaults() {
 		c.Server.Listen = DefaultListen
 	}
 	if c.Server.PublicURL == "" {
-		scheme := "http"
-		if c.Server.TLS.CertFile != "" {
-			scheme = "https"
-		}
-		c.Server.PublicURL = scheme + "://" + c.Server.Listen
+		c.Server.PublicURL = defaultPublicURL(c.Server)
 	}
 	c.Server.PublicURL = strings.TrimRight(c.Server.PublicURL, "/")
+	if c.Server.ShutdownGrace == nil {
+		c.Server.ShutdownGrace = ptr(DefaultShutdownGrace)
+	}
+	if c.Server.ShutdownTimeout == nil {
+		c.Server.ShutdownTimeout = ptr(DefaultShutdownTimeout)
+	}
 
 	for _, p := range c.TokenProcessors {
 		if p == nil {
@@ -154,6 +160,9 @@ func (c *Config) validateAudit(v *problems.List) {
 // identifier is a database or table name that needs no quoting.
 var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// maxShutdownWait bounds server.shutdown_grace and server.shutdown_timeout.
+const maxShutdownWait = time.Hour
+
 func ptr[T any](v T) *T { return &v }
 
 func (c *Config) validate() []string {
@@ -200,6 +209,11 @@ func (c *Config) validate() []string {
 		ch.validate(&v)
 	}
 	c.Limits.validate(&v)
+	if grace, timeout := c.Server.Shutdown(); grace < 0 || timeout < 0 {
+		v.Add("server", "shutdown_grace and shutdown_timeout must not be negative (0s: no grace, or no wait for requests in flight)")
+	} else if grace > maxShutdownWait || timeout > maxShutdownWait {
+		v.Add("server", "shutdown_grace and shutdown_timeout must be at most %s each (a stop that waits longer looks hung to systemd and Kubernetes)", maxShutdownWait)
+	}
 	if c.Server.MaxConnections < 0 {
 		v.Add("server.max_connections", "must not be negative (0: a default below the file limit)")
 	}

@@ -3,7 +3,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,6 +60,19 @@ type Server struct {
 	pool *chpool.Pool
 	// conns counts the listeners' connections (listen.go).
 	conns *connMetrics
+
+	// requests counts the requests in flight that a Live lets in, so that
+	// Close waits for them (a reload retires a server while its requests
+	// run on).
+	requests inFlight
+	// draining makes /readyz answer 503: the process is shutting down.
+	draining atomic.Bool
+	// stopBackground ends the background tasks that startBackground
+	// started; guarded by bgMu.
+	bgMu           sync.Mutex
+	stopBackground context.CancelFunc
+	closeOnce      sync.Once
+	closeErr       error
 }
 
 // Options are the parts a caller may supply; zero values are sensible.
@@ -71,13 +84,28 @@ type Options struct {
 	// ClientMetadataRoots are trusted when the broker fetches Client ID
 	// Metadata Documents; nil means the system roots.
 	ClientMetadataRoots *x509.CertPool
+	// Process, when set, holds the metrics that outlive one configuration
+	// in a process that reloads it (the Go runtime's, the listeners'
+	// connections, the reloads): the server then registers only its own
+	// metrics, in a registry of its own, and /metrics serves both. Without
+	// it the server's registry has all of them.
+	Process *Process
 }
 
 // New builds a server from cfg: every part the configuration turns on.
 func New(cfg *config.Config, opt Options) (*Server, error) {
 	opt = opt.withDefaults()
+	// A registry per server: a reload builds a new server beside the
+	// running one, whose collectors have the same names.
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var gatherer prometheus.Gatherer = reg
+	var conns *connMetrics
+	if p := opt.Process; p != nil {
+		gatherer, conns = prometheus.Gatherers{p.reg, reg}, p.conns
+	} else {
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		conns = newConnMetrics(reg)
+	}
 	tok := tokenOptions(opt, reg)
 	var brokerKeys *keyring.Ring
 	var extra []token.Extra
@@ -92,8 +120,14 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	built := false
+	defer func() {
+		if !built { // a reload that fails leaves no trail open behind it
+			auth.Log.Close()
+		}
+	}()
 	s := &Server{cfg: cfg, log: opt.Logger, audit: auth.Log, auth: auth.Authenticator}
-	s.conns = newConnMetrics(reg)
+	s.conns = conns
 
 	mux := http.NewServeMux()
 	var tickets chauth.Tickets
@@ -150,7 +184,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", s.readyz)
-	s.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	s.metrics = promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{})
 	if cfg.Server.MetricsListen == "" {
 		mux.Handle("/metrics", s.metrics)
 	} else {
@@ -158,6 +192,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		mux.HandleFunc("/metrics", metricsElsewhere)
 	}
 	s.handler = mux
+	built = true
 	return s, nil
 }
 
@@ -249,7 +284,8 @@ func (s *Server) ServeMetrics(ctx context.Context, l net.Listener) error {
 	hs := s.newHTTPServer(mux)
 	lim := s.conns.limit(l, "metrics", metricsConnections, "the metrics listener's limit", nil)
 	hs.ConnState = lim.connState
-	return serveUntil(ctx, hs, lim)
+	_, timeout := s.cfg.Server.Shutdown()
+	return serveUntil(ctx, hs, lim, timeout)
 }
 
 // RunBackground starts what runs beside serving (the nodes' health
@@ -261,46 +297,122 @@ func (s *Server) RunBackground(ctx context.Context) {
 	}
 }
 
+// startBackground runs the background tasks until ctx ends or Close.
+func (s *Server) startBackground(ctx context.Context) {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.stopBackground != nil {
+		return
+	}
+	ctx, s.stopBackground = context.WithCancel(ctx)
+	s.RunBackground(ctx)
+}
+
 // ReopenAudit reopens the audit file (after logrotate moved it away).
 func (s *Server) ReopenAudit() error { return s.audit.Reopen() }
 
-// Serve accepts connections on l until ctx ends, then shuts down gracefully.
-func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	defer s.audit.Close()
-	hs := s.newHTTPServer(s.handler)
-	tlsCfg := s.cfg.Server.TLS
-	var tc *tls.Config
-	if tlsCfg.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(tlsCfg.CertFile, tlsCfg.KeyFile)
-		if err != nil {
-			return fmt.Errorf("server.tls: %w", err)
+// Config is the configuration s was built from.
+func (s *Server) Config() *config.Config { return s.cfg }
+
+// Close retires s: it waits for the requests in flight that a Live let
+// in (until ctx ends), then stops the background tasks, closes the idle
+// connections to ClickHouse and flushes and closes the audit trail.
+// Requests that reach s afterwards through a Live go to the server that
+// replaced it. Close is for a server that no Live serves any more (Swap
+// and Live.Serve call it); later calls return the first one's result.
+func (s *Server) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		waitErr := s.requests.close(ctx)
+		s.bgMu.Lock()
+		if s.stopBackground != nil {
+			s.stopBackground()
 		}
-		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.stopBackground = func() {} // none start after Close
+		s.bgMu.Unlock()
+		if s.pool != nil {
+			s.pool.Close()
+		}
+		s.closeErr = errors.Join(waitErr, s.audit.Close())
+	})
+	return s.closeErr
+}
+
+// InFlight is the number of requests s is serving through a Live.
+func (s *Server) InFlight() int { return s.requests.count() }
+
+// inFlight counts requests; once closing, it lets none in and signals
+// idle when the last one ends.
+type inFlight struct {
+	mu      sync.Mutex
+	n       int
+	closing bool
+	idle    chan struct{} // closed when closing and n == 0
+}
+
+// enter counts a request in, unless the server is closing.
+func (f *inFlight) enter() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closing {
+		return false
 	}
-	lim := s.limitMain(l, tc) // beneath TLS: a refused connection costs no handshake unless answered
-	hs.ConnState = lim.connState
-	l = lim
-	if tc != nil {
-		l = tls.NewListener(l, tc)
+	f.n++
+	return true
+}
+
+func (f *inFlight) leave() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n--; f.n == 0 && f.closing {
+		close(f.idle)
 	}
-	bgCtx, stopBackground := context.WithCancel(ctx)
-	defer stopBackground()
-	s.RunBackground(bgCtx)
-	return serveUntil(ctx, hs, l)
+}
+
+func (f *inFlight) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
+}
+
+// close lets no more requests in and waits until those in are done or
+// ctx ends.
+func (f *inFlight) close(ctx context.Context) error {
+	f.mu.Lock()
+	if !f.closing {
+		f.closing, f.idle = true, make(chan struct{})
+		if f.n == 0 {
+			close(f.idle)
+		}
+	}
+	idle, n := f.idle, f.n
+	f.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%d requests still in flight: %w", n, ctx.Err())
+	}
+}
+
+// Serve accepts connections on l until ctx ends, then shuts down
+// gracefully (see Live.Serve) and closes s.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	return NewLive(s).Serve(ctx, l)
 }
 
 // serveUntil runs hs on l until ctx ends, then shuts it down gracefully:
-// requests in flight get up to 10 seconds.
-func serveUntil(ctx context.Context, hs *http.Server, l net.Listener) error {
+// requests in flight get up to timeout.
+func serveUntil(ctx context.Context, hs *http.Server, l net.Listener, timeout time.Duration) error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		if err := hs.Shutdown(shutdownCtx); err != nil {
+			hs.Close()
 			return err
 		}
 		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
@@ -357,6 +469,12 @@ const readyzTimeout = token.IdPFetchTimeout + time.Second
 // which names the part: "processor <name>" (that processor's IdP) or
 // "clickhouse".
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		// Shutting down: balancers take this instance out while it still
+		// accepts connections for server.shutdown_grace.
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "draining": true})
+		return
+	}
 	var processors map[string]error
 	var clickhouseErr error
 	var wg sync.WaitGroup
