@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package ops tests what operators do to a running clickgate serve:
 // reload its configuration (SIGHUP, serve --watch) and stop it (SIGTERM)
 // while it carries queries to a real ClickHouse (18.16).
