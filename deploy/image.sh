@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make image: builds clickgate (CGO_ENABLED=0), assembles the root file system
+# make image: builds clickgate static (CGO_ENABLED=0, -tags nochdb: without the embedded engine), assembles the root file system
 # (deploy/rootfs.sh) and builds deploy/Containerfile with podman, or docker
 # when podman is missing. IMAGE names the result (default clickgate:VERSION).
 set -euo pipefail
@@ -19,7 +19,7 @@ else
 fi
 
 mkdir -p bin
-CGO_ENABLED=0 ${GO:-go} build -trimpath -ldflags "-s -w -X main.version=$version" -o bin/clickgate-image ./cmd/clickgate
+CGO_ENABLED=0 ${GO:-go} build -trimpath -tags nochdb -ldflags "-s -w -X main.version=$version" -o bin/clickgate-image ./cmd/clickgate
 ./deploy/rootfs.sh bin/clickgate-image "$ctx"
 "$engine" build -f deploy/Containerfile -t "$image" "$ctx"
 echo "make image: built $image with $engine"

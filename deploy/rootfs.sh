@@ -11,12 +11,11 @@
 #               /etc/clickgate (where the configuration is mounted), /tmp
 # OUT/state/    the state directory, copied to /var/lib/clickgate owned by 65532
 #
-# Why the loader and libc: cmd/clickgate links the embedded chDB engine
-# (internal/chdb), which loads libchdb.so with purego's dlopen; even with
-# CGO_ENABLED=0 purego imports dlopen from libdl/libc, so the Go linker writes a
-# PT_INTERP (/lib64/ld-linux-x86-64.so.2) and DT_NEEDED libc.so.6, libdl.so.2,
-# libpthread.so.0. Without them a FROM scratch image cannot exec the binary.
-# libchdb.so itself is not in the image: chdb:// is not available there.
+# The image's binary is built with -tags nochdb (deploy/image.sh), without the
+# embedded chDB engine, whose loader (purego's dlopen) would link libc even with
+# CGO_ENABLED=0: it is static, and no library is copied. Given a dynamic binary,
+# its ELF loader and libraries are copied too. chdb:// is not available in the
+# image.
 set -euo pipefail
 
 if [ $# -ne 2 ]; then

@@ -32,8 +32,8 @@ var (
 	buildErr  error
 )
 
-// imageBinary builds cmd/clickgate as deploy/image.sh does (CGO_ENABLED=0),
-// once per test binary.
+// imageBinary builds cmd/clickgate as deploy/image.sh does (CGO_ENABLED=0,
+// -tags nochdb), once per test binary.
 func imageBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -42,7 +42,7 @@ func imageBinary(t *testing.T) string {
 			return
 		}
 		buildBin = filepath.Join(buildDir, "clickgate")
-		buildErr = goBuild(root(t), buildBin, "./cmd/clickgate")
+		buildErr = goBuild(root(t), buildBin, "./cmd/clickgate", "-tags", "nochdb")
 	})
 	if buildErr != nil {
 		t.Fatalf("building clickgate with CGO_ENABLED=0: %v", buildErr)
@@ -50,8 +50,8 @@ func imageBinary(t *testing.T) string {
 	return buildBin
 }
 
-func goBuild(dir, out, pkg string) error {
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version=deploy-test", "-o", out, pkg)
+func goBuild(dir, out, pkg string, flags ...string) error {
+	cmd := exec.Command("go", append(append([]string{"build", "-trimpath", "-ldflags", "-X main.version=deploy-test", "-o", out}, flags...), pkg)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	var stderr bytes.Buffer
