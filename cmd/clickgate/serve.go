@@ -6,7 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/clickgate/clickgate/internal/config"
@@ -121,6 +124,7 @@ func serveFile(ctx context.Context, cfg *config.Config, logger *slog.Logger, o s
 		go watchFile(ctx, o.path, every, func() { rl.reload("file changed") }, logger)
 		logger.Info("watching the configuration file; a change reloads it", "file", o.path)
 	}
+	go hurryOnSecondSignal(ctx, live, logger)
 	if o.ready != nil {
 		o.ready <- l.Addr().String()
 	}
@@ -133,6 +137,21 @@ func serveFile(ctx context.Context, cfg *config.Config, logger *slog.Logger, o s
 		logger.Info("clickgate stopped")
 	}
 	return err
+}
+
+// hurryOnSecondSignal ends the shutdown's grace when a second SIGINT or
+// SIGTERM comes after the one that ended ctx (Ctrl-C twice).
+func hurryOnSecondSignal(ctx context.Context, live *server.Live, logger *slog.Logger) {
+	<-ctx.Done()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	select {
+	case <-sig:
+		logger.Info("second signal: the listener closes now; requests in flight still get shutdown_timeout")
+		live.Hurry()
+	case <-time.After(time.Hour): // past any grace
+	}
 }
 
 // gatewayDescription says where the gateway goes, for the log.

@@ -83,11 +83,18 @@ type Live struct {
 	bgCtx    context.Context // while Serve runs: the background tasks'
 	draining bool            // shutting down: no more swaps
 	retiring sync.WaitGroup  // servers swapped out, closing
+
+	hurry     chan struct{} // closed by Hurry: the grace ends now
+	hurryOnce sync.Once
 }
+
+// Hurry ends a shutdown's grace at once (a second SIGINT, say): the
+// listener closes now; requests in flight still get shutdown_timeout.
+func (lv *Live) Hurry() { lv.hurryOnce.Do(func() { close(lv.hurry) }) }
 
 // NewLive serves s until a Swap.
 func NewLive(s *Server) *Live {
-	lv := &Live{}
+	lv := &Live{hurry: make(chan struct{})}
 	lv.cur.Store(s)
 	return lv
 }
@@ -234,6 +241,7 @@ func (lv *Live) shutdown(hs *http.Server, errc <-chan error) error {
 	hs.SetKeepAlivesEnabled(false)
 	select {
 	case <-time.After(grace):
+	case <-lv.hurry:
 	case err := <-errc:
 		return err
 	}
