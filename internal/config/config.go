@@ -170,6 +170,7 @@ type MCP struct {
 	MaxResultRows  int           `yaml:"max_result_rows"`
 	MaxResultBytes int           `yaml:"max_result_bytes"`
 	QueryTimeout   time.Duration `yaml:"query_timeout"`
+	Policy         []MCPPolicy   `yaml:"policy"`
 	// Audiences are accepted at /mcp besides the MCP resource itself.
 	Audiences []string `yaml:"audiences"`
 	// Scopes, when set, are required per tool class.

@@ -220,6 +220,7 @@ func (c *Config) validate() []string {
 	if c.MCP.MaxResultRows < 0 || c.MCP.MaxResultBytes < 0 || c.MCP.QueryTimeout < 0 {
 		v.Add("mcp", "max_result_rows, max_result_bytes and query_timeout must not be negative")
 	}
+	c.validateMCPPolicy(&v)
 	c.validateBroker(&v)
 	c.validateDevIdP(&v)
 	c.validateAudit(&v)

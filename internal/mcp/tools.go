@@ -115,13 +115,25 @@ func (s *Server) addTools() {
 }
 
 func (s *Server) listDatabases(ctx context.Context, req *mcp.CallToolRequest, _ noArgs) (*mcp.CallToolResult, *Result, error) {
-	return s.query(ctx, req, queryRun{sql: "SELECT name FROM system.databases ORDER BY name"})
+	ctx, done, c, err := begin(ctx, req.Extra)
+	defer done()
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := s.run(ctx, c, queryRun{sql: "SELECT name FROM system.databases" + s.accessFor(c).where("name", true) + " ORDER BY name"})
+	if err != nil {
+		return nil, nil, err
+	}
+	return textResult(renderText(res)), res, nil
 }
 
 func (s *Server) listTables(ctx context.Context, req *mcp.CallToolRequest, a listTablesArgs) (*mcp.CallToolResult, *TablePage, error) {
 	ctx, done, c, err := begin(ctx, req.Extra)
 	defer done()
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.checkDatabase(ctx, c, a.Database); err != nil {
 		return nil, nil, err
 	}
 	info, err := s.schemaInfo(ctx, c)
@@ -172,6 +184,9 @@ func (s *Server) describeTable(ctx context.Context, req *mcp.CallToolRequest, a 
 	ctx, done, c, err := begin(ctx, req.Extra)
 	defer done()
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := s.checkDatabase(ctx, c, a.Database); err != nil {
 		return nil, nil, err
 	}
 	d, err := s.describe(ctx, c, a.Database, a.Table)

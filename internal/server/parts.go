@@ -176,7 +176,7 @@ func newMCP(cfg *config.Config, opt Options, up *Upstream, log *audit.Log, lim *
 		Mode: up.Mode, Querier: &clickhouse.Querier{Target: up.Target, HTTP: &http.Client{Transport: up.Transport}, Fixed: cfg.ClickHouse.Settings, Engine: up.Engine},
 		ReadOnly: *cfg.MCP.ReadOnly, MaxResultRows: cfg.MCP.MaxResultRows, MaxResultBytes: cfg.MCP.MaxResultBytes,
 		QueryTimeout: cfg.MCP.QueryTimeout, Limits: lim, Version: opt.Version, Logger: opt.Logger,
-		Audit: Recorder(cfg, log),
+		Audit: Recorder(cfg, log), Policy: cfg.MCP.Policy,
 	})
 }
 
