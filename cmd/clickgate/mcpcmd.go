@@ -33,7 +33,7 @@ func runMCP(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	defer auth.Log.Close()
+	defer auth.CloseAudit()
 	up, err := server.NewUpstream(cfg, opt, auth.Verifier, nil)
 	if err != nil {
 		return err

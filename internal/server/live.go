@@ -28,6 +28,7 @@ type Process struct {
 	conns   *connMetrics
 	reloads *prometheus.CounterVec
 	lastOK  prometheus.Gauge
+	trails  trails // the audit trail, shared by servers while its configuration stays
 }
 
 // Reload results, the label result of clickgate_config_reloads_total.

@@ -45,7 +45,9 @@ type Server struct {
 	auth    *authn.Authenticator
 	log     *slog.Logger
 	audit   *audit.Log
-	handler http.Handler
+	// closeAudit is this server's end of the audit trail (Auth.CloseAudit).
+	closeAudit func() error
+	handler    http.Handler
 	// metrics serves the Prometheus registry: on the main handler, or on
 	// its own listener (ServeMetrics) when server.metrics_listen is set.
 	metrics http.Handler
@@ -123,10 +125,13 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	built := false
 	defer func() {
 		if !built { // a reload that fails leaves no trail open behind it
-			auth.Log.Close()
+			auth.CloseAudit()
 		}
 	}()
-	s := &Server{cfg: cfg, log: opt.Logger, audit: auth.Log, auth: auth.Authenticator}
+	if auth.trail != nil { // the trail's metrics, whichever server opened it
+		gatherer = append(gatherer.(prometheus.Gatherers), auth.trail.reg)
+	}
+	s := &Server{cfg: cfg, log: opt.Logger, audit: auth.Log, closeAudit: auth.CloseAudit, auth: auth.Authenticator}
 	s.conns = conns
 
 	mux := http.NewServeMux()
@@ -332,7 +337,7 @@ func (s *Server) Close(ctx context.Context) error {
 		if s.pool != nil {
 			s.pool.Close()
 		}
-		s.closeErr = errors.Join(waitErr, s.audit.Close())
+		s.closeErr = errors.Join(waitErr, s.closeAudit())
 	})
 	return s.closeErr
 }
