@@ -30,8 +30,19 @@ import (
 type Auth struct {
 	*authn.Authenticator
 	Verifier *token.Verifier
-	// Log is the session log; the caller closes it.
-	Log *audit.Log
+	// Log is the audit trail; the caller closes it with CloseAudit.
+	Log   *audit.Log
+	trail *trail // set when a Process shares the trail
+	p     *Process
+}
+
+// CloseAudit is this part's end of the audit trail: it closes the trail,
+// or, when a Process shares it, lets the last server using it close it.
+func (a *Auth) CloseAudit() error {
+	if a.trail != nil {
+		return a.p.trails.release(a.trail)
+	}
+	return a.Log.Close()
 }
 
 // NewAuth builds the authenticator: the configured token processors, the
@@ -92,7 +103,16 @@ func newAuth(cfg *config.Config, opt Options, tok token.Options, reg prometheus.
 	if err != nil {
 		return nil, err
 	}
-	log, err := OpenAudit(cfg, opt, reg)
+	var log *audit.Log
+	var shared *trail
+	if p := opt.Process; p != nil {
+		shared, err = p.trails.acquire(cfg, opt)
+		if shared != nil {
+			log = shared.log
+		}
+	} else {
+		log, err = OpenAudit(cfg, opt, reg)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +121,7 @@ func newAuth(cfg *config.Config, opt Options, tok token.Options, reg prometheus.
 	if cfg.Audit.LoginSuccess == config.LoginSuccessPerToken {
 		a.RecordLoginsPerToken(loginRecordPeriod)
 	}
-	return &Auth{Authenticator: a, Verifier: verifier, Log: log}, nil
+	return &Auth{Authenticator: a, Verifier: verifier, Log: log, trail: shared, p: opt.Process}, nil
 }
 
 // tokenOptions are what every processor shares; metrics only with a registry.
