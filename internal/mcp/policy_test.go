@@ -104,7 +104,7 @@ func TestPolicyTools(t *testing.T) {
 
 // A database outside the policy is absent from list_databases, the
 // schema resource and completions, and refused by list_tables,
-// describe_table and the table resource; ClickHouse's grants still
+// describe_table, the table resource and the explore_database prompt; ClickHouse's grants still
 // decide what run_query reads.
 func TestPolicyDatabases(t *testing.T) {
 	s := policyStack(t, "")
@@ -154,6 +154,12 @@ func TestPolicyDatabases(t *testing.T) {
 	}
 	if r, err := alice.ReadResource(context.Background(), &mcp.ReadResourceParams{URI: "clickhouse://table/sales/orders"}); err != nil || !strings.Contains(r.Contents[0].Text, "UInt64") {
 		t.Errorf("alice reads sales.orders as a resource: %v %v", r, err)
+	}
+	if _, err := alice.GetPrompt(context.Background(), &mcp.GetPromptParams{Name: "explore_database", Arguments: map[string]string{"database": "secret"}}); err == nil || !strings.Contains(err.Error(), "not available to you") {
+		t.Errorf("alice's explore_database secret: %v", err)
+	}
+	if p, err := bob.GetPrompt(context.Background(), &mcp.GetPromptParams{Name: "explore_database", Arguments: map[string]string{"database": "secret"}}); err != nil || len(p.Messages) == 0 {
+		t.Errorf("bob's explore_database secret: %v", err)
 	}
 }
 

@@ -82,8 +82,17 @@ func (s *Server) addPrompts() {
 		Name: promptExploreDatabase, Title: "Explore a database",
 		Description: "Get to know a database before querying it.",
 		Arguments:   []*mcp.PromptArgument{{Name: "database", Description: "the database to explore", Required: true}},
-	}, func(_ context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+	}, func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 		db := req.Params.Arguments["database"]
+		if len(s.opt.Policy) > 0 {
+			c, err := callerOf(ctx, req)
+			if err != nil {
+				return nil, err
+			}
+			if a := s.accessFor(c); !a.database(db) {
+				return nil, a.errDatabaseDenied(db)
+			}
+		}
 		return promptResult(fmt.Sprintf(`Explore the ClickHouse database %q:
 1. Call list_tables with database %q; note each table's engine, rows and bytes.
 2. For the largest and most relevant tables call describe_table: note the ORDER BY (sorting key) and PARTITION BY columns; filters on them are fast.
