@@ -101,6 +101,13 @@ func explain(w io.Writer, path string, cfg *config.Config, dir *identity.Directo
 		for _, line := range describeLimits(cfg.Limits, cfg.MCP.MaxConcurrentQueries) {
 			p("  - %s", line)
 		}
+		if *cfg.MCP.Enabled && len(cfg.MCP.Policy) > 0 {
+			p("MCP policy (mcp.policy; with the example roles [%s]):", strings.Join(dir.Roles(example), ", "))
+			forExample := describeMCPPolicy(cfg, dir.Roles(example))
+			for _, line := range append(forExample[:len(forExample)-1:len(forExample)-1], describeMCPPolicy(cfg, nil)...) {
+				p("  - %s", line) // the example's entry, then every entry and the last word on grants
+			}
+		}
 	} else {
 		p("ClickHouse: no clickhouse section, so the gateway is off; /clickhouse/auth and /whoami work.")
 	}

@@ -65,3 +65,23 @@ limits:
 		})
 	}
 }
+
+// check-config shows mcp.policy: the entry for the example groups' roles,
+// then every entry.
+func TestCheckConfigMCPPolicy(t *testing.T) {
+	isolate(t)
+	dir := t.TempDir()
+	path := validConfig(t, dir, testkit.NewKey(t, jose.ES256, "k1"), `clickhouse: {url: http://127.0.0.1:1, mode: mapped, accounts: [{role: analysts, user: r}]}
+mcp:
+  policy:
+    - {roles: [analysts], tools: [list_databases, run_query], databases: [sales]}
+`)
+	code, stdout, stderr := cli(t, "check-config", "--config", path, "--groups", "ch-analysts")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
+	}
+	want := "\nMCP policy (mcp.policy; with the example roles [analysts, mcp_reader]):\n  - roles analysts, mcp_reader: mcp.policy[0] applies: tools list_databases, run_query; databases sales"
+	if !strings.Contains(stdout, want) || strings.Count(stdout, "decide what the SQL may read or change") != 1 {
+		t.Errorf("output lacks %q once:\n%s", want, stdout)
+	}
+}
