@@ -22,14 +22,14 @@ func TestDescribeMCPPolicy(t *testing.T) {
 	}{
 		{"whole policy", cfg, nil, []string{
 			"mcp.policy[0], roles analysts: tools list_databases; databases default, sales_* (others are hidden from list_databases, list_tables, describe_table, the resources and completions)",
-			"mcp.policy[1], roles admin: tools list_databases, list_tables, describe_table, run_query, explain_query; every database their account can see",
-			"anyone else (no entry matches): every tool (list_databases, list_tables, describe_table, run_query, explain_query, write_query); every database their account can see",
+			"mcp.policy[1], roles admin: tools list_databases, list_tables, describe_table, sample_rows, search_schema, run_query, explain_query; every database their account can see",
+			"anyone else (no entry matches): every tool (list_databases, list_tables, describe_table, sample_rows, search_schema, run_query, explain_query, write_query); every database their account can see",
 			grants}},
 		{"an analyst", cfg, []string{"mcp_reader", "analysts"}, []string{
 			"roles mcp_reader, analysts: mcp.policy[0] applies: tools list_databases; databases default, sales_*", grants}},
 		{"no entry", cfg, []string{}, []string{"no roles: no mcp.policy entry applies: every tool", grants}},
 		{"no policy, read only", &config.Config{}, nil, []string{
-			"no mcp.policy: everyone gets every tool (list_databases, list_tables, describe_table, run_query, explain_query); every database their account can see"}},
+			"no mcp.policy: everyone gets every tool (list_databases, list_tables, describe_table, sample_rows, search_schema, run_query, explain_query); every database their account can see"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := describeMCPPolicy(tc.cfg, tc.roles)

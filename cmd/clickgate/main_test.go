@@ -857,7 +857,7 @@ func TestMCPStdioServiceMode(t *testing.T) {
 		}
 	}
 	sort.Strings(tools)
-	if want := "describe_table explain_query list_databases list_tables run_query"; strings.Join(tools, " ") != want {
+	if want := "describe_table explain_query list_databases list_tables run_query sample_rows search_schema"; strings.Join(tools, " ") != want {
 		t.Errorf("tools %v, want %s (read-only by default)", tools, want)
 	}
 }

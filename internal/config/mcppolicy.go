@@ -33,7 +33,7 @@ type MCPPolicy struct {
 }
 
 // MCPToolNames are the MCP server's tools, for checking mcp.policy.
-var MCPToolNames = []string{"list_databases", "list_tables", "describe_table", "run_query", "explain_query", "write_query"}
+var MCPToolNames = []string{"list_databases", "list_tables", "describe_table", "sample_rows", "search_schema", "run_query", "explain_query", "write_query"}
 
 // MCPPolicyFor returns the entry of policy that applies to a person with
 // roles and its index; nil and -1 when none does (no restriction).

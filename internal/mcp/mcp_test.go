@@ -125,7 +125,7 @@ func TestTools(t *testing.T) {
 			t.Errorf("%s: annotations %+v, output schema %v", tool.Name, tool.Annotations, tool.OutputSchema)
 		}
 	}
-	if got := strings.Join(names, ","); got != "describe_table,explain_query,list_databases,list_tables,run_query" {
+	if got := strings.Join(names, ","); got != "describe_table,explain_query,list_databases,list_tables,run_query,sample_rows,search_schema" {
 		t.Fatalf("tools = %s (write_query must be absent when read_only)", got)
 	}
 

@@ -67,7 +67,7 @@ func TestPolicyTools(t *testing.T) {
 		want string
 	}{
 		{alice, "describe_table,list_databases,list_tables"},
-		{bob, "describe_table,list_databases,list_tables,run_query,write_query"},
+		{bob, "describe_table,list_databases,list_tables,run_query,sample_rows,search_schema,write_query"},
 		{carol, "list_databases"},
 		{alice, "describe_table,list_databases,list_tables"}, // again, after the others
 	} {

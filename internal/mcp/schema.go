@@ -112,3 +112,70 @@ func (s *schemaSnapshot) describeSQL(database, table string) (tableSQL, columnsS
 	}
 	return tableSQL, columnsSQL, nil
 }
+
+// samplingKeySQL finds the table and its sampling key: one row of name
+// and, where system.tables has it, sampling_key; no row when there is no
+// such table.
+func (s *schemaSnapshot) samplingKeySQL(database, table string) (string, error) {
+	db, err := chsql.QuoteString(database)
+	if err != nil {
+		return "", err
+	}
+	t, err := chsql.QuoteString(table)
+	if err != nil {
+		return "", err
+	}
+	cols := "name"
+	if slices.Contains(s.tables, "sampling_key") {
+		cols += ", sampling_key"
+	}
+	return "SELECT " + cols + " FROM system.tables WHERE database = " + db + " AND name = " + t, nil
+}
+
+// sampleRowsSQL reads n rows of database.table: from a sample of about
+// sampleAbsoluteRowsAt rows when the table has a sampling key.
+func sampleRowsSQL(database, table string, sampled bool, n int) (string, error) {
+	db, err := chsql.QuoteIdentifier(database)
+	if err != nil {
+		return "", err
+	}
+	t, err := chsql.QuoteIdentifier(table)
+	if err != nil {
+		return "", err
+	}
+	sql := "SELECT * FROM " + db + "." + t
+	if sampled {
+		sql += " SAMPLE " + strconv.Itoa(sampleAbsoluteRowsAt)
+	}
+	return sql + " LIMIT " + strconv.Itoa(n), nil
+}
+
+// searchSchemaSQL finds the tables and columns whose name or comment (where
+// the server has comments) contains one of words, case-insensitively, in
+// the databases a allows: database, table, column (empty for a table), type
+// (the engine for a table) and matched (name or comment). Each word is a
+// string literal searched with position(), so %, _ and quotes are plain
+// characters; ClickHouse 18.16 has no ILIKE, hence lowerUTF8 on both sides.
+func (s *schemaSnapshot) searchSchemaSQL(words []string, a access, limit int) string {
+	contains := func(column string) string {
+		conds := make([]string, len(words))
+		for i, w := range words {
+			conds[i] = "position(lowerUTF8(" + column + "), lowerUTF8(" + chsql.Literal(w) + ")) > 0"
+		}
+		return "(" + strings.Join(conds, " OR ") + ")"
+	}
+	matched := func(have []string) string {
+		m := "multiIf(" + contains("name") + ", 'name', "
+		if slices.Contains(have, "comment") {
+			m += contains("comment") + ", 'comment', "
+		}
+		return m + "'')"
+	}
+	policy := a.where("database", false)
+	tables := "SELECT database, name AS table, '' AS column, engine AS type, " + matched(s.tables) +
+		" AS matched FROM system.tables WHERE matched != ''" + policy
+	columns := "SELECT database, table, name AS column, type, " + matched(s.columns) +
+		" AS matched FROM system.columns WHERE matched != ''" + policy
+	return "SELECT database, table, column, type, matched FROM (" + tables + " UNION ALL " + columns +
+		") ORDER BY database, table, column LIMIT " + strconv.Itoa(limit)
+}

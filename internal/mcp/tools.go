@@ -102,6 +102,10 @@ func (s *Server) addTools() {
 		"Lists a database's tables with engine, rows, bytes and comment where the server knows them, 100 at a time."), s.listTables)
 	mcp.AddTool(s.sdk, readOnlyTool[TableDescription](toolDescribeTable, "Describe a table",
 		"Shows a table's columns (types, defaults, comments, key membership) and its engine and keys."), s.describeTable)
+	mcp.AddTool(s.sdk, readOnlyTool[SampleRows](toolSampleRows, "Sample rows of a table",
+		fmt.Sprintf("Shows a few rows of a table (n: %d by default, at most %d), cheaply: from a sample when the table has a sampling key (SAMPLE BY), else the first rows read.", sampleRowsDefault, sampleRowsMax)), s.sampleRows)
+	mcp.AddTool(s.sdk, readOnlyTool[Result](toolSearchSchema, "Search tables and columns",
+		fmt.Sprintf("Finds the tables and columns whose name or comment contains any of the words (case-insensitive, literal): database, table, column (empty for a table), type (the engine for a table) and which field matched. At most limit matches (%d by default).", searchLimitDefault)), s.searchSchema)
 	mcp.AddTool(s.sdk, readOnlyTool[Result](toolRunQuery, "Run a read-only query",
 		fmt.Sprintf("Runs one read-only SQL query. ClickHouse refuses writes (readonly). At most %d rows or %d bytes come back; the answer says when it was cut. Add LIMIT and aggregate in SQL.", s.opt.MaxResultRows, s.opt.MaxResultBytes)), s.runQuery)
 	mcp.AddTool(s.sdk, readOnlyTool[Result](toolExplainQuery, "Explain a query",

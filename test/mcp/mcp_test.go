@@ -410,14 +410,14 @@ func testSDK(t *testing.T, s *stack) {
 			}
 		}
 		sort.Strings(names)
-		if got := strings.Join(names, ","); got != "describe_table,explain_query,list_databases,list_tables,run_query" {
+		if got := strings.Join(names, ","); got != "describe_table,explain_query,list_databases,list_tables,run_query,sample_rows,search_schema" {
 			t.Fatalf("tools = %s (write_query must be absent when read_only)", got)
 		}
 		required := map[string]string{}
 		for _, tool := range out.Tools {
 			required[tool.Name] = strings.Join(tool.Required, ",")
 		}
-		if want := "map[describe_table:database,table explain_query:query list_databases: list_tables:database run_query:query]"; fmt.Sprint(required) != want {
+		if want := "map[describe_table:database,table explain_query:query list_databases: list_tables:database run_query:query sample_rows:database,table search_schema:words]"; fmt.Sprint(required) != want {
 			t.Errorf("required arguments %v, want %s", required, want)
 		}
 		c := out.Calls
@@ -547,7 +547,7 @@ func testSDK(t *testing.T, s *stack) {
 		if r.Connected || r.ErrorCode == nil || *r.ErrorCode != 403 || !strings.Contains(r.Error, "evil.example") {
 			t.Errorf("%+v", r)
 		}
-		if out.OwnOrigin.Tools != 5 {
+		if out.OwnOrigin.Tools != 7 {
 			t.Errorf("clickgate's own origin: %+v", out.OwnOrigin)
 		}
 	})
@@ -611,7 +611,7 @@ func testInspector(t *testing.T, s *stack) {
 		names = append(names, tool.Name)
 	}
 	sort.Strings(names)
-	if got := strings.Join(names, ","); got != "describe_table,explain_query,list_databases,list_tables,run_query" {
+	if got := strings.Join(names, ","); got != "describe_table,explain_query,list_databases,list_tables,run_query,sample_rows,search_schema" {
 		t.Fatalf("inspector tools/list: %s\n%s", got, out)
 	}
 	t.Logf("inspector tools/list: %s", strings.Join(names, ", "))

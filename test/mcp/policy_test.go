@@ -111,7 +111,7 @@ func TestPolicyTypeScriptSDK(t *testing.T) {
 		strings.Join(alice.Databases, ",") != "sales" || len(alice.SecretTables) != 0 {
 		t.Errorf("alice: %+v", alice)
 	}
-	if strings.Join(bob.Tools, ",") != "describe_table,list_databases,list_tables,run_query" || bob.RunQuery.IsError ||
+	if strings.Join(bob.Tools, ",") != "describe_table,list_databases,list_tables,run_query,sample_rows,search_schema" || bob.RunQuery.IsError ||
 		strings.Join(bob.Databases, ",") != "sales,secret,system" || strings.Join(bob.SecretTables, ",") != "keys" {
 		t.Errorf("bob: %+v", bob)
 	}
