@@ -36,7 +36,7 @@ func describeMCPPolicy(cfg *config.Config, roles []string) []string {
 		if p.AllowsAllDatabases() {
 			return "every database their account can see"
 		}
-		return "databases " + strings.Join(p.Databases, ", ") + " (others are hidden from list_databases, list_tables, describe_table, the resources and completions)"
+		return "databases " + strings.Join(p.Databases, ", ") + " (others are hidden from list_databases, list_tables, describe_table, sample_rows, search_schema, the resources and completions)"
 	}
 	entry := func(p *config.MCPPolicy) string { return tools(p) + "; " + databases(p) }
 	var out []string

@@ -21,7 +21,7 @@ func TestDescribeMCPPolicy(t *testing.T) {
 		want  []string
 	}{
 		{"whole policy", cfg, nil, []string{
-			"mcp.policy[0], roles analysts: tools list_databases; databases default, sales_* (others are hidden from list_databases, list_tables, describe_table, the resources and completions)",
+			"mcp.policy[0], roles analysts: tools list_databases; databases default, sales_* (others are hidden from list_databases, list_tables, describe_table, sample_rows, search_schema, the resources and completions)",
 			"mcp.policy[1], roles admin: tools list_databases, list_tables, describe_table, sample_rows, search_schema, run_query, explain_query; every database their account can see",
 			"anyone else (no entry matches): every tool (list_databases, list_tables, describe_table, sample_rows, search_schema, run_query, explain_query, write_query); every database their account can see",
 			grants}},

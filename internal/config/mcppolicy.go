@@ -19,7 +19,8 @@ import (
 // explain_query and write_query still run as the person's ClickHouse
 // account, whose grants remain the final word: Databases hides databases
 // from the listing tools, resources and completions and refuses them in
-// list_tables and describe_table, but clickgate does not parse SQL.
+// list_tables, describe_table, sample_rows and search_schema, but
+// clickgate does not parse SQL.
 type MCPPolicy struct {
 	// Roles are clickgate roles (after directory.roles); empty: everyone.
 	Roles []string `yaml:"roles"`
