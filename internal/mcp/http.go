@@ -57,11 +57,16 @@ const maxRequestBytes = 4 << 20
 // HTTPHandler serves MCP over Streamable HTTP (stateless: every revision
 // from 2025-03-26 to 2026-07-28) behind token authentication.
 func (s *Server) HTTPHandler(o HTTPOptions) http.Handler {
-	sdk := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.sdk },
-		&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: true, Logger: sdkLogger(s.opt.Logger), PropagateRequestCancellation: true,
-			// clickgate checks Origin itself, against public_url and
-			// server.allowed_origins, and may serve on a public address.
-			DisableLocalhostProtection: true})
+	handler := func(jsonResponse bool) http.Handler {
+		return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s.sdk },
+			&mcp.StreamableHTTPOptions{Stateless: true, JSONResponse: jsonResponse, Logger: sdkLogger(s.opt.Logger), PropagateRequestCancellation: true,
+				// clickgate checks Origin itself, against public_url and
+				// server.allowed_origins, and may serve on a public address.
+				DisableLocalhostProtection: true})
+	}
+	// A request carrying a progress token is answered as an SSE stream,
+	// so its progress notifications reach the client (progress.go).
+	sdk := byProgressToken(handler(true), handler(false))
 	// The SDK learns the caller through its TokenInfo; clickgate has
 	// already authenticated the request by then, expiry and leeway
 	// included, so no expiry is given for the SDK to check again (it

@@ -69,7 +69,7 @@ func New(opt Options) *Server {
 		SetCacheable:      s.setCacheable,
 		CompletionHandler: s.complete,
 	})
-	s.sdk.AddReceivingMiddleware(s.auditToolCalls, limitCalls, s.applyPolicy)
+	s.sdk.AddReceivingMiddleware(s.auditToolCalls, limitCalls, s.applyPolicy, trackProgress)
 	s.addTools()
 	s.addResources()
 	s.addPrompts()
@@ -181,9 +181,30 @@ func (s *Server) run(ctx context.Context, c *clickhouse.Caller, q queryRun) (*Re
 	if s.opt.Querier.Engine == nil { // the embedded engine takes no query_id
 		queryID = tc.queryID()
 	}
+	if queryID == "" && s.opt.Querier.Engine == nil && wantsProgress(ctx) {
+		queryID = progressQueryID() // polling finds the query by its id
+	}
 	if queryID != "" {
 		settings.Set("query_id", queryID)
 	}
+	// With a progress token, poll the query's progress until it returns
+	// (stop waits, so no notification follows the result); without, nothing.
+	var pollSettings url.Values
+	if wantsProgress(ctx) {
+		pollSettings = settings
+		if q.write && !s.opt.ReadOnly { // poll with readonly settings all the same
+			if ro, rerr := s.settings(ctx, c, up, true); rerr == nil {
+				pollSettings = ro
+			} else {
+				pollSettings = nil
+			}
+		}
+	}
+	stopProgress := func() {}
+	if pollSettings != nil {
+		stopProgress = s.watchProgress(ctx, up, pollSettings, queryID)
+	}
+	defer stopProgress()
 	body, header, err := s.opt.Querier.Query(ctx, up, q.sql, settings)
 	if err != nil {
 		tc.sent(s.opt.Audit, q.sql, up, queryID, header, nil, err)
@@ -195,6 +216,7 @@ func (s *Server) run(ctx context.Context, c *clickhouse.Caller, q queryRun) (*Re
 		return nil, errFormatClause
 	}
 	res, err := readTSV(body, q.maxRows, q.maxBytes)
+	stopProgress()
 	tc.sent(s.opt.Audit, q.sql, up, queryID, header, res, err)
 	if err != nil {
 		return nil, s.toolError(ctx, err)
