@@ -33,27 +33,7 @@ import (
 //
 //	go test -run '^$' -bench 'MCPInProcess' -benchmem ./bench/mcp/
 func BenchmarkMCPInProcess(b *testing.B) {
-	fake := httptest.NewServer(http.HandlerFunc(fakeClickHouse))
-	b.Cleanup(fake.Close)
-
-	key := testkit.NewKey(b, jose.ES256, "k1")
-	cg := httptest.NewUnstartedServer(nil)
-	public := "http://" + cg.Listener.Addr().String()
-	resource := public + "/mcp"
-	yaml := fmt.Sprintf("server: {public_url: %s}\n", public) +
-		benchkit.ClickgateConfig(testkit.WriteJWKS(b, b.TempDir(), key), fake.URL, benchkit.Account{Role: "admin", User: "ch_admin", Password: "admin-pw"})
-	cfg, err := config.Parse([]byte(yaml))
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Version: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cg.Config.Handler = srv.Handler()
-	cg.Start()
-	b.Cleanup(cg.Close)
-	tok := key.Sign(b, testkit.Claims(benchkit.Issuer, resource, "bench-admin@example.com", "ch-admin"))
+	fake, resource, tok := inProcess(b, "")
 
 	client := newClient()
 	ctx := context.Background()
@@ -95,6 +75,51 @@ func BenchmarkMCPInProcess(b *testing.B) {
 			}
 		}
 	})
+}
+
+// inProcess starts clickgate in the test process in front of the fake
+// ClickHouse, with extra configuration appended, and returns the fake,
+// the MCP endpoint and a token for it.
+func inProcess(b *testing.B, extra string) (fake *httptest.Server, resource, tok string) {
+	fake = httptest.NewServer(http.HandlerFunc(fakeClickHouse))
+	b.Cleanup(fake.Close)
+
+	key := testkit.NewKey(b, jose.ES256, "k1")
+	cg := httptest.NewUnstartedServer(nil)
+	public := "http://" + cg.Listener.Addr().String()
+	resource = public + "/mcp"
+	yaml := fmt.Sprintf("server: {public_url: %s}\n", public) +
+		benchkit.ClickgateConfig(testkit.WriteJWKS(b, b.TempDir(), key), fake.URL, benchkit.Account{Role: "admin", User: "ch_admin", Password: "admin-pw"}) + extra
+	cfg, err := config.Parse([]byte(yaml))
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := server.New(cfg, server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Version: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cg.Config.Handler = srv.Handler()
+	cg.Start()
+	b.Cleanup(cg.Close)
+	return fake, resource, key.Sign(b, testkit.Claims(benchkit.Issuer, resource, "bench-admin@example.com", "ch-admin"))
+}
+
+// BenchmarkMCPInProcessRaisedCaps is the 1M-row query with the caps
+// raised (mcp.max_result_rows 1000000, max_result_bytes 1e9), so that the
+// whole answer comes back: B/op is what one full 1M-row run_query costs.
+//
+//	go test -run '^$' -bench 'MCPInProcessRaisedCaps' -benchmem ./bench/mcp/
+func BenchmarkMCPInProcessRaisedCaps(b *testing.B) {
+	_, resource, tok := inProcess(b, "mcp: {max_result_rows: 1000000, max_result_bytes: 1000000000}\n")
+	big := captureRunQuery(b, resource, tok, "SELECT number, toString(number) FROM system.numbers LIMIT 1000000")
+	client := newClient()
+	b.ReportAllocs()
+	for b.Loop() {
+		out, err := postRaw(context.Background(), client, resource, big)
+		if err != nil || !strings.Contains(string(out), `"row_count":1000000`) {
+			b.Fatalf("%v %.300s", err, out)
+		}
+	}
 }
 
 // bigTSV is the big query's answer: a million rows, about 14 MB.
