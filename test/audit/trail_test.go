@@ -15,6 +15,7 @@ import (
 	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/chtest"
 	"github.com/clickgate/clickgate/internal/servertest"
+	"github.com/clickgate/clickgate/internal/testkit"
 )
 
 // Three people send gateway queries and MCP tool calls at 16 connections;
@@ -56,11 +57,11 @@ func querySQL(k, rows int) string {
 func testTrail(t *testing.T, release chtest.Release, queries, calls int) {
 	ch := upstream(t, release)
 	trailCH := chtest.Start(t, chtest.Options{}) // the audit table's ClickHouse
-	rl := newRelay(t, trailCH.HTTPAddr)
+	rl := testkit.NewRelay(t, trailCH.HTTPAddr)
 	iss := servertest.NewIssuer(t)
 	dir := t.TempDir()
 	cg := startClickgate(t, func(url string) string {
-		return configYAML(url, iss.Processor(), ch, "http://"+rl.addr, dir, "full")
+		return configYAML(url, iss.Processor(), ch, "http://"+rl.Addr, dir, "full")
 	})
 
 	const workers = 16
@@ -90,11 +91,11 @@ func testTrail(t *testing.T, release chtest.Release, queries, calls int) {
 		for done.Load() < int64(total*3/10) {
 			time.Sleep(5 * time.Millisecond)
 		}
-		rl.down()
+		rl.Down()
 		for done.Load() < int64(total*6/10) {
 			time.Sleep(5 * time.Millisecond)
 		}
-		rl.up(t)
+		rl.Up(t)
 	}()
 	var wg sync.WaitGroup
 	for w := range workers {
