@@ -123,36 +123,67 @@ func (s *Server) HTTPHandler(o HTTPOptions) http.Handler {
 			challenge(w, http.StatusUnauthorized, "invalid_token", "the token's audience is not "+o.Resource+"; a token for another service (ClickHouse, say) is not accepted here", o.ReadScope)
 			return
 		}
-		if need := neededScope(r, o); need != "" && !slices.Contains(tokenScopes(res.Identity.Claims), need) {
+		msgs := peek(r)
+		if need := neededScope(msgs, o); need != "" && !slices.Contains(tokenScopes(res.Identity.Claims), need) {
 			challenge(w, http.StatusForbidden, "insufficient_scope", "this call needs the scope "+need, need)
 			return
 		}
 		caller := &clickhouse.Caller{Token: creds.Token, Identity: res.Identity, Principal: res.Principal}
-		withTokenInfo.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, caller)))
+		ctx := context.WithValue(context.WithValue(r.Context(), callerKey{}, caller), peekKey{}, msgs)
+		withTokenInfo.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
-// neededScope is the scope a request needs: the write scope for a write
-// tool, the read scope for anything else.
-func neededScope(r *http.Request, o HTTPOptions) string {
-	if o.ReadScope == "" && o.WriteScope == "" {
-		return ""
-	}
+// peeked is what the HTTP layer needs of a request's JSON-RPC messages
+// (one, or a batch), read once.
+type peeked struct {
+	write    bool // a message calls a write tool
+	progress bool // a message carries params._meta.progressToken
+}
+
+type peekKey struct{}
+
+// peek reads a POST body's messages, leaving the body for the SDK.
+func peek(r *http.Request) peeked {
+	var p peeked
 	if r.Method != http.MethodPost || r.Body == nil {
-		return o.ReadScope
+		return p
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes))
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	if err != nil {
-		return o.ReadScope
+		return p
 	}
-	var msg struct {
+	type message struct {
 		Method string `json:"method"`
 		Params struct {
 			Name string `json:"name"`
+			Meta struct {
+				ProgressToken json.RawMessage `json:"progressToken"`
+			} `json:"_meta"`
 		} `json:"params"`
 	}
-	if json.Unmarshal(body, &msg) == nil && msg.Method == "tools/call" && writeTools[msg.Params.Name] && o.WriteScope != "" {
+	var batch []message
+	if body = bytes.TrimSpace(body); len(body) > 0 && body[0] == '[' {
+		_ = json.Unmarshal(body, &batch)
+	} else {
+		var one message
+		if json.Unmarshal(body, &one) == nil {
+			batch = []message{one}
+		}
+	}
+	for _, m := range batch {
+		p.write = p.write || (m.Method == "tools/call" && writeTools[m.Params.Name])
+		t := bytes.TrimSpace(m.Params.Meta.ProgressToken)
+		p.progress = p.progress || (len(t) > 0 && !bytes.Equal(t, []byte("null")))
+	}
+	return p
+}
+
+// neededScope is the scope a request needs: the write scope when a
+// message (of a batch too) calls a write tool, else the read scope.
+func neededScope(p peeked, o HTTPOptions) string {
+	if p.write && o.WriteScope != "" {
 		return o.WriteScope
 	}
 	return o.ReadScope

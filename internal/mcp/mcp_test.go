@@ -239,6 +239,7 @@ func TestProtectedResource(t *testing.T) {
 		{"read scope lists", withScope("clickhouse.read"), "", list, 200, ""},
 		{"read scope cannot write", withScope("clickhouse.read"), "", write, 403, `scope="clickhouse.write"`},
 		{"write scope writes", withScope("clickhouse.write"), "", write, 200, ""},
+		{"read scope cannot write in a batch", withScope("clickhouse.read"), "", "[" + list + "," + strings.Replace(write, `"id":1`, `"id":2`, 1) + "]", 403, `scope="clickhouse.write"`},
 		{"foreign Origin", withScope("clickhouse.read"), "https://evil.example", list, 403, ""},
 		{"own Origin", withScope("clickhouse.read"), s.cg.URL, list, 200, ""},
 	}

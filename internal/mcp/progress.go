@@ -2,11 +2,9 @@ package mcp
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -201,50 +199,12 @@ func shortCount(n uint64) string {
 	return strconv.FormatUint(n, 10)
 }
 
-// carriesProgressToken reports whether an HTTP request's JSON-RPC message
-// (or any message of a batch) has params._meta.progressToken; the body
-// is left for the next reader.
-func carriesProgressToken(r *http.Request) bool {
-	if r.Method != http.MethodPost || r.Body == nil {
-		return false
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBytes))
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	if err != nil {
-		return false
-	}
-	type message struct {
-		Params struct {
-			Meta struct {
-				ProgressToken json.RawMessage `json:"progressToken"`
-			} `json:"_meta"`
-		} `json:"params"`
-	}
-	has := func(m message) bool {
-		t := bytes.TrimSpace(m.Params.Meta.ProgressToken)
-		return len(t) > 0 && !bytes.Equal(t, []byte("null"))
-	}
-	var one message
-	if json.Unmarshal(body, &one) == nil {
-		return has(one)
-	}
-	var batch []message
-	if json.Unmarshal(body, &batch) == nil {
-		for _, m := range batch {
-			if has(m) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // byProgressToken sends the requests that carry a progress token to sse
 // (a handler answering as text/event-stream, where notifications can
 // precede the response) and the rest to plain.
 func byProgressToken(plain, sse http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if carriesProgressToken(r) {
+		if p, ok := r.Context().Value(peekKey{}).(peeked); ok && p.progress {
 			sse.ServeHTTP(w, r)
 			return
 		}
