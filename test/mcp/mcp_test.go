@@ -1,7 +1,9 @@
 // Package mcp_test runs clickgate's MCP endpoint, with 'clickgate serve' as
 // its own process in front of a real ClickHouse (18.16), against the MCP
 // ecosystem's own clients: the official TypeScript SDK client, the MCP
-// Inspector CLI and the MCP conformance suite (server scenarios).
+// Inspector CLI and the MCP conformance suite (server scenarios per
+// specification revision, conformance_test.go; authorization server
+// scenarios against the OAuth broker, authorization_test.go).
 //
 // The npm packages come from package.json (scripts/install-npm.sh, which
 // 'make test' runs); Node 22, which the Inspector and the conformance suite
@@ -22,7 +24,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -636,144 +637,5 @@ func testInspector(t *testing.T, s *stack) {
 	t.Logf("inspector tools/list --strict: %v; %s", err, strictSummary.FindString(stderr))
 }
 
-// Server scenarios of @modelcontextprotocol/conformance (the version in
-// package.json), run with --suite all against clickgate's /mcp. The suite
-// cannot send headers, so it talks to the bearer-adding proxy.
-// test/mcp/README.md has the table with the reasons.
-var (
-	// conformancePassing pass today and must keep passing: they apply to
-	// any server, not to the suite's own fixture server.
-	conformancePassing = []string{
-		"completion-complete", // clickgate's completions answer the suite's unknown prompt with no values
-		"dns-rebinding-protection",
-		"logging-set-level",
-		"ping",
-		"prompts-list",
-		"resources-list",
-		"server-initialize",
-		"server-sse-multiple-streams", // a warning only: stateless, no session id
-		"server-sse-polling",          // warnings only: no session id, JSON answers (no SSE)
-		"tools-list",
-	}
-	// conformanceNotApplicable fail because they call the fixtures of the
-	// suite's "everything" server (test_* tools, test://… resources,
-	// test_* prompts) or optional features clickgate does not offer
-	// (resource subscriptions).
-	conformanceNotApplicable = []string{
-		"elicitation-sep1034-defaults",
-		"elicitation-sep1330-enums",
-		"json-schema-2020-12",
-		"prompts-get-embedded-resource",
-		"prompts-get-simple",
-		"prompts-get-with-args",
-		"prompts-get-with-image",
-		"resources-read-binary",
-		"resources-read-text",
-		"resources-subscribe",
-		"resources-templates-read",
-		"resources-unsubscribe",
-		"tools-call-audio",
-		"tools-call-elicitation",
-		"tools-call-embedded-resource",
-		"tools-call-error",
-		"tools-call-image",
-		"tools-call-mixed-content",
-		"tools-call-sampling",
-		"tools-call-simple-text",
-		"tools-call-with-logging",
-		"tools-call-with-progress",
-	}
-)
-
-// conformanceCheck is one entry of a scenario's checks.json.
-type conformanceCheck struct {
-	ID           string `json:"id"`
-	Status       string `json:"status"` // SUCCESS, FAILURE, WARNING, INFO, SKIPPED
-	ErrorMessage string `json:"errorMessage"`
-	Details      any    `json:"details"`
-}
-
 // strictSummary is the Inspector's closing line of --strict.
 var strictSummary = regexp.MustCompile(`\d+ errors?, \d+ warnings? across \d+ tools?`)
-
-// resultDir is "server-<scenario>-<timestamp>".
-var resultDir = regexp.MustCompile(`^server-(.+)-\d{4}-\d\d-\d\dT[\d-]+Z$`)
-
-func testConformance(t *testing.T, s *stack) {
-	node := testkit.Node22(t)
-	cli := testkit.NodeModule(t, "@modelcontextprotocol/conformance/dist/index.js")
-	results := t.TempDir()
-	stdout, stderr, err := run(t, 50*time.Second, nodeEnv(t, node), "", node, cli, "server", "--url", s.proxy+"/mcp", "--suite", "all", "-o", results)
-	// The suite exits 1 when any scenario fails; the checks decide here.
-	if _, ok := err.(*exec.ExitError); err != nil && !ok {
-		t.Fatalf("conformance: %v\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr)
-	}
-	entries, err := os.ReadDir(results)
-	if err != nil {
-		t.Fatal(err)
-	}
-	outcome := map[string]string{} // scenario → pass | fail
-	var table []string
-	for _, e := range entries {
-		m := resultDir.FindStringSubmatch(e.Name())
-		if m == nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(results, e.Name(), "checks.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var checks []conformanceCheck
-		if err := json.Unmarshal(b, &checks); err != nil {
-			t.Fatalf("%s: %v", e.Name(), err)
-		}
-		verdict, notes, ok := "pass", []string{}, 0
-		for _, c := range checks {
-			switch c.Status {
-			case "SUCCESS":
-				ok++
-			case "FAILURE":
-				verdict = "fail"
-				notes = append(notes, c.ID+": "+c.ErrorMessage)
-			case "WARNING":
-				msg := c.ErrorMessage
-				if msg == "" {
-					d, _ := json.Marshal(c.Details)
-					msg = string(d)
-				}
-				notes = append(notes, c.ID+" (warning): "+msg)
-			}
-		}
-		outcome[m[1]] = verdict
-		table = append(table, fmt.Sprintf("| %s | %s | %d/%d | %s |", m[1], verdict, ok, len(checks), strings.ReplaceAll(strings.Join(notes, "; "), "|", "\\|")))
-	}
-	sort.Strings(table)
-	t.Logf("conformance results (scenario | verdict | checks succeeded/all | failures and warnings):\n%s", strings.Join(table, "\n"))
-
-	for _, name := range conformancePassing {
-		if outcome[name] != "pass" {
-			t.Errorf("conformance scenario %s: %q, want pass (it passed before)", name, outcome[name])
-		}
-	}
-	for name, v := range outcome {
-		switch {
-		case slices.Contains(conformancePassing, name):
-		case slices.Contains(conformanceNotApplicable, name):
-			if v == "pass" {
-				t.Logf("conformance scenario %s now passes: move it to conformancePassing and test/mcp/README.md", name)
-			}
-		default:
-			t.Errorf("conformance scenario %s (%s) is new: add it to conformancePassing or conformanceNotApplicable and to test/mcp/README.md", name, v)
-		}
-	}
-	if len(outcome) < len(conformancePassing) {
-		t.Errorf("only %d scenarios ran:\n%s\n%s", len(outcome), stdout, stderr)
-	}
-
-	// Without the proxy's token the suite gets nowhere: the passes above
-	// are authenticated traffic, and clickgate does not serve anonymously.
-	stdout, stderr, err = run(t, 30*time.Second, nodeEnv(t, node), "", node, cli, "server", "--url", s.resource, "--scenario", "server-initialize")
-	if err == nil || !strings.Contains(stdout, "Failed to initialize") || !strings.Contains(stdout, "send Authorization: Bearer") {
-		t.Errorf("server-initialize without a token: %v\n%s\n%s", err, stdout, stderr)
-	}
-}
