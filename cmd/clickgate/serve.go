@@ -106,6 +106,19 @@ func serveFile(ctx context.Context, cfg *config.Config, logger *slog.Logger, o s
 			return fmt.Errorf("server.metrics_listen: %w", err)
 		}
 	}
+	var nl net.Listener
+	if cfg.Server.NativeListen != "" {
+		if nl, err = net.Listen("tcp", cfg.Server.NativeListen); err != nil {
+			l.Close()
+			if ml != nil {
+				ml.Close()
+			}
+			srv.Close(context.Background())
+			return fmt.Errorf("server.native_listen: %w", err)
+		}
+		logger.Info("native protocol listening", "address", nl.Addr().String(), "tls", cfg.Server.NativeTLS.CertFile != "",
+			"clickhouse", strings.Join(cfg.ClickHouse.NativeURL, ", "))
+	}
 	logger.Info("clickgate listening", "address", l.Addr().String(), "public_url", cfg.Server.PublicURL,
 		"processors", cfg.Directory.Processors, "gateway", gatewayDescription(cfg), "version", buildVersion())
 	if ml != nil {
@@ -128,10 +141,10 @@ func serveFile(ctx context.Context, cfg *config.Config, logger *slog.Logger, o s
 	if o.ready != nil {
 		o.ready <- l.Addr().String()
 	}
-	if ml == nil {
+	if ml == nil && nl == nil {
 		err = live.Serve(ctx, l)
 	} else {
-		err = serveBoth(ctx, live, l, ml)
+		err = serveBoth(ctx, live, l, ml, nl)
 	}
 	if err == nil {
 		logger.Info("clickgate stopped")
@@ -165,25 +178,43 @@ func gatewayDescription(cfg *config.Config) string {
 	return "off (no clickhouse section)"
 }
 
-// serveBoth runs the main and the metrics listener together: when ctx ends
-// both shut down gracefully, and when either stops on its own the other is
-// shut down too. It returns the first error.
-func serveBoth(ctx context.Context, live *server.Live, l, ml net.Listener) error {
+// serveBoth runs the main listener with the metrics listener and the
+// native one (either may be nil): when ctx ends all shut down gracefully,
+// and when one stops on its own the others are shut down too. It returns
+// the first error.
+func serveBoth(ctx context.Context, live *server.Live, l, ml, nl net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	n := 1
 	go func() { errc <- live.Serve(ctx, l); cancel() }()
-	go func() {
-		err := live.ServeMetrics(ctx, ml)
-		if err != nil {
-			err = fmt.Errorf("server.metrics_listen: %w", err)
+	if ml != nil {
+		n++
+		go func() {
+			err := live.ServeMetrics(ctx, ml)
+			if err != nil {
+				err = fmt.Errorf("server.metrics_listen: %w", err)
+			}
+			errc <- err
+			cancel()
+		}()
+	}
+	if nl != nil {
+		n++
+		go func() {
+			err := live.ServeNative(ctx, nl)
+			if err != nil {
+				err = fmt.Errorf("server.native_listen: %w", err)
+			}
+			errc <- err
+			cancel()
+		}()
+	}
+	var err error
+	for range n {
+		if e := <-errc; err == nil {
+			err = e
 		}
-		errc <- err
-		cancel()
-	}()
-	err := <-errc
-	if err2 := <-errc; err == nil {
-		err = err2
 	}
 	return err
 }

@@ -106,6 +106,20 @@ type Credentials struct {
 // session log record (for a success, only on a token's first use when
 // RecordLoginsPerToken says so).
 func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, c Credentials, iface string) (*Result, error) {
+	return a.AuthenticateClient(ctx, Client{Address: r.RemoteAddr, UserAgent: r.UserAgent()}, c, iface)
+}
+
+// Client is where credentials came from, for the session log: the
+// remote address (host:port) and what the client calls itself (an HTTP
+// User-Agent, or a native client's name and version).
+type Client struct {
+	Address   string
+	UserAgent string
+}
+
+// AuthenticateClient is Authenticate for credentials that did not come in
+// an HTTP request (the native protocol's Hello).
+func (a *Authenticator) AuthenticateClient(ctx context.Context, cl Client, c Credentials, iface string) (*Result, error) {
 	res, err := a.resolve(ctx, c.Token)
 	// The processor that proved the token, also when policy then refuses it.
 	processor := ""
@@ -122,8 +136,8 @@ func (a *Authenticator) Authenticate(ctx context.Context, r *http.Request, c Cre
 		res = nil
 	}
 	rec := audit.Record{Interface: iface}
-	rec.ClientAddress, rec.ClientPort = SplitAddr(r.RemoteAddr)
-	rec.HTTPUserAgent = r.UserAgent() // the log bounds client text
+	rec.ClientAddress, rec.ClientPort = SplitAddr(cl.Address)
+	rec.HTTPUserAgent = cl.UserAgent // the log bounds client text
 	result := "success"
 	if err != nil {
 		rec.Type = audit.LoginFailure

@@ -45,6 +45,11 @@ type Server struct {
 	// that serves /metrics alone; the main listener then answers /metrics
 	// with a local 404. Empty: /metrics is on the main listener.
 	MetricsListen string `yaml:"metrics_listen"`
+	// NativeListen (host:port), when set, serves ClickHouse's native TCP
+	// protocol with token sign-in (package native); NativeTLS, when both
+	// files are set, puts TLS on it (ClickHouse's secure port is 9440).
+	NativeListen string `yaml:"native_listen"`
+	NativeTLS    TLS    `yaml:"native_tls"`
 	// ShutdownGrace is how long, after SIGTERM or SIGINT, new connections
 	// are still accepted while /readyz answers 503, so that load balancers
 	// stop sending before the listener closes; default
@@ -123,6 +128,12 @@ type ClickHouse struct {
 	// URL alone is one node. Load sets URLs to [URL] then.
 	URLs   []string `yaml:"urls"`
 	Health Health   `yaml:"health"`
+	// NativeURL names ClickHouse's native TCP interface, for the native
+	// listener: tcp://host:port (tls://host:port with TLS), one or a list
+	// (the nodes of the cluster, tried in turn). Load sets it, when
+	// server.native_listen is set and it is not, from the HTTP URLs: each
+	// host with port 9000 (tls:// and 9440 for https).
+	NativeURL StringList `yaml:"native_url"`
 	// Retries is how many other nodes a request is tried on when its node
 	// fails before any byte of the request was written to it.
 	Retries *int `yaml:"retries"`

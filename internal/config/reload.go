@@ -5,7 +5,7 @@ package config
 // Every other key is applied by a reload. server.tls counts as one only
 // when TLS is turned on or off; new certificate files (or the same files
 // renewed) are loaded by a reload.
-var RestartKeys = []string{"server.listen", "server.metrics_listen", "server.tls", "server.max_connections"}
+var RestartKeys = []string{"server.listen", "server.metrics_listen", "server.tls", "server.native_listen", "server.native_tls", "server.max_connections"}
 
 // KeepRestartKeys compares a newly loaded configuration next with the
 // running one and, for each of RestartKeys that differs, sets next's
@@ -26,6 +26,14 @@ func KeepRestartKeys(running, next *Config) (changed []string) {
 	if (n.TLS.CertFile == "") != (r.TLS.CertFile == "") {
 		changed = append(changed, "server.tls")
 		n.TLS = r.TLS
+	}
+	if n.NativeListen != r.NativeListen {
+		changed = append(changed, "server.native_listen")
+		n.NativeListen = r.NativeListen
+	}
+	if (n.NativeTLS.CertFile == "") != (r.NativeTLS.CertFile == "") {
+		changed = append(changed, "server.native_tls")
+		n.NativeTLS = r.NativeTLS
 	}
 	if n.MaxConnections != r.MaxConnections {
 		changed = append(changed, "server.max_connections")

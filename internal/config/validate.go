@@ -77,6 +77,7 @@ func (c *Config) applyDefaults() {
 	if c.MCP.MaxConcurrentQueries == 0 {
 		c.MCP.MaxConcurrentQueries = 4
 	}
+	c.applyNativeDefaults()
 	c.applyDevIdPDefaults()
 	c.applyBrokerDefaults()
 	c.applyAuditDefaults()
@@ -208,6 +209,7 @@ func (c *Config) validate() []string {
 	if ch := c.ClickHouse; ch != nil {
 		ch.validate(&v)
 	}
+	c.validateNative(&v)
 	c.Limits.validate(&v)
 	if grace, timeout := c.Server.Shutdown(); grace < 0 || timeout < 0 {
 		v.Add("server", "shutdown_grace and shutdown_timeout must not be negative (0s: no grace, or no wait for requests in flight)")

@@ -297,3 +297,48 @@ func (lv *Live) ServeMetrics(ctx context.Context, ml net.Listener) error {
 	_, timeout := s.cfg.Server.Shutdown()
 	return serveUntil(ctx, hs, lim, timeout)
 }
+
+// ServeNative accepts native-protocol connections on l until ctx ends
+// (server.native_listen; with TLS when server.native_tls is set) and
+// gives each to the current server's native listener, so that a reload
+// serves new connections with the new configuration. Then it closes l and
+// lets the open connections finish their queries for shutdown_timeout.
+func (lv *Live) ServeNative(ctx context.Context, l net.Listener) error {
+	s := lv.Current()
+	if t := s.cfg.Server.NativeTLS; t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return fmt.Errorf("server.native_tls: %w", err)
+		}
+		l = tls.NewListener(l, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}})
+	}
+	stop := context.AfterFunc(ctx, func() { l.Close() })
+	defer stop()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		n := lv.Current().native
+		if n == nil {
+			c.Close()
+			continue
+		}
+		n.ServeConn(c)
+	}
+	_, timeout := lv.Current().cfg.Server.Shutdown()
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if n := lv.Current().native; n != nil {
+		return n.Shutdown(sctx)
+	}
+	return nil
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/clickgate/clickgate/internal/identity"
 	"github.com/clickgate/clickgate/internal/limits"
 	"github.com/clickgate/clickgate/internal/mcp"
+	"github.com/clickgate/clickgate/internal/native"
 	"github.com/clickgate/clickgate/internal/token"
 )
 
@@ -208,4 +209,18 @@ func (opt Options) withDefaults() Options {
 		opt.Now = time.Now
 	}
 	return opt
+}
+
+// newNative builds the native-protocol listener's server over up, with
+// the gateway's authenticator, limits and audit.
+func newNative(cfg *config.Config, opt Options, auth *authn.Authenticator, up *Upstream, log *audit.Log, lim *limits.Limiter) (*native.Server, error) {
+	ch := cfg.ClickHouse
+	nodes, err := ch.NativeNodes()
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse.native_url: %w", err)
+	}
+	return native.New(native.Options{
+		Auth: auth, Mode: up.Mode, ModeName: ch.Mode, Settings: ch.Settings, Nodes: nodes,
+		Limits: lim, Audit: Recorder(cfg, log), Logger: opt.Logger, ConnectTimeout: ch.ConnectTimeout,
+	})
 }

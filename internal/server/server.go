@@ -31,6 +31,7 @@ import (
 	"github.com/clickgate/clickgate/internal/keyring"
 	"github.com/clickgate/clickgate/internal/lograte"
 	"github.com/clickgate/clickgate/internal/mcp"
+	"github.com/clickgate/clickgate/internal/native"
 	"github.com/clickgate/clickgate/internal/token"
 )
 
@@ -55,6 +56,8 @@ type Server struct {
 	clickhouse *clickhouse.Upstreams
 	// mcp is nil when MCP is off.
 	mcp *mcp.Server
+	// native serves server.native_listen; nil when it is off.
+	native *native.Server
 	// background runs while Serve does (maintenance such as purges).
 	background []func(ctx context.Context)
 	// pool holds the ClickHouse nodes; nil without a clickhouse section
@@ -168,6 +171,11 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		if *cfg.MCP.Enabled {
 			s.mountMCP(mux, newMCP(cfg, opt, up, s.audit, lim))
 		}
+		if cfg.Server.NativeListen != "" && up.Engine == nil {
+			if s.native, err = newNative(cfg, opt, s.auth, up, s.audit, lim); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if cfg.DevIdP.Enabled {
 		idp, err := devidp.New(cfg, devidp.Options{Logger: opt.Logger, Now: opt.Now})
@@ -244,6 +252,10 @@ func DirectoryConfig(cfg *config.Config) identity.DirectoryConfig {
 		Common:         d.Roles.Common,
 	}
 }
+
+// Native is the native-protocol listener's server, or nil when
+// server.native_listen is not set.
+func (s *Server) Native() *native.Server { return s.native }
 
 // MCP returns the MCP server, or nil when the configuration has no
 // clickhouse section or turns MCP off.
@@ -327,7 +339,11 @@ func (s *Server) Config() *config.Config { return s.cfg }
 // and Live.Serve call it); later calls return the first one's result.
 func (s *Server) Close(ctx context.Context) error {
 	s.closeOnce.Do(func() {
-		waitErr := s.requests.close(ctx)
+		var nativeErr error
+		if s.native != nil { // idle connections close; queries in flight finish first
+			nativeErr = s.native.Shutdown(ctx)
+		}
+		waitErr := errors.Join(nativeErr, s.requests.close(ctx))
 		s.bgMu.Lock()
 		if s.stopBackground != nil {
 			s.stopBackground()

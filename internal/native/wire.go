@@ -1,0 +1,298 @@
+package native
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/ClickHouse/ch-go/proto"
+	"github.com/go-faster/city"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+)
+
+// errProtocol marks input that breaks the native protocol: the
+// connection is closed, since where the next packet begins is unknown.
+var errProtocol = errors.New("native: protocol error")
+
+func protocolError(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errProtocol, fmt.Sprintf(format, args...))
+}
+
+// source is a stream of protocol bytes being parsed: the socket, or the
+// decompressed data of compressed frames. Every byte consumed is also
+// written to the tee, when one is set, so that what was parsed can be
+// relayed as it was.
+type source interface {
+	ReadByte() (byte, error)
+	// full fills p.
+	full(p []byte) error
+	// skip consumes n bytes.
+	skip(n uint64) error
+}
+
+// maxVarUIntBytes is the longest VarUInt ClickHouse reads (18.16 reads
+// at most 9 bytes): a longer one could be read differently by the two
+// ends, so it is refused.
+const maxVarUIntBytes = 9
+
+func readUVarInt(s source) (uint64, error) {
+	var x uint64
+	for i := 0; i < maxVarUIntBytes; i++ {
+		b, err := s.ReadByte()
+		if err != nil {
+			return 0, err
+		}
+		x |= uint64(b&0x7f) << (7 * i)
+		if b&0x80 == 0 {
+			return x, nil
+		}
+	}
+	return 0, protocolError("a VarUInt is longer than %d bytes", maxVarUIntBytes)
+}
+
+// readString reads a length-prefixed string of at most limit bytes.
+func readString(s source, limit int, what string) (string, error) {
+	b, err := readBytes(s, limit, what)
+	return string(b), err
+}
+
+func readBytes(s source, limit int, what string) ([]byte, error) {
+	n, err := readUVarInt(s)
+	if err != nil {
+		return nil, err
+	}
+	if n > uint64(limit) {
+		return nil, protocolError("%s is %d bytes long, more than the %d clickgate accepts", what, n, limit)
+	}
+	b := make([]byte, n)
+	return b, s.full(b)
+}
+
+func readUInt64(s source) (uint64, error) {
+	var b [8]byte
+	if err := s.full(b[:]); err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint64(b[:]), nil
+}
+
+// rawSource reads the socket through a bufio.Reader.
+type rawSource struct {
+	r   *bufio.Reader
+	tee io.Writer // nil: none
+}
+
+func (s *rawSource) ReadByte() (byte, error) {
+	b, err := s.r.ReadByte()
+	if err == nil && s.tee != nil {
+		if _, err := s.tee.Write([]byte{b}); err != nil {
+			return 0, err
+		}
+	}
+	return b, err
+}
+
+func (s *rawSource) full(p []byte) error {
+	if _, err := io.ReadFull(s.r, p); err != nil {
+		return eof(err)
+	}
+	if s.tee != nil {
+		_, err := s.tee.Write(p)
+		return err
+	}
+	return nil
+}
+
+func (s *rawSource) skip(n uint64) error {
+	for n > 0 {
+		want := int(min(n, uint64(s.r.Size())))
+		buf, err := s.r.Peek(want)
+		if len(buf) == 0 && err != nil {
+			return eof(err)
+		}
+		if s.tee != nil {
+			if _, err := s.tee.Write(buf); err != nil {
+				return err
+			}
+		}
+		d, _ := s.r.Discard(len(buf))
+		n -= uint64(d)
+	}
+	return nil
+}
+
+func eof(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// Compressed frames (ClickHouse's CompressedReadBuffer): a CityHash128
+// checksum of the rest, a method byte, the frame's size with the 9 header
+// bytes, the decompressed size, then the payload.
+const (
+	checksumSize    = 16
+	frameHeaderSize = 9
+	methodNone      = 0x02
+	methodLZ4       = 0x82
+	methodZSTD      = 0x90
+	// maxFrameSize bounds one frame, compressed or not (ClickHouse's own
+	// limit is 1 GiB; clickgate holds a frame in memory).
+	maxFrameSize = 128 << 20
+)
+
+// frameSource is the decompressed data of the frames read from raw.
+type frameSource struct {
+	raw    *bufio.Reader
+	rawTee io.Writer // the frames as they came; nil: none
+	tee    io.Writer // the decompressed bytes consumed; nil: none
+	frame  []byte    // the raw frame
+	data   []byte
+	pos    int
+	zstd   *zstd.Decoder
+}
+
+// atBoundary reports whether every byte of the frames read was consumed.
+func (f *frameSource) atBoundary() bool { return f.pos == len(f.data) }
+
+func (f *frameSource) next() error {
+	head, err := f.raw.Peek(checksumSize + frameHeaderSize)
+	if err != nil {
+		return eof(err)
+	}
+	size := binary.LittleEndian.Uint32(head[checksumSize+1:])
+	dataSize := binary.LittleEndian.Uint32(head[checksumSize+5:])
+	if size < frameHeaderSize || size > maxFrameSize || dataSize > maxFrameSize {
+		return protocolError("a compressed frame of %d bytes (%d decompressed) is outside what clickgate accepts (%d)", size, dataSize, maxFrameSize)
+	}
+	total := checksumSize + int(size)
+	f.frame = append(f.frame[:0], make([]byte, total)...)
+	if _, err := io.ReadFull(f.raw, f.frame); err != nil {
+		return eof(err)
+	}
+	sum := city.CH128(f.frame[checksumSize:])
+	if binary.LittleEndian.Uint64(f.frame[0:8]) != sum.Low || binary.LittleEndian.Uint64(f.frame[8:16]) != sum.High {
+		return protocolError("a compressed frame's checksum does not match")
+	}
+	payload := f.frame[checksumSize+frameHeaderSize:]
+	f.data = append(f.data[:0], make([]byte, dataSize)...)
+	f.pos = 0
+	switch f.frame[checksumSize] {
+	case methodNone:
+		if len(payload) != int(dataSize) {
+			return protocolError("an uncompressed frame's sizes disagree")
+		}
+		copy(f.data, payload)
+	case methodLZ4:
+		n, err := lz4.UncompressBlock(payload, f.data)
+		if err != nil || n != int(dataSize) {
+			return protocolError("an LZ4 frame does not decompress to its size")
+		}
+	case methodZSTD:
+		if f.zstd == nil {
+			if f.zstd, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxMemory(maxFrameSize)); err != nil {
+				return err
+			}
+		}
+		out, err := f.zstd.DecodeAll(payload, f.data[:0])
+		if err != nil || len(out) != int(dataSize) {
+			return protocolError("a ZSTD frame does not decompress to its size")
+		}
+		f.data = out
+	default:
+		return protocolError("compression method 0x%02x is not one clickgate reads (LZ4, ZSTD, none)", f.frame[checksumSize])
+	}
+	if f.rawTee != nil {
+		if _, err := f.rawTee.Write(f.frame); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *frameSource) fill() error {
+	for f.pos == len(f.data) {
+		if err := f.next(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *frameSource) ReadByte() (byte, error) {
+	if err := f.fill(); err != nil {
+		return 0, err
+	}
+	b := f.data[f.pos]
+	f.pos++
+	if f.tee != nil {
+		if _, err := f.tee.Write([]byte{b}); err != nil {
+			return 0, err
+		}
+	}
+	return b, nil
+}
+
+func (f *frameSource) full(p []byte) error {
+	for len(p) > 0 {
+		if err := f.fill(); err != nil {
+			return err
+		}
+		n := copy(p, f.data[f.pos:])
+		if f.tee != nil {
+			if _, err := f.tee.Write(p[:n]); err != nil {
+				return err
+			}
+		}
+		f.pos += n
+		p = p[n:]
+	}
+	return nil
+}
+
+func (f *frameSource) skip(n uint64) error {
+	for n > 0 {
+		if err := f.fill(); err != nil {
+			return err
+		}
+		k := int(min(n, uint64(len(f.data)-f.pos)))
+		if f.tee != nil {
+			if _, err := f.tee.Write(f.data[f.pos : f.pos+k]); err != nil {
+				return err
+			}
+		}
+		f.pos += k
+		n -= uint64(k)
+	}
+	return nil
+}
+
+// writeFrame compresses data as one LZ4 frame (stored as is when LZ4
+// does not make it smaller) and appends the frame to dst.
+func writeFrame(dst, data []byte) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, checksumSize+frameHeaderSize+lz4.CompressBlockBound(len(data)))...)
+	body := dst[start+checksumSize+frameHeaderSize:]
+	var c lz4.Compressor
+	n, err := c.CompressBlock(data, body)
+	method := byte(methodLZ4)
+	if err != nil || n == 0 || n >= len(data) {
+		method, n = methodNone, copy(body, data)
+	}
+	dst = dst[:start+checksumSize+frameHeaderSize+n]
+	h := dst[start+checksumSize:]
+	h[0] = method
+	binary.LittleEndian.PutUint32(h[1:], uint32(frameHeaderSize+n))
+	binary.LittleEndian.PutUint32(h[5:], uint32(len(data)))
+	sum := city.CH128(dst[start+checksumSize:])
+	binary.LittleEndian.PutUint64(dst[start:], sum.Low)
+	binary.LittleEndian.PutUint64(dst[start+8:], sum.High)
+	return dst
+}
+
+// putString appends a length-prefixed string (ch-go's encoding).
+func putString(b *proto.Buffer, s string) { b.PutString(s) }
