@@ -42,7 +42,7 @@ unit:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./internal/token/ ./bench/...
 	CLICKGATE_BENCH_GATEWAY=1 $(GO) test -run '^$$' -bench '^BenchmarkGateway$$' -benchtime 1x -count 1 -timeout 20m ./bench/gateway/
-	CLICKGATE_BENCH_MCP=1 $(GO) test -run '^$$' -bench '^BenchmarkMCP$$' -benchtime 1x -count 1 -timeout 10m ./bench/mcp/
+	CLICKGATE_BENCH_MCP=1 $(GO) test -run '^$$' -bench '^BenchmarkMCP(FullAnswer)?$$' -benchtime 1x -count 1 -timeout 10m ./bench/mcp/
 	CLICKGATE_BENCH_AUDIT_COST=1 $(GO) test -run '^$$' -bench '^BenchmarkAuditTrail$$' -benchtime 1x -count 1 -timeout 10m ./bench/audit/
 	CLICKGATE_BENCH_CLUSTER=1 $(GO) test -run '^$$' -bench '^BenchmarkCluster$$' -benchtime 1x -count 1 -timeout 20m ./bench/cluster/
 

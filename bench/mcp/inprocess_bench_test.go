@@ -39,6 +39,7 @@ func BenchmarkMCPInProcess(b *testing.B) {
 	ctx := context.Background()
 	bigSQL := "SELECT number, toString(number) FROM system.numbers LIMIT 1000000"
 	small := captureRunQuery(b, resource, tok, smallSQL)
+	hundred := captureRunQuery(b, resource, tok, hundredSQL)
 	big := captureRunQuery(b, resource, tok, bigSQL)
 
 	b.Run("direct", func(b *testing.B) {
@@ -62,6 +63,15 @@ func BenchmarkMCPInProcess(b *testing.B) {
 		for b.Loop() {
 			out, err := postRaw(ctx, client, resource, small)
 			if err != nil || !strings.Contains(string(out), `"row_count":1`) {
+				b.Fatalf("%v %.300s", err, out)
+			}
+		}
+	})
+	b.Run("run_query_LIMIT_100", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			out, err := postRaw(ctx, client, resource, hundred)
+			if err != nil || !strings.Contains(string(out), `"row_count":100`) {
 				b.Fatalf("%v %.300s", err, out)
 			}
 		}
@@ -122,6 +132,15 @@ func BenchmarkMCPInProcessRaisedCaps(b *testing.B) {
 	}
 }
 
+// hundredTSV is hundredSQL's answer.
+var hundredTSV = sync.OnceValue(func() []byte {
+	out := []byte("number\ttoString(number)\tmultiply(number, 2)\nUInt64\tString\tUInt64\n")
+	for i := uint64(0); i < 100; i++ {
+		out = fmt.Appendf(out, "%d\t%d\t%d\n", i, i, 2*i)
+	}
+	return out
+})
+
 // bigTSV is the big query's answer: a million rows, about 14 MB.
 var bigTSV = sync.OnceValue(func() []byte {
 	out := []byte("number\ttoString(number)\nUInt64\tString\n")
@@ -143,6 +162,10 @@ func fakeClickHouse(w http.ResponseWriter, r *http.Request) {
 	}
 	sql, _ := io.ReadAll(r.Body)
 	switch {
+	case string(sql) == "SELECT version()": // clickgate asks once
+		io.WriteString(w, "18.16.1\n")
+	case string(sql) == hundredSQL:
+		w.Write(hundredTSV())
 	case string(sql) == smallSQL:
 		io.WriteString(w, "1\nUInt8\n1\n")
 	case strings.HasPrefix(string(sql), "SELECT number, toString(number) FROM system.numbers"):
@@ -152,6 +175,6 @@ func fakeClickHouse(w http.ResponseWriter, r *http.Request) {
 		w.Write(bigTSV())
 	default:
 		w.Header().Set("X-ClickHouse-Exception-Code", "62")
-		http.Error(w, "Code: 62, e.displayText() = DB::Exception: the fake ClickHouse knows two queries", http.StatusInternalServerError)
+		http.Error(w, "Code: 62, e.displayText() = DB::Exception: the fake ClickHouse knows four queries", http.StatusInternalServerError)
 	}
 }

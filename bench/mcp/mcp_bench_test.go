@@ -75,6 +75,10 @@ const (
 	queryTimeout = 30
 
 	targetAddedP50 = 2 * time.Millisecond
+	// hundredSQL is issue 16's small query: 100 rows of 3 columns, whose
+	// run_query p50 may add at most targetAdded100 to direct's.
+	hundredSQL     = "SELECT number, toString(number), number * 2 FROM system.numbers LIMIT 100"
+	targetAdded100 = time.Millisecond
 	targetRSS      = 96_000_000 // bytes: "≤ 96 MB RSS"
 	defaultMaxRows = 1000       // mcp.max_result_rows when not configured
 	sampleEvery    = 50 * time.Millisecond
@@ -114,7 +118,7 @@ func BenchmarkMCP(b *testing.B) {
 	ctx := context.Background()
 
 	ch := chtest.Start(b, chtest.Options{})
-	cg := startClickgate(b, ch)
+	cg := startClickgate(b, ch, "")
 
 	// The clients: one keep-alive connection each.
 	directClient := newClient()
@@ -179,6 +183,27 @@ func BenchmarkMCP(b *testing.B) {
 				out, err := postRaw(ctx, rawClient, cg.resource, rawCall)
 				if err == nil && (!strings.Contains(string(out), `"row_count":1`) || strings.Contains(string(out), `"isError":true`)) {
 					err = fmt.Errorf("raw tools/call: %.300s", out)
+				}
+				return err
+			}},
+		{name: "direct-limit-100", desc: "`" + hundredSQL + "` POSTed to ClickHouse as `direct` does",
+			call: func(ctx context.Context) error {
+				resp, err := direct(ctx, hundredSQL, url.Values{"readonly": {"1"}})
+				if err != nil {
+					return err
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil && strings.Count(string(body), "\n") != 102 {
+					err = fmt.Errorf("direct LIMIT 100: %.300q", body)
+				}
+				return err
+			}},
+		{name: "mcp-limit-100", desc: "`tools/call run_query` of the same query as `mcp` does",
+			call: func(ctx context.Context) error {
+				res, err := runQuery(ctx, admin, hundredSQL)
+				if err == nil && structured(res)["row_count"] != float64(100) {
+					err = fmt.Errorf("run_query LIMIT 100: %v", structured(res)["row_count"])
 				}
 				return err
 			}},
@@ -506,8 +531,9 @@ type clickgate struct {
 // defaults: read_only, max_result_rows 1000, max_result_bytes 1 MiB,
 // query_timeout 30 s; no audit file) and runs `clickgate serve` until the
 // benchmark ends (benchkit.StartClickgate). Tokens carry the MCP resource
-// (public_url + /mcp) as audience.
-func startClickgate(b *testing.B, ch *chtest.Server) *clickgate {
+// (public_url + /mcp) as audience. extra is more configuration (YAML
+// top-level keys).
+func startClickgate(b *testing.B, ch *chtest.Server, extra string) *clickgate {
 	dir := b.TempDir()
 	key := testkit.NewKey(b, jose.ES256, "k1")
 	jwks := testkit.WriteJWKS(b, dir, key)
@@ -517,7 +543,7 @@ func startClickgate(b *testing.B, ch *chtest.Server) *clickgate {
 			return fmt.Sprintf("server:\n  listen: 127.0.0.1:%d\n  public_url: http://127.0.0.1:%d\n", port, port) +
 				benchkit.ClickgateConfig(jwks, ch.HTTPURL,
 					benchkit.Account{Role: "admin", User: chtest.AdminUser, Password: chtest.AdminPassword},
-					benchkit.Account{Role: "reader", User: chtest.ReaderUser, Password: chtest.ReaderPassword})
+					benchkit.Account{Role: "reader", User: chtest.ReaderUser, Password: chtest.ReaderPassword}) + extra
 		},
 		Profile:  os.Getenv(envCPUProfile),
 		Profiled: benchkit.Profiled{ConfigEnv: envServeConfig, ProfileEnv: envServeProf},
@@ -607,12 +633,26 @@ type report struct {
 
 // pairedAdded is the median over rounds of (way i's block median − the
 // direct block median of the same round).
-func (r *report) pairedAdded(i int) time.Duration {
+func (r *report) pairedAdded(i int) time.Duration { return r.pairedOver(i, 0) }
+
+// pairedOver is the median over rounds of (way i's block median − way
+// base's block median of the same round).
+func (r *report) pairedOver(i, base int) time.Duration {
 	var diffs []time.Duration
 	for k := range r.blockMedians[i] {
-		diffs = append(diffs, r.blockMedians[i][k]-r.blockMedians[0][k])
+		diffs = append(diffs, r.blockMedians[i][k]-r.blockMedians[base][k])
 	}
 	return benchkit.Percentile(diffs, 50)
+}
+
+// way is the index of the way named name.
+func (r *report) way(name string) int {
+	for i, w := range r.ways {
+		if w.name == name {
+			return i
+		}
+	}
+	panic("no way " + name)
 }
 
 func (r *report) print(w io.Writer) {
@@ -633,6 +673,12 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "| `run_query` `SELECT 1`, p99 | %s | %s | %s | — | — |\n", fmtMS(dp99), fmtMS(mp99), fmtAdded(mp99-dp99))
 	fmt.Fprintf(w, "| `run_query` `SELECT 1`, p50 added, paired by round (median of per-round block-median differences) | | | %s | ≤ 2 ms added | %s |\n",
 		fmtAdded(r.pairedAdded(1)), benchkit.YesNo(r.pairedAdded(1) <= targetAddedP50))
+	d100, m100 := r.way("direct-limit-100"), r.way("mcp-limit-100")
+	dp100, mp100 := benchkit.Percentile(r.ways[d100].samples, 50), benchkit.Percentile(r.ways[m100].samples, 50)
+	fmt.Fprintf(w, "| `run_query` `LIMIT 100` (3 columns), p50 | %s | %s | %s | ≤ 1 ms added | %s |\n",
+		fmtMS(dp100), fmtMS(mp100), fmtAdded(mp100-dp100), benchkit.YesNo(mp100-dp100 <= targetAdded100))
+	fmt.Fprintf(w, "| `run_query` `LIMIT 100`, p50 added, paired by round | | | %s | ≤ 1 ms added | %s |\n",
+		fmtAdded(r.pairedOver(m100, d100)), benchkit.YesNo(r.pairedOver(m100, d100) <= targetAdded100))
 	if r.bigCalls > 0 {
 		fmt.Fprintf(w, "| peak RSS of clickgate, %d × `run_query` of a %d-row query capped at %d rows | — | %s | %s over the %s before | ≤ 96 MB | %s |\n",
 			r.bigCalls, r.bigRows, defaultMaxRows, fmtMB(r.mem.peak()), fmtMB(r.mem.peak()-r.mem.before.RSS), fmtMB(r.mem.before.RSS),
@@ -642,7 +688,7 @@ func (r *report) print(w io.Writer) {
 			defaultMaxRows, fmtMS(bd), fmtMS(bm), fmtAdded(bm-bd))
 	}
 
-	fmt.Fprintln(w, "\nEvery way, `SELECT 1` (CPU per call: clickgate's, ClickHouse's and the client process's, from /proc and getrusage over the way's blocks):")
+	fmt.Fprintln(w, "\nEvery way, `SELECT 1` unless named (CPU per call: clickgate's, ClickHouse's and the client process's, from /proc and getrusage over the way's blocks):")
 	fmt.Fprintln(w, "\n| way | p50 | p90 | p99 | mean | p50 − direct p50 | paired p50 added | clickgate CPU/call | ClickHouse CPU/call | client CPU/call |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for i, x := range r.ways {

@@ -212,18 +212,17 @@ func TestRenderTextFromTSV(t *testing.T) {
 	}
 }
 
-// TestWriteJSONStringEveryRune: each code point comes out as itself when
+// TestAppendJSONStringEveryRune: each code point comes out as itself when
 // printable, else escaped, and always reads back as itself.
-func TestWriteJSONStringEveryRune(t *testing.T) {
-	var b strings.Builder
+func TestAppendJSONStringEveryRune(t *testing.T) {
+	var b []byte
 	for r := rune(0); r <= unicode.MaxRune; r++ {
 		if r >= 0xd800 && r <= 0xdfff {
 			continue // not encodable in UTF-8
 		}
 		s := string(r)
-		b.Reset()
-		writeJSONString(&b, s)
-		out := b.String()
+		b = appendJSONString(b[:0], s)
+		out := string(b)
 		printable := unicode.IsPrint(r) && r != '"' && r != '\\'
 		if printable != (out == `"`+s+`"`) {
 			t.Fatalf("%U written as %s", r, out)
@@ -240,16 +239,18 @@ func TestWriteJSONStringEveryRune(t *testing.T) {
 	}
 }
 
-// FuzzWriteJSONString: any bytes at all make one printable JSON string
-// that reads back as the input with invalid UTF-8 replaced byte by byte.
-func FuzzWriteJSONString(f *testing.F) {
+// FuzzAppendJSONString: any bytes at all make one printable JSON string
+// that reads back as the input with invalid UTF-8 replaced byte by byte,
+// the same from a string and from bytes.
+func FuzzAppendJSONString(f *testing.F) {
 	for _, h := range hostile {
 		f.Add(h)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		var b strings.Builder
-		writeJSONString(&b, s)
-		out := b.String()
+		out := string(appendJSONString(nil, s))
+		if fromBytes := string(appendJSONString(nil, []byte(s))); fromBytes != out {
+			t.Fatalf("%q written as %q from a string, %q from bytes", s, out, fromBytes)
+		}
 		if !utf8.ValidString(out) {
 			t.Fatalf("%q written as %q: not UTF-8", s, out)
 		}

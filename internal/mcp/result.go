@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/clickgate/clickgate/internal/chsql"
 )
@@ -41,20 +42,44 @@ var errNotTSV = errors.New("the answer is not TabSeparatedWithNamesAndTypes")
 // typeName matches a ClickHouse type such as Nullable(Decimal(10, 2)).
 var typeName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*(\(.*\))?$`)
 
-// readTSV reads TabSeparatedWithNamesAndTypes from r, stopping at
-// maxRows rows or maxBytes bytes of result, whichever comes first; it
-// never holds more than that in memory. The caller closes r, which
-// cancels the rest of the query.
-//
-// Rows are read in place from the reader's buffer, split without a slice
-// of fields, and their cells are cut from shared blocks, so that a row
-// costs only its values: no copy of the line, no []string, no []any of
-// its own.
+// tsvReaders are scanTSV's buffers, kept between queries.
+var tsvReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+
+// A rowWriter keeps the rows scanTSV reads.
+type rowWriter interface {
+	// header comes once, before any row, with each column's kind.
+	header(cols []Column, kinds []cellKind)
+	// row is one line of fields without its newline, valid only during
+	// the call.
+	row(line []byte)
+}
+
+// readTSV reads TabSeparatedWithNamesAndTypes from r into a Result of Go
+// values, for the tools that look at the values; see scanTSV.
 func readTSV(r io.Reader, maxRows, maxBytes int) (*Result, error) {
+	v := &valueRows{maxRows: maxRows}
+	res, err := scanTSV(r, maxRows, maxBytes, v)
+	if err != nil {
+		return nil, err
+	}
+	res.Rows = v.rows()
+	return res, nil
+}
+
+// scanTSV reads TabSeparatedWithNamesAndTypes from r, stopping at maxRows
+// rows or maxBytes bytes of result, whichever comes first, and hands the
+// header and each row to w; it never holds more than one row (or its
+// buffer) itself. The Result has the columns and counts, not the rows.
+// The caller closes r, which cancels the rest of the query.
+//
+// Rows are read in place from the reader's buffer: no copy of the line.
+func scanTSV(r io.Reader, maxRows, maxBytes int, w rowWriter) (*Result, error) {
 	// Nothing beyond the byte cap (plus room for the two header lines) is
 	// ever read, so one enormous row cannot grow memory either.
 	limited := &io.LimitedReader{R: r, N: int64(maxBytes) + headerAllowance}
-	br := bufio.NewReaderSize(limited, 16<<10)
+	br := tsvReaders.Get().(*bufio.Reader)
+	br.Reset(limited)
+	defer func() { br.Reset(nil); tsvReaders.Put(br) }()
 	var long []byte // a line longer than br's buffer, gathered here
 	// readLine returns the next line without its newline; the bytes are
 	// valid until the next call.
@@ -79,9 +104,11 @@ func readTSV(r io.Reader, maxRows, maxBytes int) (*Result, error) {
 		}
 		return bytes.TrimSuffix(line, []byte{'\n'}), nil
 	}
+	res := &Result{Columns: []Column{}}
 	namesLine, err := readLine()
 	if err == io.EOF {
-		return &Result{Columns: []Column{}, Rows: [][]any{}}, nil // statements without a result
+		w.header(res.Columns, nil) // statements without a result
+		return res, nil
 	}
 	if err != nil {
 		return nil, err
@@ -91,9 +118,7 @@ func readTSV(r io.Reader, maxRows, maxBytes int) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading column types: %w", err)
 	}
-	types := string(typesLine)
-	res := &Result{Rows: [][]any{}}
-	nameFields, typeFields := strings.Split(names, "\t"), strings.Split(types, "\t")
+	nameFields, typeFields := strings.Split(names, "\t"), strings.Split(string(typesLine), "\t")
 	if len(nameFields) != len(typeFields) {
 		return nil, errNotTSV
 	}
@@ -107,78 +132,107 @@ func readTSV(r io.Reader, maxRows, maxBytes int) (*Result, error) {
 		res.Columns = append(res.Columns, Column{Name: unescapeTSV(nameFields[i]), Type: typeFields[i]})
 		kinds[i] = kindOf(typeFields[i])
 	}
-	var (
-		cells []any // a block that rows' cells are cut from
-		// Rows gather in blocks and are put in res.Rows once, at its
-		// size: growing one slice by append would allocate several
-		// times its final size on the way.
-		blocks [][][]any
-		block  [][]any
-	)
-	done := func() *Result {
-		if len(blocks) == 0 {
-			res.Rows = append(res.Rows, block...)
-		} else {
-			res.Rows = make([][]any, 0, res.RowCount)
-			for _, b := range append(blocks, block) {
-				res.Rows = append(res.Rows, b...)
-			}
-		}
-		return res
-	}
+	w.header(res.Columns, kinds)
 	size := 0
 	for {
 		line, err := readLine()
 		if err == io.EOF {
-			return done(), nil
+			return res, nil
 		}
 		if errors.Is(err, errByteCap) {
 			res.Truncated, res.TruncatedReason = true, fmt.Sprintf("more than max_result_bytes = %d bytes", maxBytes)
-			return done(), nil
+			return res, nil
 		}
 		if err != nil {
 			return nil, err
 		}
 		if res.RowCount >= maxRows {
 			res.Truncated, res.TruncatedReason = true, fmt.Sprintf("more than max_result_rows = %d rows", maxRows)
-			return done(), nil
+			return res, nil
 		}
 		if size+len(line) > maxBytes {
 			res.Truncated, res.TruncatedReason = true, fmt.Sprintf("more than max_result_bytes = %d bytes", maxBytes)
-			return done(), nil
+			return res, nil
 		}
 		size += len(line) + 1
-		n := bytes.Count(line, []byte{'\t'}) + 1
-		if cap(cells)-len(cells) < n {
-			c := 4096
-			if maxRows < c/n {
-				c = maxRows * n
-			}
-			cells = make([]any, 0, max(c, n))
-		}
-		row := cells[len(cells) : len(cells)+n : len(cells)+n]
-		cells = cells[:len(cells)+n]
-		for i := 0; i < n; i++ {
-			f := line
-			if j := bytes.IndexByte(line, '\t'); j >= 0 {
-				f, line = line[:j], line[j+1:]
-			}
-			k := kindText
-			if i < len(kinds) {
-				k = kinds[i]
-			}
-			row[i] = k.value(f)
-		}
-		if len(block) == cap(block) && len(block) > 0 {
-			blocks = append(blocks, block)
-			block = nil
-		}
-		if block == nil {
-			block = make([][]any, 0, min(4096, maxRows-res.RowCount))
-		}
-		block = append(block, row)
+		w.row(line)
 		res.RowCount++
 	}
+}
+
+// cutField returns the first tab-separated field of line and, if more
+// follow, the rest.
+func cutField(line []byte) (field, rest []byte, more bool) {
+	if j := bytes.IndexByte(line, '\t'); j >= 0 {
+		return line[:j], line[j+1:], true
+	}
+	return line, nil, false
+}
+
+// kindAt is column i's kind; a row with more fields than the header has
+// (which ClickHouse does not send) gets text for the extra ones.
+func kindAt(kinds []cellKind, i int) cellKind {
+	if i < len(kinds) {
+		return kinds[i]
+	}
+	return kindText
+}
+
+// valueRows keeps rows as Go values. Their cells are cut from shared
+// blocks, so that a row costs only its values: no []any of its own.
+type valueRows struct {
+	maxRows int
+	kinds   []cellKind
+	count   int
+	cells   []any // a block that rows' cells are cut from
+	// Rows gather in blocks and are put in one slice once, at its size:
+	// growing one slice by append would allocate several times its final
+	// size on the way.
+	blocks [][][]any
+	block  [][]any
+}
+
+func (v *valueRows) header(_ []Column, kinds []cellKind) { v.kinds = kinds }
+
+func (v *valueRows) row(line []byte) {
+	n := bytes.Count(line, []byte{'\t'}) + 1
+	if cap(v.cells)-len(v.cells) < n {
+		c := 4096
+		if v.maxRows < c/n {
+			c = v.maxRows * n
+		}
+		v.cells = make([]any, 0, max(c, n))
+	}
+	row := v.cells[len(v.cells) : len(v.cells)+n : len(v.cells)+n]
+	v.cells = v.cells[:len(v.cells)+n]
+	for i := range row {
+		var f []byte
+		f, line, _ = cutField(line)
+		row[i] = kindAt(v.kinds, i).value(f)
+	}
+	if len(v.block) == cap(v.block) && len(v.block) > 0 {
+		v.blocks = append(v.blocks, v.block)
+		v.block = nil
+	}
+	if v.block == nil {
+		v.block = make([][]any, 0, min(4096, v.maxRows-v.count))
+	}
+	v.block = append(v.block, row)
+	v.count++
+}
+
+func (v *valueRows) rows() [][]any {
+	if len(v.blocks) == 0 {
+		if v.block == nil {
+			return [][]any{}
+		}
+		return v.block
+	}
+	rows := make([][]any, 0, v.count)
+	for _, b := range append(v.blocks, v.block) {
+		rows = append(rows, b...)
+	}
+	return rows
 }
 
 // cellKind is how a column's fields become JSON values: NULL, small
@@ -229,7 +283,35 @@ func (k cellKind) value(field []byte) any {
 	case kindBool:
 		return string(field) == "true"
 	}
-	return unescapeTSV(string(field))
+	if bytes.IndexByte(field, '\\') < 0 {
+		return string(field)
+	}
+	return string(appendUnescapedTSV(nil, field))
+}
+
+// appendJSON appends a field of a column of kind k as the JSON that
+// value's result is written as (appendValue), without making the value.
+func (k cellKind) appendJSON(dst, field, scratch []byte) ([]byte, []byte) {
+	if k&kindNullable != 0 && string(field) == `\N` {
+		return append(dst, "null"...), scratch
+	}
+	switch k &^ kindNullable {
+	case kindInt:
+		if n, ok := parseInt10(field); ok {
+			return strconv.AppendInt(dst, n, 10), scratch
+		}
+	case kindFloat:
+		if f, err := strconv.ParseFloat(string(field), 64); err == nil && !isSpecial(string(field)) {
+			return appendFloat(dst, f), scratch
+		}
+	case kindBool:
+		return strconv.AppendBool(dst, string(field) == "true"), scratch
+	}
+	if bytes.IndexByte(field, '\\') < 0 {
+		return appendJSONString(dst, field), scratch
+	}
+	scratch = appendUnescapedTSV(scratch[:0], field)
+	return appendJSONString(dst, scratch), scratch
 }
 
 // parseInt10 is strconv.ParseInt(string(b), 10, 64) without the copy.
@@ -262,15 +344,20 @@ func unescapeTSV(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] != '\\' || i+1 == len(s) {
-			b.WriteByte(s[i])
+	return string(appendUnescapedTSV(nil, []byte(s)))
+}
+
+// appendUnescapedTSV appends field with ClickHouse's TabSeparated
+// escaping undone.
+func appendUnescapedTSV(dst, field []byte) []byte {
+	for i := 0; i < len(field); i++ {
+		if field[i] != '\\' || i+1 == len(field) {
+			dst = append(dst, field[i])
 			continue
 		}
-		c, n := chsql.Unescape(s[i+1:])
-		b.WriteByte(c)
+		c, n := chsql.Unescape(field[i+1:])
+		dst = append(dst, c)
 		i += n
 	}
-	return b.String()
+	return dst
 }
