@@ -35,8 +35,8 @@ var legacySettings = map[string]settingKind{
 }
 
 // minLegacyRevision is the oldest server whose settings legacySettings
-// describes (18.16); older ones are sent no client settings.
-const minLegacyRevision = 54413
+// describes (18.16, revision 54412); older ones are sent no client settings.
+const minLegacyRevision = 54412
 
 // setting is one Query packet setting as the client sent it.
 type setting struct {
