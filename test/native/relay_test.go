@@ -1,0 +1,180 @@
+package native_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/clickgate/clickgate/internal/chtest"
+)
+
+// hashClient runs clickhouse-client with its output to a file and returns
+// the output's SHA-256 and size.
+func hashClient(t *testing.T, host, port string, args ...string) (string, int64) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "out")
+	out, err := os.Create(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	cmd := exec.Command("clickhouse-client", append([]string{"--host", host, "--port", port}, args...)...)
+	var errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("clickhouse-client %v: %v: %s", args, err, errb.String())
+	}
+	if _, err := out.Seek(0, 0); err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n
+}
+
+// A 20M-row result reaches clickhouse-client through clickgate byte for
+// byte as it does directly, compressed or not.
+func TestLargeSelectIdenticalToDirect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("20M rows")
+	}
+	s := newStack(t, chtest.Options{}, mappedYAML)
+	bob := s.token(t, "bob@example.com", "ch-admin")
+	const sql = "SELECT number, toString(number * 7) FROM system.numbers LIMIT 20000000 FORMAT TSV"
+	chHost, chPort := splitHostPort(t, s.ch.TCPAddr)
+	want, n := hashClient(t, chHost, chPort, "--user", "ch_admin", "--password", "admin-pw", "--query", sql)
+	if n < 20_000_000*4 {
+		t.Fatalf("the direct result is %d bytes", n)
+	}
+	for _, compression := range []string{"1", "0"} {
+		got, m := hashClient(t, s.host, s.port, "--password", bob, "--compression", compression, "--query", sql)
+		if got != want || m != n {
+			t.Fatalf("--compression %s: %d bytes %s through clickgate, %d bytes %s direct", compression, m, got, n, want)
+		}
+	}
+}
+
+// A 1M-row INSERT … FORMAT TSV from stdin arrives whole, compressed or
+// not.
+func TestLargeInsert(t *testing.T) {
+	s := newStack(t, chtest.Options{}, mappedYAML)
+	bob := s.token(t, "bob@example.com", "ch-admin")
+	s.ch.Query(t, chtest.AdminUser, chtest.AdminPassword, "CREATE TABLE default.ins (n UInt64, s String, a Array(Nullable(String)), c UInt8) ENGINE = MergeTree ORDER BY n")
+	var data bytes.Buffer
+	const rows = 1_000_000
+	for i := range rows {
+		fmt.Fprintf(&data, "%d\tname %d \\t tab\t['x%d',NULL]\t%d\n", i, i, i%13, i%2)
+	}
+	for _, compression := range []string{"1", "0"} {
+		if _, err := s.client(t, bytes.NewReader(data.Bytes()), "--password", bob, "--compression", compression,
+			"--query", "INSERT INTO default.ins FORMAT TSV"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := s.ch.Query(t, chtest.AdminUser, chtest.AdminPassword, "SELECT count(), sum(n), sum(length(s)), sum(length(a)), countIf(a[2] IS NULL), sum(c) FROM default.ins")
+	var wantLen uint64
+	for i := range rows {
+		wantLen += uint64(len(fmt.Sprintf("name %d \t tab", i)))
+	}
+	want := fmt.Sprintf("%d\t%d\t%d\t%d\t%d\t%d", 2*rows, 2*(rows*(rows-1)/2), 2*wantLen, 2*2*rows, 2*rows, rows)
+	if got != want {
+		t.Fatalf("ClickHouse holds %q, want %q", got, want)
+	}
+}
+
+// A wrong token is refused with 516 before any connection to ClickHouse.
+func TestWrongTokenRefusedBeforeUpstream(t *testing.T) {
+	s := newStack(t, chtest.Options{}, mappedYAML)
+	for _, args := range [][]string{
+		{"--password", "garbage"},
+		{"--password", s.iss.Token(t, "other-audience", "alice@example.com", "ch-analysts")},
+		{"--user", "ch_admin", "--password", "admin-pw"}, // a ClickHouse password is no token
+		{}, // no password at all
+	} {
+		_, err := s.client(t, nil, append(args, "--query", "SELECT 1")...)
+		if err == nil || !strings.Contains(err.Error(), "Code: 516") {
+			t.Fatalf("%v: %v, want exception 516", args, err)
+		}
+		if n := s.srv.Native().Dials(); n != 0 {
+			t.Fatalf("%v: clickgate opened %d upstream connections for a refused sign-in", args, n)
+		}
+	}
+	// The refusal says what to do.
+	_, err := s.client(t, nil, "--password", "garbage", "--query", "SELECT 1")
+	if !strings.Contains(err.Error(), "clickgate token") {
+		t.Fatalf("the refusal does not say how to sign in: %v", err)
+	}
+}
+
+// Another user name than the token's is refused; a client's quota key,
+// readonly and other fixed settings have no effect on what ClickHouse
+// sees.
+func TestIdentityAndFixedSettingsCannotBeChanged(t *testing.T) {
+	s := newStack(t, chtest.Options{ExtraUsers: []chtest.User{{Name: "ch_keyed", Password: "keyed-pw", Quota: chtest.KeyedQuota}}}, `  mode: mapped
+  quota_key: true
+  accounts:
+    - {role: keyed, user: ch_keyed, password: keyed-pw}
+  settings: {readonly: "1", max_execution_time: "30"}
+`)
+	carol := s.token(t, "carol@example.com", "ch-keyed")
+	if _, err := s.client(t, nil, "--user", "ch_admin", "--password", carol, "--query", "SELECT 1"); err == nil || !strings.Contains(err.Error(), "Code: 516") {
+		t.Fatalf("--user ch_admin with carol's token: %v, want 516", err)
+	}
+	if _, err := s.client(t, nil, "--user", "carol@example.com", "--password", carol, "--query", "SELECT 1"); err != nil {
+		t.Fatalf("--user with the token's own user: %v", err)
+	}
+	out, err := s.client(t, nil, "--password", carol, "--query", chtest.SelfSQL("user, quota_key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(out); got != "ch_keyed\tcarol@example.com" {
+		t.Fatalf("ClickHouse saw %q, want ch_keyed with carol's quota key", got)
+	}
+	// Fixed settings: sent by clickgate, and no client may loosen them.
+	out, err = s.client(t, nil, "--password", carol, "--query", "SELECT name, value FROM system.settings WHERE name IN ('readonly', 'max_execution_time') ORDER BY name")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(out); got != "max_execution_time\t30\nreadonly\t1" {
+		t.Fatalf("ClickHouse ran with %q", got)
+	}
+	for _, args := range [][]string{
+		{"--readonly", "0", "--query", "SELECT 1"},
+		{"--max_execution_time", "0", "--query", "SELECT 1"},
+		{"--query", "SELECT 1 SETTINGS readonly = 0"},
+		{"--query", "SET readonly = 0"},
+		{"--query", "KILL QUERY WHERE 1"},
+		{"--replace_running_query", "1", "--query", "SELECT 1"},
+	} {
+		if out, err := s.client(t, nil, append([]string{"--password", carol}, args...)...); err == nil {
+			t.Fatalf("%v was not refused: %q", args, out)
+		}
+	}
+	// The same value as the fixed one passes; so do other settings.
+	if _, err := s.client(t, nil, "--password", carol, "--readonly", "1", "--max_threads", "2", "--query", "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	// The query id is the person's, in their namespace.
+	out, err = s.client(t, nil, "--password", carol, "--query_id", "mine", "--query", chtest.SelfSQL("query_id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(out); !strings.HasPrefix(got, "cg") || !strings.HasSuffix(got, "_mine") {
+		t.Fatalf("the query id is %q, want it in carol's namespace", got)
+	}
+}
+
+func splitHostPort(t *testing.T, addr string) (string, string) {
+	i := strings.LastIndexByte(addr, ':')
+	return addr[:i], addr[i+1:]
+}
