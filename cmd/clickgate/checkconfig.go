@@ -56,6 +56,9 @@ func explain(w io.Writer, path string, cfg *config.Config, dir *identity.Directo
 	} else {
 		p("Metrics: /metrics on the main listener, without credentials (server.metrics_listen moves it to a listener of its own).")
 	}
+	for _, line := range describeNative(cfg) {
+		p("%s", line)
+	}
 	grace, timeout := cfg.Server.Shutdown()
 	p("Reload: SIGHUP (and clickgate serve --watch, when this file changes) re-reads this file, checks it and applies all of it at once to new requests (processors, directory, accounts, nodes, limits, settings, MCP, broker, audit, certificate files); an invalid file keeps the running configuration. %s need a restart: a reload keeps their running values and logs a warning.",
 		restartKeysText())
