@@ -40,7 +40,7 @@ type stack struct {
 
 // newStack starts ClickHouse and clickgate with the clickhouse section
 // body (mode, accounts, settings …).
-func newStack(t *testing.T, opts chtest.Options, clickhouseYAML string) *stack {
+func newStack(t *testing.T, opts chtest.Options, clickhouseYAML string, extraYAML ...string) *stack {
 	t.Helper()
 	ch := chtest.Start(t, opts)
 	s := &stack{ch: ch, iss: servertest.NewIssuer(t)}
@@ -59,7 +59,7 @@ directory:
 clickhouse:
   url: %s
   native_url: tcp://%s
-%s`, testkit.FreeAddr(t), s.addr, s.iss.Processor(), ch.HTTPURL, ch.TCPAddr, clickhouseYAML)
+%s%s`, testkit.FreeAddr(t), s.addr, s.iss.Processor(), ch.HTTPURL, ch.TCPAddr, clickhouseYAML, strings.Join(extraYAML, "\n"))
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yaml)
