@@ -160,38 +160,56 @@ func appendJSONString[S string | []byte](dst []byte, s S) []byte {
 
 // encodedRows writes rows straight from ClickHouse's fields into a
 // result's two forms, the text (renderText's) and the structured content
-// (Result's JSON), with no Go value per cell: a big answer then costs
-// about its two forms in memory, not many times it.
+// (Result's JSON), with no Go value per cell, each in blocks that growing
+// never copies: a big answer then costs about its two forms in memory, not
+// many times it.
 type encodedRows struct {
+	// jsonText: the text is kept as the inside of its JSON string (quotes,
+	// backslashes and line breaks escaped), ready for the HTTP response
+	// (splice.go).
+	jsonText   bool
 	kinds      []cellKind
-	text       strings.Builder
-	structured []byte
+	text       chunks
+	structured chunks
 	line       []byte // the row being written
-	scratch    []byte // an unescaped field
+	scratch    []byte // an unescaped field, or an escaped line
 	n          int
+}
+
+func (e *encodedRows) writeText(p []byte) {
+	if e.jsonText {
+		e.scratch = appendJSONStringBody(e.scratch[:0], p)
+		p = e.scratch
+	}
+	e.text.write(p)
 }
 
 func (e *encodedRows) header(cols []Column, kinds []cellKind) {
 	e.kinds = kinds
-	e.text.WriteString(textPreamble)
+	e.writeText([]byte(textPreamble))
 	e.line = appendColumnsLine(e.line[:0], cols)
-	e.text.Write(e.line)
-	e.structured = append(e.structured, `{"columns":[`...)
+	e.writeText(e.line)
+	e.line = append(e.line[:0], `{"columns":[`...)
 	for i, c := range cols {
 		if i > 0 {
-			e.structured = append(e.structured, ',')
+			e.line = append(e.line, ',')
 		}
-		e.structured = append(e.structured, `{"name":`...)
-		e.structured = appendJSONString(e.structured, c.Name)
-		e.structured = append(e.structured, `,"type":`...)
-		e.structured = appendJSONString(e.structured, c.Type)
-		e.structured = append(e.structured, '}')
+		e.line = append(e.line, `{"name":`...)
+		e.line = appendJSONString(e.line, c.Name)
+		e.line = append(e.line, `,"type":`...)
+		e.line = appendJSONString(e.line, c.Type)
+		e.line = append(e.line, '}')
 	}
-	e.structured = append(e.structured, `],"rows":[`...)
+	e.line = append(e.line, `],"rows":[`...)
+	e.structured.write(e.line)
 }
 
 func (e *encodedRows) row(fields []byte) {
-	e.line = append(e.line[:0], '[')
+	e.line = e.line[:0]
+	if e.n > 0 {
+		e.line = append(e.line, ',')
+	}
+	e.line = append(e.line, '[')
 	for i := 0; ; i++ {
 		f, rest, more := cutField(fields)
 		e.line, e.scratch = kindAt(e.kinds, i).appendJSON(e.line, f, e.scratch)
@@ -202,26 +220,102 @@ func (e *encodedRows) row(fields []byte) {
 		fields = rest
 	}
 	e.line = append(e.line, ']')
+	e.structured.write(e.line)
 	if e.n > 0 {
-		e.structured = append(e.structured, ',')
+		e.line = e.line[1:] // the text has a line per row, without commas
 	}
-	e.structured = append(e.structured, e.line...)
-	e.line = append(e.line, '\n')
-	e.text.Write(e.line)
+	e.writeText(append(e.line, '\n'))
 	e.n++
 }
 
 // finish closes both forms with r's counts.
-func (e *encodedRows) finish(r *Result) (text string, structured []byte) {
-	writeTextEnd(&e.text, r)
-	e.structured = append(e.structured, `],"row_count":`...)
-	e.structured = strconv.AppendInt(e.structured, int64(r.RowCount), 10)
-	e.structured = append(e.structured, `,"truncated":`...)
-	e.structured = strconv.AppendBool(e.structured, r.Truncated)
+func (e *encodedRows) finish(r *Result) {
+	var end strings.Builder
+	writeTextEnd(&end, r)
+	e.writeText([]byte(end.String()))
+	e.line = append(e.line[:0], `],"row_count":`...)
+	e.line = strconv.AppendInt(e.line, int64(r.RowCount), 10)
+	e.line = append(e.line, `,"truncated":`...)
+	e.line = strconv.AppendBool(e.line, r.Truncated)
 	if r.TruncatedReason != "" {
-		e.structured = append(e.structured, `,"truncated_reason":`...)
-		e.structured = appendJSONString(e.structured, r.TruncatedReason)
+		e.line = append(e.line, `,"truncated_reason":`...)
+		e.line = appendJSONString(e.line, r.TruncatedReason)
 	}
-	e.structured = append(e.structured, '}')
-	return e.text.String(), e.structured
+	e.line = append(e.line, '}')
+	e.structured.write(e.line)
+}
+
+// appendJSONStringBody appends p as the inside of a JSON string. p is text
+// that appendJSONString wrote or clickgate's own: valid UTF-8 whose only
+// characters JSON must escape are quotes, backslashes and line breaks;
+// every control character is escaped all the same.
+func appendJSONStringBody(dst, p []byte) []byte {
+	const hex = "0123456789abcdef"
+	start := 0
+	for i, c := range p {
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, p[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, `\n`...)
+		case '\r':
+			dst = append(dst, `\r`...)
+		case '\t':
+			dst = append(dst, `\t`...)
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	return append(dst, p[start:]...)
+}
+
+// chunks is bytes written in blocks, so that growing never copies what
+// was written. Blocks start small and grow to chunkSize.
+type chunks struct {
+	blocks [][]byte // full blocks, then the one being filled
+	size   int
+}
+
+const chunkSize = 256 << 10
+
+func (c *chunks) write(p []byte) {
+	for len(p) > 0 {
+		last := len(c.blocks) - 1
+		if last < 0 || len(c.blocks[last]) == cap(c.blocks[last]) {
+			c.blocks = append(c.blocks, make([]byte, 0, min(chunkSize, max(4<<10, c.size))))
+			last++
+		}
+		b := c.blocks[last]
+		n := copy(b[len(b):cap(b)], p)
+		c.blocks[last] = b[:len(b)+n]
+		c.size += n
+		p = p[n:]
+	}
+}
+
+// String is the bytes in one string.
+func (c *chunks) String() string {
+	var b strings.Builder
+	b.Grow(c.size)
+	for _, x := range c.blocks {
+		b.Write(x)
+	}
+	return b.String()
+}
+
+// bytes is the bytes in one slice.
+func (c *chunks) bytes() []byte {
+	if len(c.blocks) == 1 {
+		return c.blocks[0]
+	}
+	out := make([]byte, 0, c.size)
+	for _, x := range c.blocks {
+		out = append(out, x...)
+	}
+	return out
 }

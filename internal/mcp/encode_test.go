@@ -1,6 +1,7 @@
 package mcp
 
 import (
+	"bytes"
 	"encoding/json"
 	"reflect"
 	"strings"
@@ -61,9 +62,24 @@ func checkEncoded(t *testing.T, body string, maxRows, maxBytes int) {
 	if werr != nil {
 		return
 	}
-	text, structured := e.finish(res)
-	if wantText := renderText(want); text != wantText {
+	e.finish(res)
+	text, structured := e.text.String(), e.structured.bytes()
+	wantText := renderText(want)
+	if text != wantText {
 		t.Fatalf("%q: text\n%s\nwant\n%s", body, text, wantText)
+	}
+	// The text kept for an HTTP answer is the same text as a JSON string.
+	ej := encodedRows{jsonText: true}
+	if _, err := scanTSV(strings.NewReader(body), maxRows, maxBytes, &ej); err != nil {
+		t.Fatal(err)
+	}
+	ej.finish(res)
+	var back string
+	if err := json.Unmarshal([]byte(`"`+ej.text.String()+`"`), &back); err != nil || back != wantText {
+		t.Fatalf("%q: JSON text %q reads back as %q, %v", body, ej.text.String(), back, err)
+	}
+	if !bytes.Equal(ej.structured.bytes(), structured) {
+		t.Fatalf("%q: structured content differs with jsonText", body)
 	}
 	var got any
 	if err := json.Unmarshal(structured, &got); err != nil {

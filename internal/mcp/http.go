@@ -130,7 +130,8 @@ func (s *Server) HTTPHandler(o HTTPOptions) http.Handler {
 		}
 		caller := &clickhouse.Caller{Token: creds.Token, Identity: res.Identity, Principal: res.Principal}
 		ctx := context.WithValue(context.WithValue(r.Context(), callerKey{}, caller), peekKey{}, msgs)
-		withTokenInfo.ServeHTTP(w, r.WithContext(ctx))
+		answers := &spliced{}
+		withTokenInfo.ServeHTTP(&splicer{ResponseWriter: w, a: answers}, r.WithContext(withSpliced(ctx, answers)))
 	})
 }
 

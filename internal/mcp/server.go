@@ -129,6 +129,9 @@ func begin(ctx context.Context, extra *mcp.RequestExtra) (context.Context, conte
 			ctx, cancel := context.WithCancel(ctx)
 			if rctx, ok := extra.TokenInfo.Extra[tokenInfoRequest].(context.Context); ok {
 				stop := context.AfterFunc(rctx, cancel)
+				if a := splicedFrom(rctx); a != nil {
+					ctx = withSpliced(ctx, a)
+				}
 				return ctx, func() { stop(); cancel() }, c, nil
 			}
 			return ctx, cancel, c, nil
@@ -163,15 +166,20 @@ func (s *Server) run(ctx context.Context, c *clickhouse.Caller, q queryRun) (*Re
 // rows go straight into the answer's text and structured content, which
 // the tool returns as they are (addEncodedTool).
 func (s *Server) runEncoded(ctx context.Context, c *clickhouse.Caller, q queryRun) (*mcp.CallToolResult, error) {
-	var e encodedRows
+	a := splicedFrom(ctx) // over HTTP, the response writer puts the answer in (splice.go)
+	e := encodedRows{jsonText: a != nil}
 	res, err := s.runWith(ctx, c, q, func(body io.Reader, maxRows, maxBytes int) (*Result, error) {
 		return scanTSV(body, maxRows, maxBytes, &e)
 	})
 	if err != nil {
 		return nil, err
 	}
-	text, structured := e.finish(res)
-	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}, StructuredContent: json.RawMessage(structured)}, nil
+	e.finish(res)
+	if a != nil {
+		text, structured := a.stash(&e)
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}, StructuredContent: json.RawMessage(structured)}, nil
+	}
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: e.text.String()}}, StructuredContent: json.RawMessage(e.structured.bytes())}, nil
 }
 
 // runWith sends a query as the caller and has read take the capped
