@@ -147,6 +147,7 @@ func BenchmarkMCP(b *testing.B) {
 	admin := connect(b, cg.resource, cg.adminToken, nil)
 	reader := connect(b, cg.resource, cg.readerToken, nil)
 	rawCall := captureRunQuery(b, cg.resource, cg.adminToken, smallSQL)
+	rawHundred := captureRunQuery(b, cg.resource, cg.adminToken, hundredSQL)
 	protocol := admin.InitializeResult().ProtocolVersion
 	rawClient := newClient()
 
@@ -204,6 +205,14 @@ func BenchmarkMCP(b *testing.B) {
 				res, err := runQuery(ctx, admin, hundredSQL)
 				if err == nil && structured(res)["row_count"] != float64(100) {
 					err = fmt.Errorf("run_query LIMIT 100: %v", structured(res)["row_count"])
+				}
+				return err
+			}},
+		{name: "mcp-raw-post-limit-100", desc: "the SDK client's request for that call, POSTed with net/http as `mcp-raw-post` does: clickgate's share without the client SDK's (which decodes the 100 rows and checks them against the output schema)",
+			call: func(ctx context.Context) error {
+				out, err := postRaw(ctx, rawClient, cg.resource, rawHundred)
+				if err == nil && !strings.Contains(string(out), `"row_count":100`) {
+					err = fmt.Errorf("raw tools/call LIMIT 100: %.300s", out)
 				}
 				return err
 			}},
@@ -679,6 +688,9 @@ func (r *report) print(w io.Writer) {
 		fmtMS(dp100), fmtMS(mp100), fmtAdded(mp100-dp100), benchkit.YesNo(mp100-dp100 <= targetAdded100))
 	fmt.Fprintf(w, "| `run_query` `LIMIT 100`, p50 added, paired by round | | | %s | ≤ 1 ms added | %s |\n",
 		fmtAdded(r.pairedOver(m100, d100)), benchkit.YesNo(r.pairedOver(m100, d100) <= targetAdded100))
+	r100 := r.way("mcp-raw-post-limit-100")
+	fmt.Fprintf(w, "| `LIMIT 100` as a raw POST of the same request (no client SDK), p50 added, paired | | %s | %s | ≤ 1 ms added | %s |\n",
+		fmtMS(benchkit.Percentile(r.ways[r100].samples, 50)), fmtAdded(r.pairedOver(r100, d100)), benchkit.YesNo(r.pairedOver(r100, d100) <= targetAdded100))
 	if r.bigCalls > 0 {
 		fmt.Fprintf(w, "| peak RSS of clickgate, %d × `run_query` of a %d-row query capped at %d rows | — | %s | %s over the %s before | ≤ 96 MB | %s |\n",
 			r.bigCalls, r.bigRows, defaultMaxRows, fmtMB(r.mem.peak()), fmtMB(r.mem.peak()-r.mem.before.RSS), fmtMB(r.mem.before.RSS),
