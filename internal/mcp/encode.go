@@ -117,19 +117,7 @@ func appendJSONString[S string | []byte](dst []byte, s S) []byte {
 				i++
 				continue
 			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, `\n`...)
-			case '\r':
-				dst = append(dst, `\r`...)
-			case '\t':
-				dst = append(dst, `\t`...)
-			default:
-				dst = u(dst, rune(c))
-			}
+			dst = appendEscapedASCII(append(dst, s[start:i]...), c)
 			i++
 			start = i
 			continue
@@ -250,28 +238,32 @@ func (e *encodedRows) finish(r *Result) {
 // characters JSON must escape are quotes, backslashes and line breaks;
 // every control character is escaped all the same.
 func appendJSONStringBody(dst, p []byte) []byte {
-	const hex = "0123456789abcdef"
 	start := 0
 	for i, c := range p {
 		if c >= 0x20 && c != '"' && c != '\\' {
 			continue
 		}
-		dst = append(dst, p[start:i]...)
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		case '\n':
-			dst = append(dst, `\n`...)
-		case '\r':
-			dst = append(dst, `\r`...)
-		case '\t':
-			dst = append(dst, `\t`...)
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
+		dst = appendEscapedASCII(append(dst, p[start:i]...), c)
 		start = i + 1
 	}
 	return append(dst, p[start:]...)
+}
+
+// appendEscapedASCII appends the JSON escape of c, a quote, a backslash or
+// a control character: the short one where JSON has it, else \u00XX.
+func appendEscapedASCII(dst []byte, c byte) []byte {
+	const hex = "0123456789abcdef"
+	switch c {
+	case '"', '\\':
+		return append(dst, '\\', c)
+	case '\n':
+		return append(dst, `\n`...)
+	case '\r':
+		return append(dst, `\r`...)
+	case '\t':
+		return append(dst, `\t`...)
+	}
+	return append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
 }
 
 // chunks is bytes written in blocks, so that growing never copies what
