@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/ClickHouse/ch-go/proto"
 	"github.com/go-faster/city"
@@ -67,8 +68,18 @@ func readBytes(s source, limit int, what string) ([]byte, error) {
 	if n > uint64(limit) {
 		return nil, protocolError("%s is %d bytes long, more than the %d clickgate accepts", what, n, limit)
 	}
-	b := make([]byte, n)
-	return b, s.full(b)
+	// Grown as the bytes arrive: a length alone reserves no memory.
+	const step = 64 << 10
+	b := make([]byte, 0, min(n, step))
+	for uint64(len(b)) < n {
+		k := int(min(n-uint64(len(b)), step))
+		b = slices.Grow(b, k)
+		if err := s.full(b[len(b) : len(b)+k]); err != nil {
+			return nil, err
+		}
+		b = b[:len(b)+k]
+	}
+	return b, nil
 }
 
 func readUInt64(s source) (uint64, error) {
@@ -169,10 +180,16 @@ func (f *frameSource) next() error {
 	if size < frameHeaderSize || size > maxFrameSize || dataSize > maxFrameSize {
 		return protocolError("a compressed frame of %d bytes (%d decompressed) is outside what clickgate accepts (%d)", size, dataSize, maxFrameSize)
 	}
+	// Read in steps: a header alone reserves no memory.
 	total := checksumSize + int(size)
-	f.frame = append(f.frame[:0], make([]byte, total)...)
-	if _, err := io.ReadFull(f.raw, f.frame); err != nil {
-		return eof(err)
+	f.frame = f.frame[:0]
+	for len(f.frame) < total {
+		k := min(total-len(f.frame), 1<<20)
+		f.frame = slices.Grow(f.frame, k)
+		if _, err := io.ReadFull(f.raw, f.frame[len(f.frame):len(f.frame)+k]); err != nil {
+			return eof(err)
+		}
+		f.frame = f.frame[:len(f.frame)+k]
 	}
 	sum := city.CH128(f.frame[checksumSize:])
 	if binary.LittleEndian.Uint64(f.frame[0:8]) != sum.Low || binary.LittleEndian.Uint64(f.frame[8:16]) != sum.High {
