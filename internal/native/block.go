@@ -224,9 +224,9 @@ func clip(s string) string {
 	return s
 }
 
-// blockInfo is the block's rows, for the audit.
+// blockInfo is the block's size.
 type blockInfo struct {
-	rows uint64
+	columns, rows uint64
 }
 
 // skipBlock consumes one block from s: its info (at revisions that have
@@ -268,7 +268,7 @@ func skipBlock(s source, rev int) (blockInfo, error) {
 	if cols > maxColumns || rows > maxRows {
 		return bi, protocolError("a block of %d columns and %d rows is more than clickgate relays", cols, rows)
 	}
-	bi.rows = rows
+	bi.columns, bi.rows = cols, rows
 	for range cols {
 		if _, err := readBytes(s, maxNameBytes, "a column name"); err != nil {
 			return bi, err
@@ -485,4 +485,13 @@ func dictionaryType(t *colType) *colType {
 		return t.elems[0]
 	}
 	return t
+}
+
+// appendEmptyBlock appends a block of no columns and no rows, as
+// ClickHouse writes it at revision rev.
+func appendEmptyBlock(b []byte, rev int) []byte {
+	if proto.FeatureBlockInfo.In(rev) {
+		b = append(b, 1, 0, 2, 0xff, 0xff, 0xff, 0xff, 0) // is_overflows false, bucket_num -1, end
+	}
+	return append(b, 0, 0)
 }

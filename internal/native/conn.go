@@ -98,8 +98,10 @@ type conn struct {
 	// skipping: the last query was refused; its data packets are dropped.
 	skipping bool
 	// clientCompression is the running query's: whether the client reads
-	// compressed blocks.
-	clientCompression atomic.Bool
+	// and sends compressed blocks; upstreamCompression whether ClickHouse
+	// does.
+	clientCompression   atomic.Bool
+	upstreamCompression atomic.Bool
 
 	mu       sync.Mutex
 	q        *inflight // the query ClickHouse is running, nil when none
@@ -553,7 +555,7 @@ func (c *conn) data(code uint64) error {
 		c.csrc.tee = &block
 		src = c.csrc
 	}
-	_, err = skipBlock(src, c.rev)
+	bi, err := skipBlock(src, c.rev)
 	c.csrc.tee = nil
 	if err != nil {
 		return err
@@ -568,7 +570,16 @@ func (c *conn) data(code uint64) error {
 		return nil
 	}
 	out := appendString(appendUVarInt(make([]byte, 0, block.Len()+64), code), table)
-	out = writeFrame(out, block.Bytes())
+	switch {
+	case c.upstreamCompression.Load():
+		out = writeFrame(out, block.Bytes())
+	case bi.columns == 0 && bi.rows == 0: // the end of the data, written anew
+		out = appendEmptyBlock(out, c.rev)
+	default:
+		_ = c.sendException(codeBadArguments, "BAD_ARGUMENTS",
+			"clickgate: data with a query that reads (external tables) is relayed only compressed; send it with compression on (clickhouse-client --compression 1)")
+		return protocolError("uncompressed data with a read-only query")
+	}
 	if _, err := c.uw.Write(out); err != nil {
 		return err
 	}
@@ -644,6 +655,7 @@ func (c *conn) query() error {
 		return refuse(err)
 	}
 	ev.proxied()
+	c.upstreamCompression.Store(u.compression)
 	c.mu.Lock()
 	c.skipping = false
 	c.q = &inflight{ev: ev, release: release, done: make(chan struct{})}
@@ -657,13 +669,22 @@ func (c *conn) query() error {
 	return nil
 }
 
+// readKinds are the statements that take no data from the client but
+// external tables.
+var readKinds = map[string]bool{"SELECT": true, "SHOW": true, "DESCRIBE": true, "EXISTS": true, "EXPLAIN": true}
+
 // identitySettings are never taken from a client: who the person is.
 var identitySettings = []string{"user", "password", "quota_key", "profile"}
 
 // rewrite applies what clickgate decides to a client's query.
 func (c *conn) rewrite(q *query, up *clickhouse.Upstream) (*upstreamQuery, error) {
 	o := c.s.o
-	u := &upstreamQuery{info: q.info, stage: q.stage, params: q.params, body: up.QueryPrefix + q.body}
+	// A query that may take data from the client runs compressed, so
+	// that each block of the client's goes to ClickHouse in a frame of its
+	// own; reads keep the client's choice (their only data, the end of
+	// the external tables, clickgate writes itself).
+	u := &upstreamQuery{info: q.info, stage: q.stage, params: q.params, body: up.QueryPrefix + q.body,
+		compression: q.compression || !readKinds[clickhouse.StatementKind(q.body)]}
 	u.id = c.ns + q.id
 	if q.id == "" {
 		u.id = c.ns + randomID()
@@ -772,15 +793,16 @@ func randomID() string {
 }
 
 // endQuery ends the query in flight, if any, with the server's exception
-// (nil: none) and outcome.
-func (c *conn) endQuery(ex *proto.Exception, outcome string) {
+// (nil: none) and outcome. It reports whether a query ended, and whether
+// the connection is to close after (a shutdown waited for the query).
+func (c *conn) endQuery(ex *proto.Exception, outcome string) (ended, drain bool) {
 	c.mu.Lock()
 	q := c.q
 	c.q = nil
-	drain := c.draining
+	drain = c.draining
 	c.mu.Unlock()
 	if q == nil {
-		return
+		return false, false
 	}
 	q.release()
 	if ex != nil {
@@ -793,7 +815,5 @@ func (c *conn) endQuery(ex *proto.Exception, outcome string) {
 	q.ev.outcome(outcome)
 	c.s.auditFinish(q.ev)
 	close(q.done)
-	if drain {
-		go c.close() // after the client has the query's end
-	}
+	return true, drain
 }

@@ -245,22 +245,24 @@ func readLegacySettings(s source) ([]setting, error) {
 
 // upstreamQuery is the Query packet clickgate sends.
 type upstreamQuery struct {
-	id       string
-	info     clientInfo
-	quotaKey string
-	client   []setting // the client's settings that pass
-	fixed    []setting // clickgate's: clickhouse.settings, then the mode's
-	stage    uint64
-	body     string
-	params   []setting
+	// compression is the query's: the server's blocks come compressed,
+	// and the client's are sent compressed.
+	compression bool
+	id          string
+	info        clientInfo
+	quotaKey    string
+	client      []setting // the client's settings that pass
+	fixed       []setting // clickgate's: clickhouse.settings, then the mode's
+	stage       uint64
+	body        string
+	params      []setting
 }
 
 // important is the strings format's flag for a setting the server must
 // know (an unknown one is an error, not ignored).
 const important = 0x01
 
-// encode appends the packet at revision rev; the data that follows is
-// always compressed (clickgate frames each block of the client's anew).
+// encode appends the packet at revision rev.
 func (u *upstreamQuery) encode(b []byte, rev int) ([]byte, error) {
 	b = appendUVarInt(b, uint64(proto.ClientCodeQuery))
 	b = appendString(b, u.id)
@@ -287,7 +289,7 @@ func (u *upstreamQuery) encode(b []byte, rev int) ([]byte, error) {
 		b = appendString(b, "")
 	}
 	b = appendUVarInt(b, u.stage)
-	b = appendUVarInt(b, 1) // compression
+	b = appendUVarInt(b, map[bool]uint64{false: 0, true: 1}[u.compression])
 	b = appendString(b, u.body)
 	if proto.FeatureParameters.In(rev) {
 		for _, p := range u.params {

@@ -24,19 +24,28 @@ func (c *conn) relayUpstream() error {
 		}
 		c.cwMu.Lock()
 		err = c.relayPacket(code, raw, frames)
-		if err == nil && c.ur.Buffered() == 0 {
+		raw.tee, frames.tee, frames.rawTee = nil, nil, nil
+		// The query ends before the client learns it: its next query may
+		// come at once.
+		ended, drain := false, false
+		if err == nil {
+			switch proto.ServerCode(code) {
+			case proto.ServerCodeEndOfStream:
+				ended, drain = c.endQuery(nil, "ok")
+			case proto.ServerCodeException:
+				ended, drain = c.endQuery(&c.lastException, "failed")
+			}
+		}
+		if err == nil && (ended || c.ur.Buffered() == 0) {
 			err = c.cw.Flush()
 		}
-		raw.tee, frames.tee, frames.rawTee = nil, nil, nil
 		c.cwMu.Unlock()
 		if err != nil {
 			return err
 		}
-		switch proto.ServerCode(code) {
-		case proto.ServerCodeEndOfStream:
-			c.endQuery(nil, "ok")
-		case proto.ServerCodeException:
-			c.endQuery(&c.lastException, "failed")
+		if drain {
+			c.close() // shutting down: the query's end went out
+			return nil
 		}
 	}
 }
@@ -52,18 +61,23 @@ func (c *conn) relayPacket(code uint64, raw *rawSource, frames *frameSource) err
 				return err
 			}
 		}
-		raw.tee = nil
-		if c.clientCompression.Load() {
-			frames.rawTee = c.cw
+		var bi blockInfo
+		var err error
+		if !c.upstreamCompression.Load() { // and not the client's: as it comes
+			bi, err = skipBlock(raw, c.rev)
 		} else {
-			frames.tee = c.cw
+			raw.tee = nil
+			if c.clientCompression.Load() {
+				frames.rawTee = c.cw
+			} else {
+				frames.tee = c.cw
+			}
+			if bi, err = skipBlock(frames, c.rev); err == nil && !frames.atBoundary() {
+				err = protocolError("ClickHouse's block does not end where its frame does")
+			}
 		}
-		bi, err := skipBlock(frames, c.rev)
 		if err != nil {
 			return err
-		}
-		if !frames.atBoundary() {
-			return protocolError("ClickHouse's block does not end where its frame does")
 		}
 		if proto.ServerCode(code) == proto.ServerCodeData {
 			c.resultRows(bi.rows)
