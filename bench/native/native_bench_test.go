@@ -190,4 +190,3 @@ func waitListening(b *testing.B, addr string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
