@@ -16,7 +16,7 @@ const maxServerText = 64 << 20
 // decompressed.
 func (c *conn) relayUpstream() error {
 	raw := &rawSource{r: c.ur}
-	frames := &frameSource{raw: c.ur}
+	frames := &frameSource{raw: c.ur, trusted: true}
 	for {
 		code, err := readUVarInt(raw)
 		if err != nil {
