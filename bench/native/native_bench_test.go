@@ -19,7 +19,9 @@ package native_test
 // set; it never fails on slow figures: it prints them with the targets.
 //
 // Knobs: CLICKGATE_BENCH_NATIVE=1 (run at all), CLICKGATE_BENCH_ROUNDS=3,
-// CLICKGATE_BENCH_STREAM_ROWS=20000000, CLICKGATE_BENCH_PINGS=2000.
+// CLICKGATE_BENCH_STREAM_ROWS=20000000, CLICKGATE_BENCH_BIG_ROWS=200000000
+// (a longer stream, where a client's start-up weighs less; 0 skips it),
+// CLICKGATE_BENCH_PINGS=2000.
 
 import (
 	"context"
@@ -47,6 +49,7 @@ func BenchmarkNative(b *testing.B) {
 	rounds := benchkit.EnvInt(b, "CLICKGATE_BENCH_ROUNDS", 3, 1)
 	rows := benchkit.EnvInt(b, "CLICKGATE_BENCH_STREAM_ROWS", 20_000_000, 1)
 	pings := benchkit.EnvInt(b, "CLICKGATE_BENCH_PINGS", 2000, 10)
+	bigRows := benchkit.EnvInt(b, "CLICKGATE_BENCH_BIG_ROWS", 200_000_000, 0)
 	ch := chtest.Start(b, chtest.Options{})
 	iss := servertest.NewIssuer(b)
 	nativeAddr := testkit.FreeAddr(b)
@@ -60,19 +63,30 @@ func BenchmarkNative(b *testing.B) {
 	gated := target{addr: nativeAddr, password: tok}
 	waitListening(b, nativeAddr)
 
-	sql := fmt.Sprintf("SELECT number FROM system.numbers LIMIT %d", rows)
 	type sample struct{ direct, gated []time.Duration }
-	streams := map[string]*sample{"1": {}, "0": {}}
+	type phase struct {
+		compression string
+		rows        int
+	}
+	phases := []phase{{"1", rows}, {"0", rows}}
+	if bigRows > 0 {
+		phases = append(phases, phase{"0", bigRows}, phase{"1", bigRows})
+	}
+	streams := map[phase]*sample{}
+	for _, p := range phases {
+		streams[p] = &sample{}
+	}
 	var rssBase, rssPeak int64
 	for r := range rounds {
-		for _, compression := range []string{"1", "0"} {
+		for _, p := range phases {
+			sql := fmt.Sprintf("SELECT number FROM system.numbers LIMIT %d", p.rows)
 			order := []bool{false, true}
 			if r%2 == 1 {
 				order = []bool{true, false}
 			}
 			for _, viaGate := range order {
 				if !viaGate {
-					streams[compression].direct = append(streams[compression].direct, stream(b, direct, compression, sql))
+					streams[p].direct = append(streams[p].direct, stream(b, direct, p.compression, sql))
 					continue
 				}
 				base := benchkit.ReadMemory(cg.PID).RSS
@@ -85,7 +99,7 @@ func BenchmarkNative(b *testing.B) {
 					defer close(done)
 					benchkit.SampleMemory(cg.PID, 50*time.Millisecond, stop, func(m benchkit.Memory) { rssPeak = max(rssPeak, m.RSS) })
 				}()
-				streams[compression].gated = append(streams[compression].gated, stream(b, gated, compression, sql))
+				streams[p].gated = append(streams[p].gated, stream(b, gated, p.compression, sql))
 				close(stop)
 				<-done
 			}
@@ -111,11 +125,11 @@ func BenchmarkNative(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 	fmt.Printf("\nBenchmarkNative: ClickHouse %s, %d rounds, load average %s\n\n", ch.Version, rounds, benchkit.LoadAvg())
 	fmt.Printf("| measure | direct | through clickgate | ratio or added | target | met? |\n| --- | --- | --- | --- | --- | --- |\n")
-	for _, c := range []string{"1", "0"} {
-		d, g := median(streams[c].direct), median(streams[c].gated)
+	for _, p := range phases {
+		d, g := median(streams[p].direct), median(streams[p].gated)
 		ratio := d.Seconds() / g.Seconds()
 		fmt.Printf("| %dM-row SELECT, --compression %s (median time; rows/s) | %s (%.1fM/s) | %s (%.1fM/s) | %.3f of direct | ≥ 0.95 | %s |\n",
-			rows/1_000_000, c, d.Round(time.Millisecond), float64(rows)/d.Seconds()/1e6, g.Round(time.Millisecond), float64(rows)/g.Seconds()/1e6, ratio, benchkit.YesNo(ratio >= 0.95))
+			p.rows/1_000_000, p.compression, d.Round(time.Millisecond), float64(p.rows)/d.Seconds()/1e6, g.Round(time.Millisecond), float64(p.rows)/g.Seconds()/1e6, ratio, benchkit.YesNo(ratio >= 0.95))
 	}
 	sort.Slice(lat.direct, func(i, j int) bool { return lat.direct[i] < lat.direct[j] })
 	sort.Slice(lat.gated, func(i, j int) bool { return lat.gated[i] < lat.gated[j] })
