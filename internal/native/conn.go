@@ -493,9 +493,10 @@ func (c *conn) relayClient() error {
 		case clientCodeKeepAlive:
 			// answered by no one; nothing goes on
 		default:
-			_ = c.sendException(codeUnexpectedPacket, "UNEXPECTED_PACKET_FROM_CLIENT",
-				fmt.Sprintf("clickgate: the client packet %d is not relayed", code))
-			return protocolError("client packet %d", code)
+			err = protocolError("the client packet %d is not relayed", code)
+		}
+		if errors.Is(err, errProtocol) { // what is wrong, to the client, before the connection closes
+			_ = c.sendException(codeBadArguments, "BAD_ARGUMENTS", "clickgate: "+strings.TrimPrefix(err.Error(), errProtocol.Error()+": "))
 		}
 		if err != nil {
 			return err
@@ -545,14 +546,14 @@ func (c *conn) data(code uint64) error {
 	if err != nil {
 		return err
 	}
-	var block bytes.Buffer
+	block := &cappedBuffer{max: maxFrameSize}
 	var src source
 	var frames *frameSource
 	if c.clientCompression.Load() {
-		frames = &frameSource{raw: c.cr, tee: &block}
+		frames = &frameSource{raw: c.cr, tee: block}
 		src = frames
 	} else {
-		c.csrc.tee = &block
+		c.csrc.tee = block
 		src = c.csrc
 	}
 	bi, err := skipBlock(src, c.rev)
@@ -576,9 +577,7 @@ func (c *conn) data(code uint64) error {
 	case bi.columns == 0 && bi.rows == 0: // the end of the data, written anew
 		out = appendEmptyBlock(out, c.rev)
 	default:
-		_ = c.sendException(codeBadArguments, "BAD_ARGUMENTS",
-			"clickgate: data with a query that reads (external tables) is relayed only compressed; send it with compression on (clickhouse-client --compression 1)")
-		return protocolError("uncompressed data with a read-only query")
+		return protocolError("data with a query that reads (external tables) is relayed only compressed; send it with compression on (clickhouse-client --compression 1)")
 	}
 	if _, err := c.uw.Write(out); err != nil {
 		return err
@@ -604,8 +603,7 @@ func (c *conn) query() error {
 	busy := c.q != nil
 	c.mu.Unlock()
 	if busy {
-		_ = c.sendException(codeUnexpectedPacket, "UNEXPECTED_PACKET_FROM_CLIENT", "clickgate: a query arrived while another runs on this connection")
-		return protocolError("a query while another runs")
+		return protocolError("a query arrived while another runs on this connection")
 	}
 	o := c.s.o
 	ev := c.s.auditStart(c)
@@ -816,4 +814,18 @@ func (c *conn) endQuery(ex *proto.Exception, outcome string) (ended, drain bool)
 	c.s.auditFinish(q.ev)
 	close(q.done)
 	return true, drain
+}
+
+// cappedBuffer holds one client block, which clickgate sends on as one
+// frame: at most max bytes.
+type cappedBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if b.Len()+len(p) > b.max {
+		return 0, protocolError("a data block is larger than the %d MiB clickgate relays in one piece; send smaller blocks (max_insert_block_size)", b.max>>20)
+	}
+	return b.Buffer.Write(p)
 }
