@@ -33,6 +33,10 @@ type clientInfo struct {
 	major, minor, revision uint64
 	patch                  uint64
 	trace                  []byte // OpenTelemetry: trace id, span id, state, flags; nil: none
+	// kind and quotaKey are as read; clickgate sends an initial query
+	// and the person's quota key.
+	kind     byte
+	quotaKey string
 }
 
 // query is a client's Query packet.
@@ -98,6 +102,7 @@ func readClientInfo(s source, rev int, ci *clientInfo) error {
 	if err != nil {
 		return err
 	}
+	ci.kind = kind
 	if kind == queryKindNone {
 		return nil
 	}
@@ -131,8 +136,8 @@ func readClientInfo(s source, rev int, ci *clientInfo) error {
 			return err
 		}
 	}
-	if proto.FeatureQuotaKeyInClientInfo.In(rev) { // the client's quota key: replaced
-		if _, err := readString(s, maxClientText, "the quota key"); err != nil {
+	if proto.FeatureQuotaKeyInClientInfo.In(rev) {
+		if ci.quotaKey, err = readString(s, maxClientText, "the quota key"); err != nil {
 			return err
 		}
 	}
