@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/clickgate/clickgate/internal/chtest"
 )
@@ -177,4 +178,37 @@ func TestIdentityAndFixedSettingsCannotBeChanged(t *testing.T) {
 func splitHostPort(t *testing.T, addr string) (string, string) {
 	i := strings.LastIndexByte(addr, ':')
 	return addr[:i], addr[i+1:]
+}
+
+// People who share a ClickHouse account cannot reach each other's
+// queries: the same query id from two of them names two queries.
+func TestSharedAccountQueryIDs(t *testing.T) {
+	s := newStack(t, chtest.Options{}, mappedYAML)
+	alice := s.token(t, "alice@example.com", "ch-analysts")
+	carol := s.token(t, "carol@example.com", "ch-analysts")
+	chHost, chPort := splitHostPort(t, s.ch.TCPAddr)
+	run := func(host, port string, args ...string) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			_, err := runClient(t, host, port, nil, append(args, "--query_id", "shared-id", "--query", "SELECT sleep(2)")...)
+			done <- err
+		}()
+		return done
+	}
+	// Directly, the second query with the id is refused (the id is the
+	// account's): what clickgate keeps people from.
+	first := run(chHost, chPort, "--user", "ch_reader", "--password", "reader-pw")
+	time.Sleep(700 * time.Millisecond)
+	if err := <-run(chHost, chPort, "--user", "ch_reader", "--password", "reader-pw"); err == nil || !strings.Contains(err.Error(), "already running") {
+		t.Fatalf("directly, the same id twice: %v", err)
+	}
+	<-first
+	first = run(s.host, s.port, "--password", alice)
+	time.Sleep(700 * time.Millisecond)
+	if err := <-run(s.host, s.port, "--password", carol); err != nil {
+		t.Fatalf("carol's query with alice's id: %v", err)
+	}
+	if err := <-first; err != nil {
+		t.Fatalf("alice's query: %v", err)
+	}
 }
