@@ -564,10 +564,13 @@ func (c *conn) data(code uint64) error {
 	if frames != nil && !frames.atBoundary() {
 		return protocolError("a compressed block does not end where its frame does")
 	}
+	// The data of a refused query, which ClickHouse never saw, is
+	// dropped. Data after a query ended goes on: a failed INSERT's server
+	// reads the rest of its data before the next query.
 	c.mu.Lock()
-	skip := c.skipping || c.q == nil
+	skip := c.skipping
 	c.mu.Unlock()
-	if skip { // the data of a refused query
+	if skip {
 		return nil
 	}
 	out := appendString(appendUVarInt(make([]byte, 0, block.Len()+64), code), table)
