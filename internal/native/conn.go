@@ -84,6 +84,7 @@ type conn struct {
 	uw  *bufio.Writer
 	rev int // negotiated
 
+	upstreamUser string // the user of the upstream Hello
 	helloName    string
 	helloVersion string
 	creds        authn.Credentials
@@ -271,6 +272,7 @@ func (c *conn) handshake() error {
 		return c.refuseConnection(&refusal{code: clickhouse.CodeNetworkError, name: "NETWORK_ERROR", msg: "clickgate: " + err.Error()})
 	}
 	user, password, err := upstreamCredentials(up)
+	c.upstreamUser = user
 	if err != nil {
 		return c.refuseConnection(&refusal{code: clickhouse.CodeAuthenticationFailed, name: "AUTHENTICATION_FAILED", msg: "clickgate: " + err.Error()})
 	}
@@ -629,6 +631,19 @@ func (c *conn) query() error {
 		}
 		return nil
 	}
+	// The token is checked again for each query (its verification is
+	// cached): a connection lives no longer than its token, and a person
+	// whose roles now map to another account reconnects.
+	res, err := o.Auth.AuthenticateClient(c.ctx, authn.Client{Address: c.client.RemoteAddr().String(), UserAgent: c.helloVersion}, c.creds, Interface)
+	if err == nil && res.Principal.User != c.res.Principal.User {
+		err = fmt.Errorf("the token now names ClickHouse user %q, not %q", res.Principal.User, c.res.Principal.User)
+	}
+	if err != nil {
+		return refuse(&refusal{code: clickhouse.CodeAuthenticationFailed, name: "AUTHENTICATION_FAILED", fatal: true,
+			msg: "clickgate: " + err.Error() + "; connect again with a fresh token: clickhouse-client --password \"$(clickgate token)\""})
+	}
+	c.res = res
+	ev.signedIn(res)
 	if err := c.s.auditReady(); err != nil {
 		return refuse(err)
 	}
@@ -640,6 +655,11 @@ func (c *conn) query() error {
 	if err != nil {
 		release()
 		return refuse(err)
+	}
+	if user, _, err := upstreamCredentials(up); err != nil || user != c.upstreamUser {
+		release()
+		return refuse(&refusal{code: clickhouse.CodeAuthenticationFailed, name: "AUTHENTICATION_FAILED", fatal: true,
+			msg: fmt.Sprintf("clickgate: your ClickHouse account is now %s, not the one this connection signed in as; connect again", up.Account)})
 	}
 	ev.upstream(up)
 	ev.statement(q.body)

@@ -2,6 +2,7 @@ package native_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"net"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"github.com/ClickHouse/ch-go/proto"
 
 	"github.com/clickgate/clickgate/internal/chtest"
+	"github.com/clickgate/clickgate/internal/servertest"
+	"github.com/clickgate/clickgate/internal/testkit"
 )
 
 // Service mode: everyone runs as the service account, named by quota key
@@ -147,5 +150,24 @@ func TestJWTHello(t *testing.T) {
 	}
 	if code, msg := hello(" JWT AUTHENTICATION ", "not-a-token"); code != proto.ServerCodeException || !strings.Contains(msg, "516") && !strings.Contains(msg, "AUTHENTICATION_FAILED") {
 		t.Fatalf("a bad JWT: %v %s", code, msg)
+	}
+}
+
+// A connection lives no longer than its token: each query checks it
+// again, and an expired one ends the connection with 516.
+func TestTokenExpiresOnOpenConnection(t *testing.T) {
+	s := newStackProcessor(t, chtest.Options{}, ", leeway: 1ms, cache_ttl: 1s", mappedYAML)
+	claims := testkit.Claims(servertest.IssuerURL, "clickhouse", "bob@example.com", "ch-admin")
+	claims["exp"] = time.Now().Add(3 * time.Second).Unix()
+	tok := s.iss.Key.Sign(t, claims)
+	c := s.goClient(t, tok, nil)
+	ctx := context.Background()
+	if got, err := queryOne(ctx, c, "SELECT 'before'"); err != nil || got != "before" {
+		t.Fatalf("before expiry: %q %v", got, err)
+	}
+	time.Sleep(4 * time.Second)
+	_, err := queryOne(ctx, c, "SELECT 'after'")
+	if err == nil || !strings.Contains(err.Error(), "516") {
+		t.Fatalf("after expiry: %v, want 516", err)
 	}
 }

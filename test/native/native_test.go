@@ -42,6 +42,13 @@ type stack struct {
 // body (mode, accounts, settings …).
 func newStack(t *testing.T, opts chtest.Options, clickhouseYAML string, extraYAML ...string) *stack {
 	t.Helper()
+	return newStackProcessor(t, opts, "", clickhouseYAML, extraYAML...)
+}
+
+// newStackProcessor is newStack with extra keys for the jwt processor
+// (", leeway: 1ms").
+func newStackProcessor(t *testing.T, opts chtest.Options, processorKeys, clickhouseYAML string, extraYAML ...string) *stack {
+	t.Helper()
 	ch := chtest.Start(t, opts)
 	s := &stack{ch: ch, iss: servertest.NewIssuer(t)}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -59,7 +66,7 @@ directory:
 clickhouse:
   url: %s
   native_url: tcp://%s
-%s%s`, testkit.FreeAddr(t), s.addr, s.iss.Processor(), ch.HTTPURL, ch.TCPAddr, clickhouseYAML, strings.Join(extraYAML, "\n"))
+%s%s`, testkit.FreeAddr(t), s.addr, strings.TrimSuffix(s.iss.Processor(), "}")+processorKeys+"}", ch.HTTPURL, ch.TCPAddr, clickhouseYAML, strings.Join(extraYAML, "\n"))
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yaml)
