@@ -169,7 +169,9 @@ func (c *conn) serve() {
 	if q != nil && !errors.Is(err, net.ErrClosed) {
 		// The client went away during a query: cancel it, and give
 		// ClickHouse a moment to end it before the connection closes.
+		c.mu.Lock()
 		q.cancelled = true
+		c.mu.Unlock()
 		_ = c.writeUpstream(func(b []byte) []byte { return appendUVarInt(b, uint64(proto.ClientCodeCancel)) })
 		select {
 		case <-q.done:
@@ -821,6 +823,7 @@ func (c *conn) endQuery(ex *proto.Exception, outcome string) (ended, drain bool)
 	q := c.q
 	c.q = nil
 	drain = c.draining
+	cancelled := q != nil && q.cancelled
 	c.mu.Unlock()
 	if q == nil {
 		return false, false
@@ -830,7 +833,7 @@ func (c *conn) endQuery(ex *proto.Exception, outcome string) (ended, drain bool)
 		q.ev.exception(int32(ex.Code))
 		outcome = "failed"
 	}
-	if q.cancelled && outcome == "ok" {
+	if cancelled && outcome == "ok" {
 		outcome = "cancelled"
 	}
 	q.ev.outcome(outcome)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"slices"
 
-	"github.com/ClickHouse/ch-go/proto"
 	"github.com/go-faster/city"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
@@ -352,6 +351,3 @@ func writeFrame(dst, data []byte) []byte {
 	binary.LittleEndian.PutUint64(dst[start+8:], sum.High)
 	return dst
 }
-
-// putString appends a length-prefixed string (ch-go's encoding).
-func putString(b *proto.Buffer, s string) { b.PutString(s) }
