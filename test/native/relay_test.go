@@ -121,11 +121,11 @@ func TestWrongTokenRefusedBeforeUpstream(t *testing.T) {
 // readonly and other fixed settings have no effect on what ClickHouse
 // sees.
 func TestIdentityAndFixedSettingsCannotBeChanged(t *testing.T) {
-	s := newStack(t, chtest.Options{ExtraUsers: []chtest.User{{Name: "ch_keyed", Password: "keyed-pw", Quota: chtest.KeyedQuota}}}, `  mode: mapped
+	s := newStack(t, chtest.Options{ExtraUsers: []chtest.User{{Name: "ch_keyed", Password: "keyed-pw", Quota: chtest.KeyedQuota}}, ExtraConfig: chtest.QueryLogConfig}, `  mode: mapped
   quota_key: true
   accounts:
     - {role: keyed, user: ch_keyed, password: keyed-pw}
-  settings: {readonly: "1", max_execution_time: "30"}
+  settings: {readonly: "1", max_execution_time: "30", log_queries: "1"}
 `)
 	carol := s.token(t, "carol@example.com", "ch-keyed")
 	if _, err := s.client(t, nil, "--user", "ch_admin", "--password", carol, "--query", "SELECT 1"); err == nil || !strings.Contains(err.Error(), "Code: 516") {
@@ -150,16 +150,26 @@ func TestIdentityAndFixedSettingsCannotBeChanged(t *testing.T) {
 		t.Fatalf("ClickHouse ran with %q", got)
 	}
 	for _, args := range [][]string{
-		{"--readonly", "0", "--query", "SELECT 1"},
-		{"--max_execution_time", "0", "--query", "SELECT 1"},
-		{"--query", "SELECT 1 SETTINGS readonly = 0"},
-		{"--query", "SET readonly = 0"},
-		{"--query", "KILL QUERY WHERE 1"},
-		{"--replace_running_query", "1", "--query", "SELECT 1"},
+		{"--readonly", "0", "--query", "SELECT 'refused-marker-1'"},
+		{"--max_execution_time", "0", "--query", "SELECT 'refused-marker-2'"},
+		{"--log_queries", "0", "--query", "SELECT 'refused-marker-3'"},
+		{"--query", "SELECT 'refused-marker-4' SETTINGS readonly = 0"},
+		{"--query", "SET readonly = 0 /* refused-marker-5 */"},
+		{"--query", "KILL QUERY WHERE query LIKE 'refused-marker-6'"},
+		{"--replace_running_query", "1", "--query", "SELECT 'refused-marker-7'"},
 	} {
 		if out, err := s.client(t, nil, append([]string{"--password", carol}, args...)...); err == nil {
 			t.Fatalf("%v was not refused: %q", args, out)
 		}
+	}
+	// ClickHouse saw none of them (query_log), and saw an allowed one.
+	if _, err := s.client(t, nil, "--password", carol, "--query", "SELECT 'allowed-marker'"); err != nil {
+		t.Fatal(err)
+	}
+	s.ch.Query(t, chtest.AdminUser, chtest.AdminPassword, "SYSTEM FLUSH LOGS")
+	seen := s.ch.Query(t, chtest.AdminUser, chtest.AdminPassword, "SELECT countIf(query LIKE '%refused-marker%'), countIf(query LIKE '%allowed-marker%' AND user = 'ch_keyed') FROM system.query_log WHERE query NOT LIKE '%query_log%'")
+	if seen == "" || !strings.HasPrefix(seen, "0\t") || strings.HasSuffix(seen, "\t0") {
+		t.Fatalf("query_log: %q refused and allowed queries, want none refused and the allowed one", seen)
 	}
 	// The same value as the fixed one passes; so do other settings.
 	if _, err := s.client(t, nil, "--password", carol, "--readonly", "1", "--max_threads", "2", "--query", "SELECT 1"); err != nil {
