@@ -171,3 +171,19 @@ func TestTokenExpiresOnOpenConnection(t *testing.T) {
 		t.Fatalf("after expiry: %v, want 516", err)
 	}
 }
+
+// The gateway's limits apply to native queries: the person's requests
+// per minute are counted across the listener.
+func TestLimits(t *testing.T) {
+	s := newStack(t, chtest.Options{}, mappedYAML, `limits: {people: {"bob@example.com": {requests_per_minute: 2}}}`)
+	bob := s.token(t, "bob@example.com", "ch-admin")
+	for i := range 2 {
+		if _, err := s.client(t, nil, "--password", bob, "--query", "SELECT 1"); err != nil {
+			t.Fatalf("query %d: %v", i, err)
+		}
+	}
+	_, err := s.client(t, nil, "--password", bob, "--query", "SELECT 1")
+	if err == nil || !strings.Contains(err.Error(), "requests_per_minute") {
+		t.Fatalf("the third query in a minute: %v", err)
+	}
+}
