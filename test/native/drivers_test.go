@@ -147,3 +147,34 @@ func TestClickHouseGo(t *testing.T) {
 		t.Fatalf("after cancelling: %q %v", got, err)
 	}
 }
+
+// An INSERT that ClickHouse fails as its data arrives leaves the
+// connection usable: the rest of the data still reaches ClickHouse,
+// which reads it before the next query.
+func TestFailedInsertThenQuery(t *testing.T) {
+	s := newStack(t, chtest.Options{}, mappedYAML)
+	s.ch.Query(t, chtest.AdminUser, chtest.AdminPassword, "CREATE TABLE default.fails (x UInt64, y UInt8 MATERIALIZED throwIf(x = 5)) ENGINE = Memory")
+	c, err := clickhouse.Open(&clickhouse.Options{Addr: []string{s.addr}, Auth: clickhouse.Auth{Password: s.token(t, "bob@example.com", "ch-admin")}, MaxOpenConns: 1, MaxIdleConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	for round := range 3 {
+		batch, err := c.PrepareBatch(ctx, "INSERT INTO default.fails (x) VALUES")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 10 {
+			if err := batch.Append(uint64(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := batch.Send(); err == nil || !strings.Contains(err.Error(), "throwIf") && !strings.Contains(err.Error(), "395") {
+			t.Fatalf("round %d: the failing insert: %v", round, err)
+		}
+		if got, err := queryOne(ctx, c, "SELECT 'next'"); err != nil || got != "next" {
+			t.Fatalf("round %d: the query after a failed insert: %q %v", round, got, err)
+		}
+	}
+}
