@@ -157,3 +157,42 @@ func TestUpstreamPerMode(t *testing.T) {
 		}
 	}
 }
+
+// A node that does not answer is passed over for the next; none
+// answering is refused with 210, and the person's token never reaches
+// a node.
+func TestNodesTriedInTurn(t *testing.T) {
+	var tried []string
+	out := make(chan recorded, 1)
+	s, err := New(Options{
+		Auth: fakeAuth{}, Mode: fakeMode{}, ModeName: config.ModeMapped,
+		Nodes:  []config.NativeNode{{Addr: "down-1:9000"}, {Addr: "up:9000"}, {Addr: "down-2:9000"}},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Dial: func(_ context.Context, _, addr string) (net.Conn, error) {
+			tried = append(tried, addr)
+			if addr != "up:9000" {
+				return nil, &net.OpError{Op: "dial", Err: io.ErrClosedPipe}
+			}
+			a, b := net.Pipe()
+			go recordingUpstream(b, 54460, out)
+			return a, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := upstreamQuery{id: "x", stage: 2, body: "SELECT 1", info: clientInfo{name: "c", revision: 54460}}
+	for range 3 {
+		tried = nil
+		runConn(s, append(append(hello(54460, "", goodToken), appendString(nil, "")...), queryPacket(54460, q)...))
+		if r := <-out; r.err != nil || r.query == nil || r.user != "account" {
+			t.Fatalf("tried %v: %+v", tried, r)
+		}
+		if tried[len(tried)-1] != "up:9000" {
+			t.Fatalf("tried %v", tried)
+		}
+	}
+	if s.Dials() != 3 {
+		t.Fatalf("%d upstream connections, want 3", s.Dials())
+	}
+}
