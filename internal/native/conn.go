@@ -622,6 +622,7 @@ func (c *conn) query() error {
 		}
 		ev.refused(r)
 		c.s.auditFinish(ev)
+		c.s.m.queries.WithLabelValues("refused").Inc()
 		c.mu.Lock()
 		c.skipping = true
 		c.mu.Unlock()
@@ -838,6 +839,7 @@ func (c *conn) endQuery(ex *proto.Exception, outcome string) (ended, drain bool)
 	}
 	q.ev.outcome(outcome)
 	c.s.auditFinish(q.ev)
+	c.s.m.queries.WithLabelValues(outcome).Inc()
 	close(q.done)
 	return true, drain
 }

@@ -30,6 +30,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/clickgate/clickgate/internal/audit"
 	"github.com/clickgate/clickgate/internal/authn"
 	"github.com/clickgate/clickgate/internal/clickhouse"
@@ -69,11 +71,14 @@ type Options struct {
 	HandshakeTimeout time.Duration
 	// Dial opens upstream connections; nil: a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Registerer takes the listener's metrics; nil: none registered.
+	Registerer prometheus.Registerer
 }
 
 // Server serves native-protocol connections.
 type Server struct {
 	o     Options
+	m     *metrics
 	dials atomic.Int64
 	next  atomic.Uint32
 
@@ -110,7 +115,7 @@ func New(o Options) (*Server, error) {
 		d := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
 		o.Dial = d.DialContext
 	}
-	return &Server{o: o, conns: map[*conn]struct{}{}}, nil
+	return &Server{o: o, m: newMetrics(o.Registerer), conns: map[*conn]struct{}{}}, nil
 }
 
 // CheckMode refuses the upstream modes that the native protocol cannot
@@ -164,8 +169,10 @@ func (s *Server) ServeConn(c net.Conn) {
 	s.conns[cn] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	s.m.open.Inc()
 	go func() {
 		defer s.wg.Done()
+		defer s.m.open.Dec()
 		defer func() {
 			s.mu.Lock()
 			delete(s.conns, cn)

@@ -213,7 +213,7 @@ func (opt Options) withDefaults() Options {
 
 // newNative builds the native-protocol listener's server over up, with
 // the gateway's authenticator, limits and audit.
-func newNative(cfg *config.Config, opt Options, auth *authn.Authenticator, up *Upstream, log *audit.Log, lim *limits.Limiter) (*native.Server, error) {
+func newNative(cfg *config.Config, opt Options, auth *authn.Authenticator, up *Upstream, log *audit.Log, lim *limits.Limiter, reg prometheus.Registerer) (*native.Server, error) {
 	ch := cfg.ClickHouse
 	nodes, err := ch.NativeNodes()
 	if err != nil {
@@ -221,6 +221,6 @@ func newNative(cfg *config.Config, opt Options, auth *authn.Authenticator, up *U
 	}
 	return native.New(native.Options{
 		Auth: auth, Mode: up.Mode, ModeName: ch.Mode, Settings: ch.Settings, Nodes: nodes,
-		Limits: lim, Audit: Recorder(cfg, log), Logger: opt.Logger, ConnectTimeout: ch.ConnectTimeout,
+		Limits: lim, Audit: Recorder(cfg, log), Logger: opt.Logger, ConnectTimeout: ch.ConnectTimeout, Registerer: reg,
 	})
 }

@@ -172,7 +172,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 			s.mountMCP(mux, newMCP(cfg, opt, up, s.audit, lim))
 		}
 		if cfg.Server.NativeListen != "" && up.Engine == nil {
-			if s.native, err = newNative(cfg, opt, s.auth, up, s.audit, lim); err != nil {
+			if s.native, err = newNative(cfg, opt, s.auth, up, s.audit, lim, reg); err != nil {
 				return nil, err
 			}
 		}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http/httptest"
 	"os/exec"
 	"strings"
 	"testing"
@@ -124,6 +125,13 @@ func TestClickHouseClientSignsInAsMappedAccount(t *testing.T) {
 		}
 		if got := strings.TrimSpace(out); got != tc.want {
 			t.Fatalf("runs as %q, want %q", got, tc.want)
+		}
+	}
+	rec := httptest.NewRecorder()
+	s.srv.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	for _, want := range []string{`clickgate_native_queries_total{outcome="ok"} 2`, `clickgate_auth_attempts_total{interface="native",processor="corp",result="success"}`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Fatalf("/metrics lacks %s", want)
 		}
 	}
 }
