@@ -471,6 +471,16 @@ func (c *conn) writeUpstream(f func([]byte) []byte) error {
 // relayClient reads the client's packets until it closes.
 func (c *conn) relayClient() error {
 	for {
+		// Between queries the client has IdleTimeout to send the next;
+		// during one, as long as it runs.
+		c.mu.Lock()
+		idle := c.q == nil
+		c.mu.Unlock()
+		if idle && c.cr.Buffered() == 0 {
+			_ = c.client.SetReadDeadline(time.Now().Add(c.s.o.IdleTimeout))
+		} else {
+			_ = c.client.SetReadDeadline(time.Time{})
+		}
 		code, err := readUVarInt(c.csrc)
 		if err != nil {
 			return err

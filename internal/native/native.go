@@ -69,6 +69,9 @@ type Options struct {
 	// client's Hello and the server's answer.
 	ConnectTimeout   time.Duration
 	HandshakeTimeout time.Duration
+	// IdleTimeout closes a connection that runs no query for so long
+	// (ClickHouse's idle_connection_timeout, 1 hour, by default).
+	IdleTimeout time.Duration
 	// Dial opens upstream connections; nil: a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// Registerer takes the listener's metrics; nil: none registered.
@@ -92,6 +95,7 @@ type Server struct {
 const (
 	DefaultConnectTimeout   = 5 * time.Second
 	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultIdleTimeout      = time.Hour
 )
 
 // New checks o and returns a Server.
@@ -110,6 +114,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
 	}
 	if o.Dial == nil {
 		d := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}

@@ -196,3 +196,22 @@ func TestNodesTriedInTurn(t *testing.T) {
 		t.Fatalf("%d upstream connections, want 3", s.Dials())
 	}
 }
+
+// A connection that runs no query for IdleTimeout is closed.
+func TestIdleTimeout(t *testing.T) {
+	s := newFuzzServer(t, 54412)
+	s.o.IdleTimeout = 200 * time.Millisecond
+	client, server := net.Pipe()
+	done := make(chan struct{})
+	go func() { defer close(done); newConn(s, server).serve() }()
+	go func() { _, _ = client.Write(hello(54412, "", goodToken)) }()
+	_ = client.SetDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	if _, err := io.Copy(io.Discard, client); err != nil {
+		t.Fatalf("the connection was not closed: %v", err)
+	}
+	if d := time.Since(start); d < 150*time.Millisecond || d > 3*time.Second {
+		t.Fatalf("closed after %s, want the idle timeout", d)
+	}
+	<-done
+}
