@@ -24,12 +24,14 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ClickHouse/ch-go/proto"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/clickgate/clickgate/internal/audit"
@@ -74,6 +76,9 @@ type Options struct {
 	IdleTimeout time.Duration
 	// Dial opens upstream connections; nil: a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// MaxConnections bounds the connections open at once; beyond it a
+	// new one is answered with an exception and closed. 0: no bound.
+	MaxConnections int
 	// Registerer takes the listener's metrics; nil: none registered.
 	Registerer prometheus.Registerer
 }
@@ -172,6 +177,11 @@ func (s *Server) ServeConn(c net.Conn) {
 		c.Close()
 		return
 	}
+	if m := s.o.MaxConnections; m > 0 && len(s.conns) >= m {
+		s.mu.Unlock()
+		go refuseBusy(c, m)
+		return
+	}
 	cn := newConn(s, c)
 	s.conns[cn] = struct{}{}
 	s.wg.Add(1)
@@ -218,3 +228,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 }
+
+// refuseBusy answers a connection beyond MaxConnections with an exception
+// (the client reads it after its Hello) and closes it.
+func refuseBusy(c net.Conn, max int) {
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	b := proto.Buffer{}
+	proto.ServerCodeException.Encode(&b)
+	e := proto.Exception{Code: codeTooManyConnections, Name: "DB::Exception",
+		Message: fmt.Sprintf("clickgate: too many native connections (server.max_connections = %d); try again later. (TOO_MANY_SIMULTANEOUS_QUERIES)", max)}
+	e.EncodeAware(&b, 0)
+	_, _ = c.Write(b.Buf)
+}
+
+// codeTooManyConnections is ClickHouse's TOO_MANY_SIMULTANEOUS_QUERIES.
+const codeTooManyConnections = 202

@@ -215,3 +215,28 @@ func TestIdleTimeout(t *testing.T) {
 	}
 	<-done
 }
+
+// Beyond MaxConnections a new connection gets an exception and is closed.
+func TestMaxConnections(t *testing.T) {
+	s := newFuzzServer(t, 54412)
+	s.o.MaxConnections = 1
+	first, firstServer := net.Pipe()
+	s.ServeConn(firstServer)
+	go func() { _, _ = first.Write(hello(54412, "", goodToken)) }()
+	second, secondServer := net.Pipe()
+	s.ServeConn(secondServer)
+	_ = second.SetDeadline(time.Now().Add(5 * time.Second))
+	r := proto.NewReader(second)
+	code, err := r.UVarInt()
+	if err != nil || proto.ServerCode(code) != proto.ServerCodeException {
+		t.Fatalf("the second connection got %d %v", code, err)
+	}
+	var e proto.Exception
+	if err := e.DecodeAware(r, 0); err != nil || e.Code != codeTooManyConnections {
+		t.Fatalf("%+v %v", e, err)
+	}
+	first.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = s.Shutdown(ctx)
+}

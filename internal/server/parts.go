@@ -215,6 +215,10 @@ func (opt Options) withDefaults() Options {
 // the gateway's authenticator, limits and audit.
 func newNative(cfg *config.Config, opt Options, auth *authn.Authenticator, up *Upstream, log *audit.Log, lim *limits.Limiter, reg prometheus.Registerer) (*native.Server, error) {
 	ch := cfg.ClickHouse
+	maxConnections := cfg.Server.MaxConnections
+	if maxConnections <= 0 {
+		maxConnections = DefaultMaxConnections()
+	}
 	nodes, err := ch.NativeNodes()
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse.native_url: %w", err)
@@ -222,5 +226,6 @@ func newNative(cfg *config.Config, opt Options, auth *authn.Authenticator, up *U
 	return native.New(native.Options{
 		Auth: auth, Mode: up.Mode, ModeName: ch.Mode, Settings: ch.Settings, Nodes: nodes,
 		Limits: lim, Audit: Recorder(cfg, log), Logger: opt.Logger, ConnectTimeout: ch.ConnectTimeout, Registerer: reg,
+		MaxConnections: maxConnections,
 	})
 }
