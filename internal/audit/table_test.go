@@ -186,7 +186,11 @@ func TestTableOutage(t *testing.T) {
 		for i := range before {
 			l.Write(queryEvent(fmt.Sprintf("u%d", i%users), i))
 		}
-		waitFor(t, "in the first server", func() bool { return askInt(t, first, "SELECT count() FROM "+name) == before })
+		// In the server and acknowledged: an insert whose answer the relay
+		// cut would be spooled too.
+		waitFor(t, "in the first server", func() bool {
+			return askInt(t, first, "SELECT count() FROM "+name) == before && l.Stats().TableWritten == before
+		})
 
 		rel.down()
 		first.Stop()

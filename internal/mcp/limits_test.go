@@ -79,7 +79,7 @@ limits:
 	gwDone := make(chan int, 2)
 	for range 2 {
 		go func() {
-			status, _ := s.gatewayQuery(gw, fmt.Sprintf("SELECT sleep(2), '%s'", marker))
+			status, _ := s.gatewayQuery(gw, fmt.Sprintf("SELECT sleep(3), '%s'", marker))
 			gwDone <- status
 		}()
 	}
@@ -104,9 +104,9 @@ limits:
 	// The other way round: a tool call and a gateway query hold the
 	// slots; the next gateway query is refused with 429, Code 202.
 	marker = fmt.Sprintf("shared2-%d", time.Now().UnixNano())
-	tool := callAsync(cs, "run_query", map[string]any{"query": fmt.Sprintf("SELECT sleep(2), '%s'", marker)})
+	tool := callAsync(cs, "run_query", map[string]any{"query": fmt.Sprintf("SELECT sleep(3), '%s'", marker)})
 	go func() {
-		status, _ := s.gatewayQuery(gw, fmt.Sprintf("SELECT sleep(2), '%s'", marker))
+		status, _ := s.gatewayQuery(gw, fmt.Sprintf("SELECT sleep(3), '%s'", marker))
 		gwDone <- status
 	}()
 	s.waitRunning(t, marker, 2)
@@ -133,7 +133,7 @@ func TestLimitsMCPDefault(t *testing.T) {
 	cs := s.connect(t, s.token(t, s.resource, "alice@example.com", "ch-analysts"))
 	call(t, cs, "list_databases", nil)
 	marker := fmt.Sprintf("mcpdefault-%d", time.Now().UnixNano())
-	tool := callAsync(cs, "run_query", map[string]any{"query": fmt.Sprintf("SELECT sleep(2), '%s'", marker)})
+	tool := callAsync(cs, "run_query", map[string]any{"query": fmt.Sprintf("SELECT sleep(3), '%s'", marker)})
 	s.waitRunning(t, marker, 1)
 	res, _ := call(t, cs, "run_query", map[string]any{"query": "SELECT 1"})
 	if msg := text(res); !res.IsError || !strings.Contains(msg, "mcp.max_concurrent_queries: 1") {
