@@ -143,11 +143,12 @@ func (c *conn) drain() {
 func (c *conn) close() {
 	c.mu.Lock()
 	c.closed = true
+	up := c.up
 	c.mu.Unlock()
 	c.cancel()
 	c.client.Close()
-	if c.up != nil {
-		c.up.Close()
+	if up != nil {
+		up.Close()
 	}
 }
 
