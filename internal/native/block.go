@@ -362,19 +362,7 @@ func (t *colType) data(s source, n uint64, st *lcState) error {
 		}
 		return s.skip(b)
 	case kindString:
-		for range n {
-			l, err := readUVarInt(s)
-			if err != nil {
-				return err
-			}
-			if l > maxStringBytes {
-				return protocolError("a string of %d bytes is more than clickgate relays", l)
-			}
-			if err := s.skip(l); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.skipStrings(n)
 	case kindNullable:
 		if err := s.skip(n); err != nil {
 			return err

@@ -1,7 +1,9 @@
 package native
 
 import (
+	"bufio"
 	"bytes"
+	"io"
 	"encoding/binary"
 	"math/rand/v2"
 	"testing"
@@ -67,4 +69,54 @@ func FuzzLazyLZ4(f *testing.F) {
 			}
 		}
 	})
+}
+
+// skipStrings consumes exactly the strings, whatever the buffer and
+// frame boundaries, and relays them unchanged.
+func TestSkipStrings(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var data []byte
+	const n = 5000
+	for range n {
+		l := r.IntN(300)
+		if r.IntN(50) == 0 {
+			l = 70000 // longer than any buffer here
+		}
+		data = appendString(data, string(bytes.Repeat([]byte{'a' + byte(l%26)}, l)))
+	}
+	tail := []byte("after")
+	for _, size := range []int{16, 64, 4096, 1 << 16} {
+		var out bytes.Buffer
+		src := &rawSource{r: bufio.NewReaderSize(bytes.NewReader(append(append([]byte(nil), data...), tail...)), size), tee: &out}
+		if err := src.skipStrings(n); err != nil {
+			t.Fatalf("buffer %d: %v", size, err)
+		}
+		if !bytes.Equal(out.Bytes(), data) {
+			t.Fatalf("buffer %d: relayed %d bytes, not the %d of the strings", size, out.Len(), len(data))
+		}
+		rest, _ := io.ReadAll(src.r)
+		if !bytes.Equal(rest, tail) {
+			t.Fatalf("buffer %d: %q left after the strings", size, rest)
+		}
+		// The same in frames of a few sizes (a frame's header is read
+		// whole from the buffer: 25 bytes at least).
+		if size < 64 {
+			continue
+		}
+		for _, frame := range []int{999, 65536, 1 << 20} {
+			var frames []byte
+			for i := 0; i < len(data); i += frame {
+				frames = writeFrame(frames, data[i:min(i+frame, len(data))])
+			}
+			var out bytes.Buffer
+			fs := &frameSource{raw: bufio.NewReaderSize(bytes.NewReader(frames), size), tee: &out}
+			if err := fs.skipStrings(n); err != nil || !bytes.Equal(out.Bytes(), data) || !fs.atBoundary() {
+				t.Fatalf("frames of %d: %v, %d bytes", frame, err, out.Len())
+			}
+			lazy := &frameSource{raw: bufio.NewReaderSize(bytes.NewReader(frames), size), trusted: true}
+			if err := lazy.skipStrings(n); err != nil || !lazy.atBoundary() {
+				t.Fatalf("lazy frames of %d: %v", frame, err)
+			}
+		}
+	}
 }

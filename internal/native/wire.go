@@ -31,6 +31,53 @@ type source interface {
 	full(p []byte) error
 	// skip consumes n bytes.
 	skip(n uint64) error
+	// skipStrings consumes n length-prefixed strings (a String column).
+	skipStrings(n uint64) error
+}
+
+// scanStrings walks up to n length-prefixed strings wholly inside buf and
+// returns how many and the bytes they take. A string whose length does
+// not fit in maxStringBytes stops the walk with an error.
+func scanStrings(buf []byte, n uint64) (count uint64, used int, err error) {
+	for count < n {
+		var l uint64
+		k := 0
+		for ; k < maxVarUIntBytes && used+k < len(buf); k++ {
+			b := buf[used+k]
+			l |= uint64(b&0x7f) << (7 * k)
+			if b&0x80 == 0 {
+				break
+			}
+		}
+		if k == maxVarUIntBytes {
+			return count, used, protocolError("a VarUInt is longer than %d bytes", maxVarUIntBytes)
+		}
+		if used+k >= len(buf) { // the length runs past buf
+			return count, used, nil
+		}
+		if l > maxStringBytes {
+			return count, used, protocolError("a string of %d bytes is more than clickgate relays", l)
+		}
+		if uint64(len(buf)-used-k-1) < l { // the string runs past buf
+			return count, used, nil
+		}
+		used += k + 1 + int(l)
+		count++
+	}
+	return count, used, nil
+}
+
+// skipOneString consumes one string byte by byte (its length may straddle
+// a buffer or a frame).
+func skipOneString(s source) error {
+	l, err := readUVarInt(s)
+	if err != nil {
+		return err
+	}
+	if l > maxStringBytes {
+		return protocolError("a string of %d bytes is more than clickgate relays", l)
+	}
+	return s.skip(l)
 }
 
 // maxVarUIntBytes is the longest VarUInt ClickHouse reads (18.16 reads
@@ -93,16 +140,49 @@ func readUInt64(s source) (uint64, error) {
 type rawSource struct {
 	r   *bufio.Reader
 	tee io.Writer // nil: none
+	one [1]byte
 }
 
 func (s *rawSource) ReadByte() (byte, error) {
 	b, err := s.r.ReadByte()
 	if err == nil && s.tee != nil {
-		if _, err := s.tee.Write([]byte{b}); err != nil {
+		s.one[0] = b
+		if _, err := s.tee.Write(s.one[:]); err != nil {
 			return 0, err
 		}
 	}
 	return b, err
+}
+
+func (s *rawSource) skipStrings(n uint64) error {
+	for n > 0 {
+		if s.r.Buffered() == 0 {
+			if _, err := s.r.Peek(1); err != nil {
+				return eof(err)
+			}
+		}
+		buf, _ := s.r.Peek(s.r.Buffered())
+		count, used, err := scanStrings(buf, n)
+		if err != nil {
+			return err
+		}
+		if used > 0 {
+			if s.tee != nil {
+				if _, err := s.tee.Write(buf[:used]); err != nil {
+					return err
+				}
+			}
+			_, _ = s.r.Discard(used)
+			n -= count
+			continue
+		}
+		// The next string does not lie whole in the buffer.
+		if err := skipOneString(s); err != nil {
+			return err
+		}
+		n--
+	}
+	return nil
 }
 
 func (s *rawSource) full(p []byte) error {
@@ -170,6 +250,7 @@ type frameSource struct {
 	pos     int
 	lazy    *lazyLZ4
 	zstd    *zstd.Decoder
+	one     [1]byte
 }
 
 // atBoundary reports whether every byte of the frames read was consumed.
@@ -281,11 +362,44 @@ func (f *frameSource) ReadByte() (byte, error) {
 	b := f.data[f.pos]
 	f.pos++
 	if f.tee != nil {
-		if _, err := f.tee.Write([]byte{b}); err != nil {
+		f.one[0] = b
+		if _, err := f.tee.Write(f.one[:]); err != nil {
 			return 0, err
 		}
 	}
 	return b, nil
+}
+
+func (f *frameSource) skipStrings(n uint64) error {
+	for n > 0 {
+		if err := f.fill(); err != nil {
+			return err
+		}
+		if err := f.decoded(f.size); err != nil { // lengths throughout: all of the frame
+			return err
+		}
+		buf := f.data[f.pos:f.size]
+		count, used, err := scanStrings(buf, n)
+		if err != nil {
+			return err
+		}
+		if used > 0 {
+			if f.tee != nil {
+				if _, err := f.tee.Write(buf[:used]); err != nil {
+					return err
+				}
+			}
+			f.pos += used
+			n -= count
+			continue
+		}
+		// The next string runs into the next frame.
+		if err := skipOneString(f); err != nil {
+			return err
+		}
+		n--
+	}
+	return nil
 }
 
 func (f *frameSource) full(p []byte) error {
