@@ -3,8 +3,8 @@ package native
 import (
 	"bufio"
 	"bytes"
-	"io"
 	"encoding/binary"
+	"io"
 	"math/rand/v2"
 	"testing"
 
