@@ -222,3 +222,62 @@ func TestSharedAccountQueryIDs(t *testing.T) {
 		t.Fatalf("alice's query: %v", err)
 	}
 }
+
+// Totals, extremes and profile info (rows before LIMIT) pass through:
+// the output is the same as directly.
+func TestTotalsExtremesProfile(t *testing.T) {
+	s := newStack(t, chtest.Options{}, mappedYAML)
+	bob := s.token(t, "bob@example.com", "ch-admin")
+	chHost, chPort := splitHostPort(t, s.ch.TCPAddr)
+	for _, tc := range [][]string{
+		{"--extremes", "1", "--query", "SELECT number % 3 AS k, count() AS c FROM numbers(100) GROUP BY k WITH TOTALS ORDER BY k FORMAT TSV"},
+		{"--query", "SELECT number FROM numbers(1000) ORDER BY number LIMIT 3 FORMAT JSONCompact"},
+	} {
+		want, err := runClient(t, chHost, chPort, nil, append([]string{"--user", "ch_admin", "--password", "admin-pw"}, tc...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.client(t, nil, append([]string{"--password", bob}, tc...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(tc[len(tc)-1], "JSON") { // statistics (elapsed) differ between runs
+			cut := func(s string) string { return s[:strings.Index(s, "\"statistics\"")] }
+			want, got = cut(want), cut(got)
+		}
+		if got != want || !strings.Contains(want, "\n\n") && !strings.Contains(want, "rows_before_limit_at_least") {
+			t.Fatalf("%v: through clickgate\n%s\ndirectly\n%s", tc, got, want)
+		}
+	}
+}
+
+// A client that goes away in the middle of a query has it cancelled.
+func TestClientDisconnectCancels(t *testing.T) {
+	s := newStack(t, chtest.Options{}, mappedYAML)
+	bob := s.token(t, "bob@example.com", "ch-admin")
+	const marker = "disconnect-me-51c2"
+	cmd := exec.Command("clickhouse-client", "--host", s.host, "--port", s.port, "--password", bob,
+		"--query", "SELECT count() FROM system.numbers WHERE number % 1000000 = 1 AND '"+marker+"' != ''")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	running := func() string {
+		return s.ch.Query(t, chtest.AdminUser, chtest.AdminPassword, "SELECT count() FROM system.processes WHERE query LIKE '%"+marker+"%' AND query NOT LIKE '%system.processes%'")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for running() != "1" {
+		if time.Now().After(deadline) {
+			t.Fatal("the query never ran")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	deadline = time.Now().Add(10 * time.Second)
+	for running() != "0" {
+		if time.Now().After(deadline) {
+			t.Fatal("the query runs on after its client went away")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
