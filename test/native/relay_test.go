@@ -281,3 +281,18 @@ func TestClientDisconnectCancels(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A connection is a session: SET holds for the queries after it on the
+// same connection, as directly.
+func TestSetHoldsOnTheConnection(t *testing.T) {
+	s := newStack(t, chtest.Options{}, mappedYAML)
+	bob := s.token(t, "bob@example.com", "ch-admin")
+	out, err := s.client(t, nil, "--password", bob, "--multiquery", "--query",
+		"SET max_threads = 1; SELECT value FROM system.settings WHERE name = 'max_threads'; SET max_threads = 3; SELECT value FROM system.settings WHERE name = 'max_threads'")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(out); len(got) != 2 || got[0] != "1" || got[1] != "3" {
+		t.Fatalf("after SET: %q", out)
+	}
+}
