@@ -130,9 +130,12 @@ func New(o Options) (*Server, error) {
 	return &Server{o: o, m: newMetrics(o.Registerer), conns: map[*conn]struct{}{}}, nil
 }
 
-// CheckMode refuses the upstream modes that the native protocol cannot
-// carry, saying why; "" (no mode) and every mode of config pass but
-// exchange, whose token is minted per request for an HTTP audience.
+// CheckMode refuses an upstream mode that the native protocol cannot
+// carry. Every mode of config can: mapped, service, http_auth and
+// impersonate put a user and password in ClickHouse's Hello (impersonate
+// adds EXECUTE AS to each query), bearer and exchange the token in the
+// JWT form, for a server that checks tokens itself. The one that cannot,
+// chdb:// (no native interface), config refuses. "" is no mode (tests).
 func CheckMode(mode string) error {
 	switch mode {
 	case "", config.ModeMapped, config.ModeService, config.ModeHTTPAuth, config.ModeImpersonate, config.ModeBearer, config.ModeExchange:
