@@ -14,10 +14,13 @@
 //
 // The protocol revision is the lowest of the client's, ch-go's
 // (proto.Version, the newest whose packets clickgate can frame) and the
-// server's. Data the client sends is always relayed compressed, each
-// block in one frame of its own: a block the server fails to read then
-// ends within that frame, and the server never reads the rest of a
-// client's block as packets of its own.
+// server's. A query that may take data from the client (an INSERT) runs
+// compressed, and each of the client's blocks goes to ClickHouse in a
+// compressed frame of its own: a block the server fails to read then ends
+// within that frame, and the server never reads the rest of a client's
+// block as packets of its own. A read keeps the client's choice; the only
+// data it may send uncompressed, the empty block that ends its external
+// tables, clickgate writes itself.
 package native
 
 import (
