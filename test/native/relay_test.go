@@ -296,3 +296,30 @@ func TestSetHoldsOnTheConnection(t *testing.T) {
 		t.Fatalf("after SET: %q", out)
 	}
 }
+
+// Columns of every type 18.16 has come through as directly, compressed
+// or not: the relay finds where each one ends.
+func TestTypesIdenticalToDirect(t *testing.T) {
+	s := newStack(t, chtest.Options{}, mappedYAML)
+	bob := s.token(t, "bob@example.com", "ch-admin")
+	chHost, chPort := splitHostPort(t, s.ch.TCPAddr)
+	const sql = `SELECT number, toInt8(number), toUInt16(number), toInt32(number), toFloat32(number / 3), toFloat64(number / 7),
+		toString(number), toFixedString(toString(number % 10), 3), toDate(number), toDateTime(number), toDateTime(number, 'Asia/Tokyo'),
+		CAST(number % 2 AS Enum8('a' = 0, 'b' = 1)), CAST((number % 2) * 1000 AS Enum16('x, y' = 0, 'z' = 1000)), toDecimal32(number, 2), toDecimal64(number, 4), toDecimal128(number, 10),
+		toUUID('00000000-0000-0000-0000-000000000001') AS u, if(number % 3 = 0, NULL, number) AS n, NULL AS nothing, [number, number + 1] AS arr, [[toString(number)], []] AS nested,
+		(number, toString(number)) AS tup, [(number, NULL)] AS tuparr, toLowCardinality(toString(number % 5)) AS lc, [toNullable(number)] AS arrnull
+		FROM numbers(300000) FORMAT TSV`
+	want, err := runClient(t, chHost, chPort, nil, "--user", "ch_admin", "--password", "admin-pw", "--query", sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, compression := range []string{"1", "0"} {
+		got, err := s.client(t, nil, "--password", bob, "--compression", compression, "--query", sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Fatalf("--compression %s: %d bytes through clickgate, %d directly", compression, len(got), len(want))
+		}
+	}
+}
