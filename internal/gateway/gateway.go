@@ -222,7 +222,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ev.refuse(w, err)
 		return
 	}
-	out := &outbound{up: up, namespace: namespace(res.Principal.User), event: ev}
+	out := &outbound{up: up, namespace: clickhouse.Namespace(res.Principal.User), event: ev}
 	ev.upstream(up)
 	policy := g.policy(up)
 	err = g.rewriteParams(out, ps, g.fixed, up.Settings, policy)

@@ -4,9 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"compress/zlib"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -228,11 +225,11 @@ func (g *Gateway) rewriteParams(out *outbound, ps []param, fixed, mode map[strin
 		}
 	}
 	if out.queryID == "" {
-		out.queryID = ns + randomID()
+		out.queryID = ns + clickhouse.NewQueryID()
 		add("query_id", out.queryID)
 	}
 	for _, set := range []map[string]string{fixed, mode} {
-		for _, k := range sortedReadonlyLast(set) {
+		for _, k := range clickhouse.SettingsOrder(set) {
 			add(k, set[k])
 		}
 	}
@@ -247,41 +244,6 @@ func isFixed(lower string, set map[string]string) bool {
 		}
 	}
 	return false
-}
-
-func sortedReadonlyLast(set map[string]string) []string {
-	keys := make([]string, 0, len(set))
-	for k := range set {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b string) int {
-		switch {
-		case a == b:
-			return 0
-		case a == "readonly":
-			return 1
-		case b == "readonly":
-			return -1
-		}
-		return strings.Compare(a, b)
-	})
-	return keys
-}
-
-// namespace keeps sessions and queries of different people apart even
-// when they share one ClickHouse account (mapped and service modes):
-// ClickHouse matches session_id, query_id and replace_running_query per
-// account, so a person can only ever name ids with their own prefix.
-func namespace(user string) string {
-	h := sha256.Sum256([]byte(user))
-	return "cg" + hex.EncodeToString(h[:8]) + "_"
-}
-
-func randomID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // isMultipart mirrors ClickHouse, which takes a body as a form when its

@@ -4,11 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -270,7 +267,7 @@ func (c *conn) handshake() error {
 			msg: "clickgate: " + err.Error() + "; sign in with a token as password: clickhouse-client --password \"$(clickgate token)\""})
 	}
 	c.res = res
-	c.ns = namespace(res.Principal.User)
+	c.ns = clickhouse.Namespace(res.Principal.User)
 	up, err := o.Mode.Upstream(c.ctx, &clickhouse.Caller{Token: creds.Token, Identity: res.Identity, Principal: res.Principal})
 	if err != nil {
 		if r := asRefusal(err); r != nil {
@@ -726,7 +723,7 @@ func (c *conn) rewrite(q *query, up *clickhouse.Upstream) (*upstreamQuery, error
 		compression: q.compression || !readKinds[clickhouse.StatementKind(q.body)]}
 	u.id = c.ns + q.id
 	if q.id == "" {
-		u.id = c.ns + randomID()
+		u.id = c.ns + clickhouse.NewQueryID()
 	}
 	if q.secret != "" {
 		return u, &refusal{code: clickhouse.CodeAuthenticationFailed, name: "AUTHENTICATION_FAILED", msg: "clickgate: an inter-server secret is not relayed"}
@@ -772,7 +769,7 @@ func (c *conn) rewrite(q *query, up *clickhouse.Upstream) (*upstreamQuery, error
 		}
 	}
 	for _, set := range []map[string]string{o.Settings, up.Settings} {
-		for _, k := range sortedReadonlyLast(set) {
+		for _, k := range clickhouse.SettingsOrder(set) {
 			if k == "quota_key" {
 				continue // the client info carries it
 			}
@@ -796,39 +793,6 @@ func lookupFold(set map[string]string, lower string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-func sortedReadonlyLast(set map[string]string) []string {
-	keys := make([]string, 0, len(set))
-	for k := range set {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b string) int {
-		switch {
-		case a == b:
-			return 0
-		case a == "readonly":
-			return 1
-		case b == "readonly":
-			return -1
-		}
-		return strings.Compare(a, b)
-	})
-	return keys
-}
-
-// namespace is the gateway's: people who share a ClickHouse account
-// name only query ids with their own prefix.
-func namespace(user string) string {
-	h := sha256.Sum256([]byte(user))
-	return "cg" + hex.EncodeToString(h[:8]) + "_"
-}
-
-func randomID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // endQuery ends the query in flight, if any, with the server's exception

@@ -146,7 +146,7 @@ func TestUpstreamPerMode(t *testing.T) {
 			t.Fatalf("mapped at %d: Hello %q %q", rev, r.user, r.password)
 		}
 		q := r.query
-		if q.info.osUser != "alice" || !strings.Contains(q.info.name, "clickgate (user alice)") || q.id != namespace("alice")+"mine" {
+		if q.info.osUser != "alice" || !strings.Contains(q.info.name, "clickgate (user alice)") || q.id != clickhouse.Namespace("alice")+"mine" {
 			t.Fatalf("mapped at %d: client info %+v, id %q", rev, q.info, q.id)
 		}
 		if q.info.kind != queryKindInitial || q.info.quotaKey != "alice" {
