@@ -45,6 +45,7 @@ bench:
 	CLICKGATE_BENCH_MCP=1 $(GO) test -run '^$$' -bench '^BenchmarkMCP(FullAnswer)?$$' -benchtime 1x -count 1 -timeout 10m ./bench/mcp/
 	CLICKGATE_BENCH_AUDIT_COST=1 $(GO) test -run '^$$' -bench '^BenchmarkAuditTrail$$' -benchtime 1x -count 1 -timeout 10m ./bench/audit/
 	CLICKGATE_BENCH_CLUSTER=1 $(GO) test -run '^$$' -bench '^BenchmarkCluster$$' -benchtime 1x -count 1 -timeout 20m ./bench/cluster/
+	CLICKGATE_BENCH_NATIVE=1 $(GO) test -run '^$$' -bench '^BenchmarkNative$$' -benchtime 1x -count 1 -timeout 20m ./bench/native/
 
 ## bench-base: SELECT 1 through clickgate built here against clickgate built
 ## from BASE (a commit), side by side on one ClickHouse, requests interleaved
