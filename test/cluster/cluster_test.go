@@ -290,7 +290,10 @@ clickhouse:
 	if len(failures) > 8 {
 		t.Errorf("%d reads failed; at most the 8 in flight on the stopped node may", len(failures))
 	}
-	if slowest > responseTimeout+2*time.Second {
+	// Hanging means waiting for the stopped node until the client gives
+	// up (30 s); the margin is for a loaded machine (a read took 3.0 s
+	// in make test beside other jobs).
+	if slowest > responseTimeout+10*time.Second {
 		t.Errorf("a read took %s: it hung past clickhouse.response_timeout", slowest)
 	}
 	if during < 100 {
