@@ -222,8 +222,10 @@ func TestReloadUnderLoad(t *testing.T) {
 		t.Errorf("server.listen changed once; %d warnings", warned)
 	}
 	// Old servers are closed: their audit files and ClickHouse connections
-	// do not pile up (100 reloads would leave 50 and more).
-	if fdsBefore > 0 && fdsAfter > fdsBefore+16 {
+	// do not pile up (100 reloads would leave 50 and more). The rest
+	// varies with the load's connections still open: +10 typically, +20
+	// seen in make test beside other jobs.
+	if fdsBefore > 0 && fdsAfter > fdsBefore+32 {
 		t.Errorf("open files grew from %d to %d over %d reloads", fdsBefore, fdsAfter, reloads)
 	}
 
