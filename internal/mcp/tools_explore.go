@@ -25,9 +25,8 @@ const (
 )
 
 type sampleArgs struct {
-	Database string `json:"database" jsonschema:"the table's database"`
-	Table    string `json:"table" jsonschema:"the table"`
-	N        int    `json:"n,omitempty" jsonschema:"how many rows: 10 by default, at most 100"`
+	tableArgs
+	N int `json:"n,omitempty" jsonschema:"how many rows: 10 by default, at most 100"`
 }
 
 type searchArgs struct {
