@@ -440,22 +440,10 @@ func (e *bench) stream(b *testing.B, t *target, rows int) streamResult {
 		resp.Body.Close()
 		b.Fatalf("%s stream: HTTP %d: %s", t.name, resp.StatusCode, body)
 	}
-	buf := make([]byte, 256<<10)
-	var n int64
-	var last []byte
-	for {
-		k, err := resp.Body.Read(buf)
-		n += int64(k)
-		if k > 0 {
-			last = append(last[:0], buf[max(0, k-64):k]...)
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			resp.Body.Close()
-			b.Fatalf("%s stream after %d bytes: %v", t.name, n, err)
-		}
+	n, last, err := benchkit.Drain(resp.Body)
+	if err != nil {
+		resp.Body.Close()
+		b.Fatalf("%s stream after %d bytes: %v", t.name, n, err)
 	}
 	resp.Body.Close()
 	elapsed := time.Since(t0)
