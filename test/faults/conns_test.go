@@ -58,18 +58,7 @@ func TestIdleSocketsBeyondMaxConnections(t *testing.T) {
 	ch := chtest.Start(t, chtest.Options{})
 	iss := servertest.NewIssuer(t)
 	var logs testkit.SyncBuffer
-	base := serveInProcess(t, fmt.Sprintf(`
-server: {max_connections: %d}
-token_processors:
-  corp: %s
-directory:
-  roles: {filter: "^ch-.*$", transform: "s/^ch-//"}
-clickhouse:
-  url: %s
-  mode: mapped
-  accounts:
-    - {role: admin, user: %s, password: %s}
-`, maxConns, iss.Processor(), ch.HTTPURL, chtest.AdminUser, chtest.AdminPassword), &logs)
+	base := serveInProcess(t, fmt.Sprintf("server: {max_connections: %d}\n", maxConns)+adminConfig(iss, ch), &logs)
 	addr := strings.TrimPrefix(base, "http://")
 
 	var refused, closedSilently, open atomic.Int64

@@ -22,14 +22,10 @@ import (
 	"github.com/clickgate/clickgate/internal/testkit"
 )
 
-// outageFront is clickgate in process (gateway and MCP) in front of ch as
-// ch_admin, logging at warning level into logs.
-func outageFront(t *testing.T, ch *chtest.Server, iss servertest.Issuer, logs io.Writer) string {
-	t.Helper()
-	cg := servertest.StartWithURL(t, func(publicURL string) string {
-		return fmt.Sprintf(`
-server: {public_url: %s}
-token_processors:
+// adminConfig is the configuration after server: a jwt processor of iss,
+// and everyone with the role admin mapped to ch's ch_admin.
+func adminConfig(iss servertest.Issuer, ch *chtest.Server) string {
+	return fmt.Sprintf(`token_processors:
   corp: %s
 directory:
   roles: {filter: "^ch-.*$", transform: "s/^ch-//"}
@@ -38,7 +34,15 @@ clickhouse:
   mode: mapped
   accounts:
     - {role: admin, user: %s, password: %s}
-`, publicURL, iss.Processor(), ch.HTTPURL, chtest.AdminUser, chtest.AdminPassword)
+`, iss.Processor(), ch.HTTPURL, chtest.AdminUser, chtest.AdminPassword)
+}
+
+// outageFront is clickgate in process (gateway and MCP) in front of ch as
+// ch_admin, logging at warning level into logs.
+func outageFront(t *testing.T, ch *chtest.Server, iss servertest.Issuer, logs io.Writer) string {
+	t.Helper()
+	cg := servertest.StartWithURL(t, func(publicURL string) string {
+		return fmt.Sprintf("server: {public_url: %s}\n", publicURL) + adminConfig(iss, ch)
 	}, server.Options{Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	return cg.URL
 }

@@ -97,18 +97,7 @@ func TestRSSPerConnection(t *testing.T) {
 	ch := chtest.Start(t, chtest.Options{})
 	iss := servertest.NewIssuer(t)
 	base, pid := clickgateProcess(t, func(listen string) string {
-		return fmt.Sprintf(`
-server: {listen: %s}
-token_processors:
-  corp: %s
-directory:
-  roles: {filter: "^ch-.*$", transform: "s/^ch-//"}
-clickhouse:
-  url: %s
-  mode: mapped
-  accounts:
-    - {role: admin, user: %s, password: %s}
-`, listen, iss.Processor(), ch.HTTPURL, chtest.AdminUser, chtest.AdminPassword)
+		return fmt.Sprintf("server: {listen: %s}\n", listen) + adminConfig(iss, ch)
 	})
 	tok := "Bearer " + iss.Token(t, "clickhouse", "load@example.com", "ch-admin")
 	target := base + "/?query=" + url.QueryEscape("SELECT 1")
