@@ -249,7 +249,7 @@ func (s *Server) explainQuery(ctx context.Context, req *mcp.CallToolRequest, a e
 	if need, ok := explainSince[kind]; ok && !info.version.AtLeast(need[0], need[1]) {
 		return nil, fmt.Errorf("EXPLAIN %s needs ClickHouse %d.%d or newer; this server is %s", kind, need[0], need[1], info.version.Raw)
 	}
-	return s.query(ctx, req, queryRun{sql: "EXPLAIN " + kind + " " + a.Query})
+	return s.runEncoded(ctx, c, queryRun{sql: "EXPLAIN " + kind + " " + a.Query}) // ctx and c are begin's already
 }
 
 // explainSince is the first ClickHouse version with each EXPLAIN kind.
