@@ -15,29 +15,22 @@ var RestartKeys = []string{"server.listen", "server.metrics_listen", "server.tls
 func KeepRestartKeys(running, next *Config) (changed []string) {
 	r, n := &running.Server, &next.Server
 	defaultURL := n.PublicURL == defaultPublicURL(*n)
-	if n.Listen != r.Listen {
-		changed = append(changed, "server.listen")
-		n.Listen = r.Listen
-	}
-	if n.MetricsListen != r.MetricsListen {
-		changed = append(changed, "server.metrics_listen")
-		n.MetricsListen = r.MetricsListen
-	}
-	if (n.TLS.CertFile == "") != (r.TLS.CertFile == "") {
-		changed = append(changed, "server.tls")
-		n.TLS = r.TLS
-	}
-	if n.NativeListen != r.NativeListen {
-		changed = append(changed, "server.native_listen")
-		n.NativeListen = r.NativeListen
-	}
-	if (n.NativeTLS.CertFile == "") != (r.NativeTLS.CertFile == "") {
-		changed = append(changed, "server.native_tls")
-		n.NativeTLS = r.NativeTLS
-	}
-	if n.MaxConnections != r.MaxConnections {
-		changed = append(changed, "server.max_connections")
-		n.MaxConnections = r.MaxConnections
+	for _, k := range []struct {
+		key     string
+		differs bool
+		keep    func()
+	}{
+		{"server.listen", n.Listen != r.Listen, func() { n.Listen = r.Listen }},
+		{"server.metrics_listen", n.MetricsListen != r.MetricsListen, func() { n.MetricsListen = r.MetricsListen }},
+		{"server.tls", (n.TLS.CertFile == "") != (r.TLS.CertFile == ""), func() { n.TLS = r.TLS }},
+		{"server.native_listen", n.NativeListen != r.NativeListen, func() { n.NativeListen = r.NativeListen }},
+		{"server.native_tls", (n.NativeTLS.CertFile == "") != (r.NativeTLS.CertFile == ""), func() { n.NativeTLS = r.NativeTLS }},
+		{"server.max_connections", n.MaxConnections != r.MaxConnections, func() { n.MaxConnections = r.MaxConnections }},
+	} {
+		if k.differs {
+			changed = append(changed, k.key)
+			k.keep()
+		}
 	}
 	if defaultURL {
 		n.PublicURL = defaultPublicURL(*n)
