@@ -11,14 +11,10 @@ for b in chromium chromium-browser google-chrome; do
   fi
 done
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then
-    SUDO="sudo"
-  else
-    echo "install-chromium: need root or sudo to install chromium" >&2
-    exit 1
-  fi
+. "$(dirname "$0")/lib.sh"
+if ! SUDO=$(sudo_prefix); then
+  echo "install-chromium: need root or sudo to install chromium" >&2
+  exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update

@@ -27,14 +27,10 @@ if bin=$(find_server); then
   exit 0
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then
-    SUDO="sudo -n"
-  else
-    log "not root and no sudo: cannot install clickhouse-server" >&2
-    exit 1
-  fi
+. "$(dirname "$0")/lib.sh"
+if ! SUDO=$(sudo_prefix); then
+  log "not root and no sudo: cannot install clickhouse-server" >&2
+  exit 1
 fi
 
 export DEBIAN_FRONTEND=noninteractive

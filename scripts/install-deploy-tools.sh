@@ -20,14 +20,10 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then
-    SUDO="sudo -n"
-  else
-    log "not root and no sudo: cannot install ${missing[*]}; test/deploy skips what needs them" >&2
-    exit 0
-  fi
+. "$(dirname "$0")/lib.sh"
+if ! SUDO=$(sudo_prefix); then
+  log "not root and no sudo: cannot install ${missing[*]}; test/deploy skips what needs them" >&2
+  exit 0
 fi
 
 export DEBIAN_FRONTEND=noninteractive
