@@ -47,3 +47,13 @@ func SettingsOrder(set map[string]string) []string {
 	})
 	return keys
 }
+
+// LookupSetting finds name in set as ClickHouse does, ignoring case.
+func LookupSetting(set map[string]string, name string) (string, bool) {
+	for k, v := range set {
+		if strings.EqualFold(k, name) {
+			return v, true
+		}
+	}
+	return "", false
+}

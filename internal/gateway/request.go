@@ -210,7 +210,7 @@ func (g *Gateway) rewriteParams(out *outbound, ps []param, fixed, mode map[strin
 	for _, p := range ps {
 		lower := strings.ToLower(p.name)
 		switch {
-		case slices.Contains(identityParams, lower), isFixed(lower, fixed), isFixed(lower, mode):
+		case slices.Contains(identityParams, lower), isFixed(fixed, lower), isFixed(mode, lower):
 			// taken out; clickgate's own are added below
 		case urlRefused[lower] != "" && slices.Contains(policy.Fixed, lower) && !(lower == clickhouse.GuardedDialect && strings.EqualFold(p.value, "clickhouse")):
 			return badRequest("%s", urlRefused[lower])
@@ -235,15 +235,6 @@ func (g *Gateway) rewriteParams(out *outbound, ps []param, fixed, mode map[strin
 	}
 	out.rawQuery = b.String()
 	return nil
-}
-
-func isFixed(lower string, set map[string]string) bool {
-	for k := range set {
-		if strings.EqualFold(k, lower) {
-			return true
-		}
-	}
-	return false
 }
 
 // isMultipart mirrors ClickHouse, which takes a body as a form when its
@@ -477,4 +468,9 @@ func stripNamespace(h http.Header, ns string) {
 	if id := h.Get("X-Clickhouse-Query-Id"); strings.HasPrefix(id, ns) {
 		h.Set("X-Clickhouse-Query-Id", strings.TrimPrefix(id, ns))
 	}
+}
+
+func isFixed(set map[string]string, name string) bool {
+	_, ok := clickhouse.LookupSetting(set, name)
+	return ok
 }

@@ -735,9 +735,9 @@ func (c *conn) rewrite(q *query, up *clickhouse.Upstream) (*upstreamQuery, error
 	legacy := !proto.FeatureSettingsSerializedAsStrings.In(c.rev)
 	for _, s := range q.settings {
 		lower := strings.ToLower(s.name)
-		fixed, isFixed := lookupFold(o.Settings, lower)
+		fixed, isFixed := clickhouse.LookupSetting(o.Settings, lower)
 		if !isFixed {
-			fixed, isFixed = lookupFold(up.Settings, lower)
+			fixed, isFixed = clickhouse.LookupSetting(up.Settings, lower)
 		}
 		switch {
 		case len(lower) < 3:
@@ -784,15 +784,6 @@ func (c *conn) rewrite(q *query, up *clickhouse.Upstream) (*upstreamQuery, error
 		u.info.revision = uint64(c.rev)
 	}
 	return u, nil
-}
-
-func lookupFold(set map[string]string, lower string) (string, bool) {
-	for k, v := range set {
-		if strings.EqualFold(k, lower) {
-			return v, true
-		}
-	}
-	return "", false
 }
 
 // endQuery ends the query in flight, if any, with the server's exception
